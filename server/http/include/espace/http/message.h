@@ -16,6 +16,7 @@ class Headers {
  public:
   void add(std::string name, std::string value) { items_.emplace_back(std::move(name), std::move(value)); }
   void set(std::string_view name, std::string value);  // replaces every header of that name
+  void remove(std::string_view name);                   // drops every header of that name
   // First value of that header, or nullptr.
   const std::string* find(std::string_view name) const;
   std::string_view get(std::string_view name) const {
@@ -53,7 +54,10 @@ struct Response {
 bool parse_target(std::string_view target, std::string* path,
                   std::vector<std::pair<std::string, std::string>>* query);
 std::string percent_decode(std::string_view s, bool plus_is_space, bool* ok);
+// Encodes everything but RFC 3986 unreserved characters.
 std::string percent_encode(std::string_view s);
+// ASCII case-insensitive comparison, as header names compare.
+bool header_name_equals(std::string_view a, std::string_view b);
 
 // The entry point the net layer calls for every request. It must call
 // `respond` exactly once, from any thread.
