@@ -1,0 +1,44 @@
+// The SQLite implementation of the storage interface (storage.h).
+//
+// open_sqlite() returns a SqliteStorage; code that wants the group-commit
+// counters (benchmarks, tests, a metrics endpoint) can dynamic_cast to it.
+//
+// Layout on disk (schema version kSqliteSchemaVersion, PRAGMA user_version):
+//   resource_version  one immutable row per version, seq = commit order
+//   resource_current  (type, id) -> seq of the current version
+//   search_index      IndexEntry rows of the current version of each resource
+//   storage_meta      small key/value facts (last commit timestamp)
+//
+// History semantics: versions are ordered by seq (commit order), newest first.
+// HistoryPage::total counts the versions matching type/id/since_us/before_us;
+// before_seq is the page cursor and count the page size, neither affects total.
+#pragma once
+
+#include <cstdint>
+
+#include "espace/storage/storage.h"
+
+namespace espace::storage {
+
+inline constexpr int kSqliteSchemaVersion = 1;
+
+// Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
+inline constexpr int kMaxHistoryCount = 10000;
+
+// Counters of the writer thread since the storage was opened.
+struct WriteStats {
+  int64_t batches = 0;          // transactions committed (or attempted)
+  int64_t bodies = 0;           // write bodies run
+  int64_t failed_bodies = 0;    // bodies that returned an error (rolled back to their savepoint)
+  int64_t failed_commits = 0;   // batches whose COMMIT failed
+  int64_t largest_batch = 0;    // most bodies in one commit
+};
+
+class SqliteStorage : public Storage {
+ public:
+  virtual WriteStats write_stats() const = 0;
+  // Write bodies queued and not yet picked up by the writer thread.
+  virtual int pending_writes() const = 0;
+};
+
+}  // namespace espace::storage

@@ -1,0 +1,726 @@
+// SQLite storage: one writer thread doing group commits, a pool of readers.
+//
+// Why one writer thread: SQLite allows one writer at a time anyway, and the
+// expensive part of a durable write is the fsync at COMMIT. Running every
+// queued write body in one transaction (each in its own savepoint) pays that
+// fsync once per batch instead of once per write.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <semaphore>
+#include <thread>
+
+#include "espace/storage/sqlite_storage.h"
+#include "sqlite_connection.h"
+
+namespace espace::storage {
+
+namespace {
+
+using fhir::ErrorCategory;
+using sqlite::Connection;
+using sqlite::Stmt;
+
+constexpr int kBusyTimeoutMs = 10000;
+
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE resource_version(
+  seq          INTEGER PRIMARY KEY,
+  type         TEXT NOT NULL,
+  id           TEXT NOT NULL,
+  version      INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL,
+  deleted      INTEGER NOT NULL,
+  method       TEXT NOT NULL,
+  body         BLOB,
+  UNIQUE(type, id, version)
+);
+CREATE INDEX resource_version_by_type ON resource_version(type, seq);
+CREATE TABLE resource_current(
+  type    TEXT NOT NULL,
+  id      TEXT NOT NULL,
+  seq     INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  PRIMARY KEY(type, id)
+) WITHOUT ROWID;
+CREATE TABLE search_index(
+  type   TEXT NOT NULL,
+  id     TEXT NOT NULL,
+  param  TEXT NOT NULL,
+  kind   TEXT NOT NULL,
+  system TEXT NOT NULL,
+  value  TEXT NOT NULL,
+  low    REAL NOT NULL,
+  high   REAL NOT NULL
+);
+CREATE INDEX search_index_by_resource ON search_index(type, id);
+CREATE INDEX search_index_by_value ON search_index(type, param, value, system);
+CREATE TABLE storage_meta(
+  key   TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO storage_meta(key, value) VALUES('last_commit_us', 0);
+)sql";
+
+constexpr const char* kVersionColumns =
+    "SELECT type, id, version, last_updated, deleted, method, body, seq FROM resource_version";
+
+int64_t wall_clock_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status invalid(std::string msg) {
+  return Status::error(ErrorCategory::Invalid, "invalid", "storage: " + std::move(msg));
+}
+
+Status internal(std::string msg) {
+  return Status::error(ErrorCategory::Internal, "exception", "storage: " + std::move(msg));
+}
+
+// Steps a statement that returns no rows.
+Status run(Connection& c, const std::string& sql) {
+  sqlite3_stmt* raw = nullptr;
+  if (Status s = c.prepare(sql, &raw); !s) return s;
+  Stmt st(raw);
+  int rc = st.step();
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sqlite::error(c.db(), sql);
+  return Status::ok();
+}
+
+// Reads the version columns (kVersionColumns order) of the current row.
+void load_version(const Stmt& st, ResourceVersion* out) {
+  out->type = st.text(0);
+  out->id = st.text(1);
+  out->version = st.int64(2);
+  out->last_updated_us = st.int64(3);
+  out->deleted = st.int64(4) != 0;
+  out->method = st.text(5);
+  out->json = out->deleted ? std::string() : st.text(6);
+}
+
+// Fixed-size pool of read-only connections; a thread holds one for the
+// duration of a call.
+class ReaderPool {
+ public:
+  Status open(const std::string& path, int count) {
+    for (int i = 0; i < count; ++i) {
+      auto c = std::make_unique<Connection>();
+      if (Status s = c->open(path, SQLITE_OPEN_READONLY); !s) return s;
+      sqlite3_busy_timeout(c->db(), kBusyTimeoutMs);
+      // Readers cache less than the writer; mmap lets them share the OS page cache.
+      if (Status s = c->exec("PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456; PRAGMA query_only=1;"); !s)
+        return s;
+      free_.push_back(c.get());
+      all_.push_back(std::move(c));
+    }
+    return Status::ok();
+  }
+
+  class Lease {
+   public:
+    Lease(ReaderPool& pool) : pool_(pool), conn_(pool.take()) {}
+    ~Lease() { pool_.give_back(conn_); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Connection& operator*() const { return *conn_; }
+    Connection* operator->() const { return conn_; }
+
+   private:
+    ReaderPool& pool_;
+    Connection* conn_;
+  };
+
+ private:
+  Connection* take() {
+    std::unique_lock lock(mutex_);
+    available_.wait(lock, [&] { return !free_.empty(); });
+    Connection* c = free_.back();
+    free_.pop_back();
+    return c;
+  }
+  void give_back(Connection* c) {
+    {
+      std::lock_guard lock(mutex_);
+      free_.push_back(c);
+    }
+    available_.notify_one();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<Connection*> free_;
+  std::vector<std::unique_ptr<Connection>> all_;
+};
+
+// Keeps a read transaction open on a reader so several statements see one
+// snapshot; ends it on scope exit.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(Connection& c) : c_(c) { status_ = run(c_, "BEGIN"); }
+  ~ReadSnapshot() {
+    if (status_) run(c_, "COMMIT");
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  Connection& c_;
+  Status status_;
+};
+
+// The WriteTxn handed to one write body. Lives for one batch; `active_`
+// guards against a body keeping the reference past its callback.
+class SqliteWriteTxn final : public WriteTxn {
+ public:
+  SqliteWriteTxn(Connection& c, int64_t now) : c_(c), now_(now) {}
+
+  void begin_body() {
+    active_ = true;
+    broken_ = Status::ok();
+  }
+  // An error that must roll the body back even if the body ignored it: a
+  // put that failed after it had started changing tables.
+  Status end_body() {
+    active_ = false;
+    return broken_;
+  }
+
+  Status current(const std::string& type, const std::string& id,
+                 std::optional<ResourceVersion>* out) override {
+    if (!active_) return internal("WriteTxn used outside its write body");
+    out->reset();
+    sqlite3_stmt* raw = nullptr;
+    if (Status s = c_.prepare(
+            "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+            "FROM resource_current c JOIN resource_version v ON v.seq = c.seq "
+            "WHERE c.type = ?1 AND c.id = ?2",
+            &raw);
+        !s)
+      return s;
+    Stmt st(raw);
+    st.bind(1, type);
+    st.bind(2, id);
+    int rc = st.step();
+    if (rc == SQLITE_ROW) {
+      ResourceVersion v;
+      load_version(st, &v);
+      *out = std::move(v);
+      return Status::ok();
+    }
+    if (rc == SQLITE_DONE) return Status::ok();
+    return sqlite::error(c_.db(), "reading the current version");
+  }
+
+  Status put(const ResourceVersion& v, const std::vector<IndexEntry>& index) override {
+    if (!active_) return internal("WriteTxn used outside its write body");
+    if (v.type.empty() || v.id.empty()) return invalid("a version needs a type and an id");
+    if (v.method.empty()) return invalid("a version needs the method that made it");
+    if (v.deleted != v.json.empty())
+      return invalid(v.deleted ? "a delete marker has no body" : "a version that is not a delete needs a body");
+
+    int64_t previous = 0;
+    bool exists = false;
+    {
+      sqlite3_stmt* raw = nullptr;
+      if (Status s = c_.prepare("SELECT version FROM resource_current WHERE type = ?1 AND id = ?2", &raw); !s)
+        return s;
+      Stmt st(raw);
+      st.bind(1, v.type);
+      st.bind(2, v.id);
+      int rc = st.step();
+      if (rc == SQLITE_ROW) {
+        exists = true;
+        previous = st.int64(0);
+      } else if (rc != SQLITE_DONE) {
+        return sqlite::error(c_.db(), "reading the current version");
+      }
+    }
+    if (v.version != previous + 1) {
+      return Status::error(ErrorCategory::Conflict, "conflict",
+                           "storage: " + v.type + "/" + v.id + " version " + std::to_string(v.version) +
+                               " cannot follow version " + std::to_string(previous) +
+                               " (versions are immutable and numbered 1, 2, ...)");
+    }
+
+    // From here on tables change; a failure leaves them half-updated, so it
+    // also marks the body as broken.
+    Status s = append(v, index, exists);
+    if (!s) broken_ = s;
+    return s;
+  }
+
+  int64_t now_us() override { return now_; }
+
+ private:
+  Status append(const ResourceVersion& v, const std::vector<IndexEntry>& index, bool exists) {
+    sqlite3_stmt* raw = nullptr;
+    int64_t seq = 0;
+    {
+      if (Status s = c_.prepare(
+              "INSERT INTO resource_version(type, id, version, last_updated, deleted, method, body) "
+              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+              &raw);
+          !s)
+        return s;
+      Stmt st(raw);
+      st.bind(1, v.type);
+      st.bind(2, v.id);
+      st.bind(3, v.version);
+      st.bind(4, v.last_updated_us);
+      st.bind(5, int64_t{v.deleted ? 1 : 0});
+      st.bind(6, v.method);
+      if (v.deleted)
+        st.bind_null(7);
+      else
+        st.bind_blob(7, v.json);
+      if (st.step() != SQLITE_DONE) return sqlite::error(c_.db(), "storing a version");
+      seq = sqlite3_last_insert_rowid(c_.db());
+    }
+    if (exists) {
+      {
+        if (Status s = c_.prepare(
+                "UPDATE resource_current SET seq = ?3, version = ?4, deleted = ?5 WHERE type = ?1 AND id = ?2",
+                &raw);
+            !s)
+          return s;
+        Stmt st(raw);
+        st.bind(1, v.type);
+        st.bind(2, v.id);
+        st.bind(3, seq);
+        st.bind(4, v.version);
+        st.bind(5, int64_t{v.deleted ? 1 : 0});
+        if (st.step() != SQLITE_DONE) return sqlite::error(c_.db(), "updating the current version");
+      }
+      {
+        if (Status s = c_.prepare("DELETE FROM search_index WHERE type = ?1 AND id = ?2", &raw); !s) return s;
+        Stmt st(raw);
+        st.bind(1, v.type);
+        st.bind(2, v.id);
+        if (st.step() != SQLITE_DONE) return sqlite::error(c_.db(), "removing old index rows");
+      }
+    } else {
+      if (Status s = c_.prepare(
+              "INSERT INTO resource_current(type, id, seq, version, deleted) VALUES(?1, ?2, ?3, ?4, ?5)", &raw);
+          !s)
+        return s;
+      Stmt st(raw);
+      st.bind(1, v.type);
+      st.bind(2, v.id);
+      st.bind(3, seq);
+      st.bind(4, v.version);
+      st.bind(5, int64_t{v.deleted ? 1 : 0});
+      if (st.step() != SQLITE_DONE) return sqlite::error(c_.db(), "storing the current version");
+    }
+    if (index.empty()) return Status::ok();
+    if (Status s = c_.prepare(
+            "INSERT INTO search_index(type, id, param, kind, system, value, low, high) "
+            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            &raw);
+        !s)
+      return s;
+    for (const IndexEntry& e : index) {
+      Stmt st(raw);
+      st.bind(1, v.type);
+      st.bind(2, v.id);
+      st.bind(3, e.param);
+      st.bind(4, e.kind);
+      st.bind(5, e.system);
+      st.bind(6, e.value);
+      st.bind(7, e.low);
+      st.bind(8, e.high);
+      if (st.step() != SQLITE_DONE) return sqlite::error(c_.db(), "storing index rows");
+    }
+    return Status::ok();
+  }
+
+  Connection& c_;
+  int64_t now_;
+  bool active_ = false;
+  Status broken_;
+};
+
+class SqliteStorageImpl final : public SqliteStorage {
+ public:
+  explicit SqliteStorageImpl(const SqliteOptions& opts) : opts_(opts) {}
+
+  ~SqliteStorageImpl() override {
+    if (writer_thread_.joinable()) {
+      {
+        std::lock_guard lock(queue_mutex_);
+        stopping_ = true;
+      }
+      queue_cv_.notify_all();
+      writer_thread_.join();
+    }
+  }
+
+  Status open() {
+    if (Status s = writer_.open(opts_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE); !s) return s;
+    sqlite3_busy_timeout(writer_.db(), kBusyTimeoutMs);
+    if (Status s = set_journal_wal(); !s) return s;
+    std::string pragmas = opts_.synchronous_full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;";
+    // The writer caches generously: index pages of recent writes stay hot.
+    pragmas += "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+               "PRAGMA journal_size_limit=67108864;";
+    if (Status s = writer_.exec(pragmas); !s) return s;
+    if (Status s = ensure_schema(); !s) return s;
+    if (Status s = load_last_commit(); !s) return s;
+    if (Status s = readers_.open(opts_.path, opts_.reader_connections); !s) return s;
+    writer_thread_ = std::thread([this] { writer_loop(); });
+    writer_thread_id_ = writer_thread_.get_id();
+    return Status::ok();
+  }
+
+  // ---- reads ----
+
+  Status read(const std::string& type, const std::string& id, ResourceVersion* out) override {
+    if (type.empty() || id.empty()) return invalid("read needs a type and an id");
+    ReaderPool::Lease c(readers_);
+    sqlite3_stmt* raw = nullptr;
+    if (Status s = c->prepare(
+            "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+            "FROM resource_current c JOIN resource_version v ON v.seq = c.seq "
+            "WHERE c.type = ?1 AND c.id = ?2",
+            &raw);
+        !s)
+      return s;
+    Stmt st(raw);
+    st.bind(1, type);
+    st.bind(2, id);
+    int rc = st.step();
+    if (rc == SQLITE_ROW) {
+      load_version(st, out);
+      return Status::ok();
+    }
+    if (rc == SQLITE_DONE) return not_found(type, id);
+    return sqlite::error(c->db(), "reading a resource");
+  }
+
+  Status vread(const std::string& type, const std::string& id, int64_t version, ResourceVersion* out) override {
+    if (type.empty() || id.empty()) return invalid("vread needs a type and an id");
+    ReaderPool::Lease c(readers_);
+    sqlite3_stmt* raw = nullptr;
+    if (Status s = c->prepare(std::string(kVersionColumns) + " WHERE type = ?1 AND id = ?2 AND version = ?3", &raw);
+        !s)
+      return s;
+    Stmt st(raw);
+    st.bind(1, type);
+    st.bind(2, id);
+    st.bind(3, version);
+    int rc = st.step();
+    if (rc == SQLITE_ROW) {
+      load_version(st, out);
+      return Status::ok();
+    }
+    if (rc == SQLITE_DONE)
+      return Status::error(ErrorCategory::NotFound, "not-found",
+                           "storage: " + type + "/" + id + " has no version " + std::to_string(version));
+    return sqlite::error(c->db(), "reading a version");
+  }
+
+  Status history(const HistoryQuery& q, HistoryPage* out) override {
+    out->versions.clear();
+    out->total = 0;
+    out->last_seq = 0;
+    if (!q.id.empty() && q.type.empty()) return invalid("instance history needs a type");
+    if (q.count < 0 || q.count > kMaxHistoryCount)
+      return invalid("history page size must be between 0 and " + std::to_string(kMaxHistoryCount));
+
+    // The filter text depends only on which bounds are present, so the set
+    // of distinct statements (and cached prepared statements) stays small.
+    std::string where;
+    auto add = [&where](const char* clause) {
+      where += where.empty() ? " WHERE " : " AND ";
+      where += clause;
+    };
+    if (!q.type.empty()) add("type = ?1");
+    if (!q.id.empty()) add("id = ?2");
+    if (q.since_us != 0) add("last_updated >= ?3");
+    if (q.before_us != 0) add("last_updated < ?4");
+    std::string page_where = where;
+    if (q.before_seq != 0) {
+      page_where += page_where.empty() ? " WHERE " : " AND ";
+      page_where += "seq < ?5";
+    }
+    // For one instance, version order is commit order and follows the
+    // UNIQUE(type, id, version) index; elsewhere seq order follows an index.
+    std::string order = q.id.empty() ? " ORDER BY seq DESC" : " ORDER BY version DESC";
+    auto bind_all = [&q](Stmt& st) {
+      if (!q.type.empty()) st.bind(1, q.type);
+      if (!q.id.empty()) st.bind(2, q.id);
+      if (q.since_us != 0) st.bind(3, q.since_us);
+      if (q.before_us != 0) st.bind(4, q.before_us);
+      if (q.before_seq != 0) st.bind(5, q.before_seq);
+    };
+
+    ReaderPool::Lease c(readers_);
+    ReadSnapshot snapshot(*c);  // page and total from the same snapshot
+    if (!snapshot.status()) return snapshot.status();
+
+    sqlite3_stmt* raw = nullptr;
+    if (q.count > 0) {
+      if (Status s = c->prepare(kVersionColumns + page_where + order + " LIMIT ?6", &raw); !s) return s;
+      Stmt st(raw);
+      bind_all(st);
+      st.bind(6, int64_t{q.count});
+      int rc;
+      while ((rc = st.step()) == SQLITE_ROW) {
+        ResourceVersion v;
+        load_version(st, &v);
+        out->versions.push_back(std::move(v));
+        out->last_seq = st.int64(7);
+      }
+      if (rc != SQLITE_DONE) return sqlite::error(c->db(), "reading history");
+    }
+    if (Status s = c->prepare("SELECT count(*) FROM resource_version" + where, &raw); !s) return s;
+    Stmt st(raw);
+    bind_all(st);
+    if (st.step() != SQLITE_ROW) return sqlite::error(c->db(), "counting history");
+    out->total = st.int64(0);
+    return Status::ok();
+  }
+
+  Status find_by_token(const std::string& type, const std::string& param, const std::string& system,
+                       const std::string& value, std::vector<std::string>* ids) override {
+    ids->clear();
+    if (type.empty() || param.empty()) return invalid("a token lookup needs a type and a parameter");
+    ReaderPool::Lease c(readers_);
+    std::string sql =
+        "SELECT DISTINCT s.id FROM search_index s JOIN resource_current c ON c.type = s.type AND c.id = s.id "
+        "WHERE s.type = ?1 AND s.param = ?2 AND s.value = ?3";
+    if (!system.empty()) sql += " AND s.system = ?4";
+    sql += " AND c.deleted = 0 ORDER BY s.id";
+    sqlite3_stmt* raw = nullptr;
+    if (Status s = c->prepare(sql, &raw); !s) return s;
+    Stmt st(raw);
+    st.bind(1, type);
+    st.bind(2, param);
+    st.bind(3, value);
+    if (!system.empty()) st.bind(4, system);
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) ids->push_back(st.text(0));
+    if (rc != SQLITE_DONE) return sqlite::error(c->db(), "looking up a token");
+    return Status::ok();
+  }
+
+  // ---- writes ----
+
+  Status write(const std::function<Status(WriteTxn&)>& body) override {
+    if (std::this_thread::get_id() == writer_thread_id_)
+      return internal("write() called from inside a write body would wait for itself");
+    Pending p{&body};
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (stopping_)
+        return Status::error(ErrorCategory::Unavailable, "transient", "storage: shutting down");
+      queue_.push_back(&p);
+    }
+    queue_cv_.notify_one();
+    p.done.acquire();
+    return std::move(p.result);
+  }
+
+  WriteStats write_stats() const override {
+    WriteStats s;
+    s.batches = batches_.load();
+    s.bodies = bodies_.load();
+    s.failed_bodies = failed_bodies_.load();
+    s.failed_commits = failed_commits_.load();
+    s.largest_batch = largest_batch_.load();
+    return s;
+  }
+
+  int pending_writes() const override {
+    std::lock_guard lock(queue_mutex_);
+    return static_cast<int>(queue_.size());
+  }
+
+ private:
+  struct Pending {
+    const std::function<Status(WriteTxn&)>* body;
+    Status result;
+    std::binary_semaphore done{0};
+  };
+
+  static Status not_found(const std::string& type, const std::string& id) {
+    return Status::error(ErrorCategory::NotFound, "not-found", "storage: " + type + "/" + id + " does not exist");
+  }
+
+  Status set_journal_wal() {
+    sqlite3_stmt* raw = nullptr;
+    if (Status s = writer_.prepare("PRAGMA journal_mode=WAL", &raw); !s) return s;
+    Stmt st(raw);
+    if (st.step() != SQLITE_ROW || st.text(0) != "wal")
+      return internal("the database cannot use write-ahead logging (journal_mode=WAL refused)");
+    return Status::ok();
+  }
+
+  Status ensure_schema() {
+    if (Status s = run(writer_, "BEGIN IMMEDIATE"); !s) return s;
+    Status s = create_or_check_schema();
+    if (s)
+      s = run(writer_, "COMMIT");
+    if (!s && !sqlite3_get_autocommit(writer_.db())) run(writer_, "ROLLBACK");
+    return s;
+  }
+
+  Status create_or_check_schema() {
+    int64_t version = 0;
+    {
+      sqlite3_stmt* raw = nullptr;
+      if (Status s = writer_.prepare("PRAGMA user_version", &raw); !s) return s;
+      Stmt st(raw);
+      if (st.step() != SQLITE_ROW) return sqlite::error(writer_.db(), "reading the schema version");
+      version = st.int64(0);
+    }
+    if (version == kSqliteSchemaVersion) return Status::ok();
+    if (version > kSqliteSchemaVersion)
+      return internal("database schema version " + std::to_string(version) +
+                      " is newer than this server understands (" + std::to_string(kSqliteSchemaVersion) + ")");
+    if (version == 0) {
+      int64_t tables = 0;
+      {
+        sqlite3_stmt* raw = nullptr;
+        if (Status s = writer_.prepare("SELECT count(*) FROM sqlite_schema", &raw); !s) return s;
+        Stmt st(raw);
+        if (st.step() != SQLITE_ROW) return sqlite::error(writer_.db(), "reading the schema");
+        tables = st.int64(0);
+      }
+      if (tables != 0) return internal("the database file holds tables that are not an espace schema");
+      if (Status s = writer_.exec(kSchemaV1); !s) return s;
+      return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
+    }
+    // Migrations from older versions go here as the schema evolves.
+    return internal("no migration from database schema version " + std::to_string(version));
+  }
+
+  Status load_last_commit() {
+    sqlite3_stmt* raw = nullptr;
+    if (Status s = writer_.prepare("SELECT value FROM storage_meta WHERE key = 'last_commit_us'", &raw); !s)
+      return s;
+    Stmt st(raw);
+    if (st.step() != SQLITE_ROW) return sqlite::error(writer_.db(), "reading the last commit time");
+    last_commit_us_ = st.int64(0);
+    return Status::ok();
+  }
+
+  void writer_loop() {
+    std::vector<Pending*> batch;
+    batch.reserve(static_cast<size_t>(opts_.max_batch));
+    for (;;) {
+      batch.clear();
+      {
+        std::unique_lock lock(queue_mutex_);
+        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stopping, and everything queued has been written
+        while (!queue_.empty() && batch.size() < static_cast<size_t>(opts_.max_batch)) {
+          batch.push_back(queue_.front());
+          queue_.pop_front();
+        }
+      }
+      run_batch(batch);
+    }
+  }
+
+  void run_batch(const std::vector<Pending*>& batch) {
+    std::vector<Status> results(batch.size());
+    Status batch_status = run(writer_, "BEGIN IMMEDIATE");
+    int64_t now = std::max(wall_clock_us(), last_commit_us_ + 1);
+    if (batch_status) {
+      sqlite3_stmt* raw = nullptr;
+      batch_status = writer_.prepare("UPDATE storage_meta SET value = ?1 WHERE key = 'last_commit_us'", &raw);
+      if (batch_status) {
+        Stmt st(raw);
+        st.bind(1, now);
+        if (st.step() != SQLITE_DONE) batch_status = sqlite::error(writer_.db(), "recording the commit time");
+      }
+    }
+    SqliteWriteTxn txn(writer_, now);
+    int64_t failed = 0;
+    for (size_t i = 0; i < batch.size() && batch_status; ++i) {
+      if (Status s = run(writer_, "SAVEPOINT body"); !s) {
+        batch_status = s;
+        break;
+      }
+      txn.begin_body();
+      Status s;
+      try {
+        s = (*batch[i]->body)(txn);
+      } catch (const std::exception&) {
+        s = internal("a write body threw an exception; its changes were rolled back");
+      } catch (...) {
+        s = internal("a write body threw; its changes were rolled back");
+      }
+      Status broken = txn.end_body();
+      if (s && !broken) s = broken;
+      if (!s) {
+        ++failed;
+        if (Status r = run(writer_, "ROLLBACK TO body"); !r) {
+          batch_status = r;
+          break;
+        }
+      }
+      if (Status r = run(writer_, "RELEASE body"); !r) {
+        batch_status = r;
+        break;
+      }
+      results[i] = std::move(s);
+    }
+    if (batch_status) {
+      batch_status = run(writer_, "COMMIT");
+      if (batch_status) last_commit_us_ = now;
+    }
+    if (!batch_status) {
+      if (!sqlite3_get_autocommit(writer_.db())) run(writer_, "ROLLBACK");
+      failed_commits_.fetch_add(1);
+      Status everyone = internal("the commit failed, nothing was written: " + batch_status.message());
+      for (Status& r : results)
+        if (r) r = everyone;
+    }
+    batches_.fetch_add(1);
+    bodies_.fetch_add(static_cast<int64_t>(batch.size()));
+    failed_bodies_.fetch_add(failed);
+    if (static_cast<int64_t>(batch.size()) > largest_batch_.load()) largest_batch_.store(static_cast<int64_t>(batch.size()));
+    // After release() the caller may return and destroy its Pending.
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->result = std::move(results[i]);
+      batch[i]->done.release();
+    }
+  }
+
+  SqliteOptions opts_;
+  Connection writer_;  // used only by the writer thread once it runs
+  ReaderPool readers_;
+  int64_t last_commit_us_ = 0;
+
+  mutable std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<Pending*> queue_;
+  bool stopping_ = false;
+  std::thread writer_thread_;
+  std::thread::id writer_thread_id_;
+
+  std::atomic<int64_t> batches_{0}, bodies_{0}, failed_bodies_{0}, failed_commits_{0}, largest_batch_{0};
+};
+
+}  // namespace
+
+Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out) {
+  out->reset();
+  if (opts.path.empty()) return invalid("no database path given");
+  if (opts.reader_connections < 1 || opts.reader_connections > 256)
+    return invalid("reader_connections must be between 1 and 256");
+  if (opts.max_batch < 1) return invalid("max_batch must be at least 1");
+  auto storage = std::make_unique<SqliteStorageImpl>(opts);
+  if (Status s = storage->open(); !s) return s;
+  *out = std::move(storage);
+  return Status::ok();
+}
+
+}  // namespace espace::storage
