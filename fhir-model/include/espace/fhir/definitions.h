@@ -17,6 +17,12 @@ namespace espace::fhir {
 
 struct TypeDef;
 
+// Hash usable with string_view keys (heterogeneous lookup without allocating).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 enum class TypeKind : uint8_t {
   Primitive,      // boolean, string, decimal, date, ... (lexical value + id/extension)
   Complex,        // HumanName, Quantity, Extension, ...
@@ -77,7 +83,7 @@ struct TypeDef {
   bool is_a(const TypeDef* other) const;
 
   // Filled by Definitions::load(); maps JSON names to (element index, type).
-  std::unordered_map<std::string, std::pair<uint32_t, const TypeDef*>, std::hash<std::string>,
+  std::unordered_map<std::string, std::pair<uint32_t, const TypeDef*>, StringHash,
                      std::equal_to<>> json_index;
 };
 
@@ -100,9 +106,23 @@ class Definitions {
   // All SearchParameter resources of the package, as JSON texts.
   const std::vector<std::string>& search_parameters_json() const { return search_parameters_; }
 
+  // File path of the StructureDefinition with this canonical URL (type
+  // definitions and profiles alike; "|version" suffix ignored), or "" when
+  // the package has none. The validator reads profiles and invariants from it.
+  std::string structure_definition_file(std::string_view url) const;
+  // Canonical URLs of the constraint StructureDefinitions (profiles and
+  // extension definitions) of the package, sorted.
+  std::vector<std::string> profile_urls() const;
+
+  // The package directory this was loaded from.
+  const std::string& package_dir() const { return package_dir_; }
+
  private:
-  std::unordered_map<std::string, std::unique_ptr<TypeDef>, std::hash<std::string>, std::equal_to<>> types_;
+  std::unordered_map<std::string, std::unique_ptr<TypeDef>, StringHash, std::equal_to<>> types_;
   std::vector<std::string> search_parameters_;
+  // canonical URL -> (file path, is a constraint/profile)
+  std::unordered_map<std::string, std::pair<std::string, bool>, StringHash, std::equal_to<>> sd_files_;
+  std::string package_dir_;
   friend class DefinitionsLoader;
 };
 

@@ -54,4 +54,19 @@ struct Node {
 // builds resources (meta, OperationOutcome, Bundles).
 void insert_ordered(Node& parent, Node child);
 
+// Sets a primitive element given by a dotted element path from `resource`
+// ("id", "meta.versionId", "meta.lastUpdated"), creating missing intermediate
+// complex nodes in definition order. An existing value is replaced (its
+// extensions are kept); on a repeating element all items are replaced by one.
+// Errors (category Internal: the path is the caller's, not client input) when
+// a segment is not an element, is a choice, or the last one is not primitive.
+Status set_primitive(Node& resource, std::string_view dotted_path, std::string value);
+
+// Removes every child filling `element_name` (same matching as Node::child).
+void remove_element(Node& parent, std::string_view element_name);
+
+// The resource type name ("" when `resource` has no type) and the value of its id.
+std::string_view resource_type(const Node& resource);
+std::string_view resource_id(const Node& resource);
+
 }  // namespace espace::fhir

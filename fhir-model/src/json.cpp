@@ -1,0 +1,719 @@
+// FHIR JSON (hl7.org/fhir/R4/json.html) <-> Node.
+//
+// Parsing runs in two passes. A RapidJSON SAX pass builds a compact generic
+// tree that remembers where every value and key starts in the input (for
+// line/column in errors) and keeps number text verbatim. A typed pass then
+// walks that tree against the Definitions: it needs random access within an
+// object because `resourceType` may come after other properties and `_x`
+// extension objects pair with `x` wherever they appear.
+#include "espace/fhir/json.h"
+
+#include <rapidjson/error/en.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+
+namespace espace::fhir {
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Pass 1: generic tree
+
+enum class JKind : uint8_t { Null, False, True, Number, String, Object, Array };
+
+struct JVal {
+  JKind kind = JKind::Null;
+  uint32_t offset = 0;  // byte offset of the value's first character
+  uint32_t first = 0;   // arena index of the first child (objects: key, value, key, value...)
+  uint32_t count = 0;   // members of an object, items of an array
+  std::string_view text;  // decoded string or verbatim number text
+};
+
+const char* kind_name(JKind k) {
+  switch (k) {
+    case JKind::Null: return "null";
+    case JKind::False:
+    case JKind::True: return "a boolean";
+    case JKind::Number: return "a number";
+    case JKind::String: return "a string";
+    case JKind::Object: return "an object";
+    case JKind::Array: return "an array";
+  }
+  return "a value";
+}
+
+// Read-only stream over the input. RapidJSON copies its own string streams
+// into locals while parsing, which would freeze Tell() as seen from the
+// handler; a stream type without that optimisation reports live positions.
+struct TrackingStream {
+  using Ch = char;
+  const char* head;
+  const char* src;
+  const char* end;
+  Ch Peek() const { return src == end ? '\0' : *src; }
+  Ch Take() { return src == end ? '\0' : *src++; }
+  size_t Tell() const { return static_cast<size_t>(src - head); }
+  // Output side is unused (no in-situ parsing) but required by the concept.
+  Ch* PutBegin() { return nullptr; }
+  void Put(Ch) {}
+  void Flush() {}
+  size_t PutEnd(Ch*) { return 0; }
+};
+
+class TreeBuilder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, TreeBuilder> {
+ public:
+  TreeBuilder(std::string_view text, const TrackingStream& stream, int max_depth)
+      : text_(text), stream_(stream), max_depth_(max_depth) {}
+
+  bool Null() { return push(JKind::Null, here() - 4, {}); }
+  bool Bool(bool b) { return push(b ? JKind::True : JKind::False, here() - (b ? 4 : 5), {}); }
+  bool RawNumber(const char*, rapidjson::SizeType length, bool) {
+    // Take the number from the input itself: its text is exactly what was written.
+    size_t start = here() - length;
+    return push(JKind::Number, start, text_.substr(start, length));
+  }
+  bool String(const char* str, rapidjson::SizeType length, bool) {
+    size_t open = opening_quote();
+    std::string_view raw = text_.substr(open + 1, here() - 1 - (open + 1));
+    std::string_view value;
+    if (raw.size() == length) {
+      value = raw;  // no escapes: decoded text equals the input
+    } else {
+      escaped_.emplace_back(str, length);
+      value = escaped_.back();
+    }
+    return push(JKind::String, open, value);
+  }
+  bool Key(const char* str, rapidjson::SizeType length, bool copy) { return String(str, length, copy); }
+  bool StartObject() { return open_container(); }
+  bool StartArray() { return open_container(); }
+  bool EndObject(rapidjson::SizeType members) { return close_container(JKind::Object, members, 2 * members); }
+  bool EndArray(rapidjson::SizeType items) { return close_container(JKind::Array, items, items); }
+
+  bool too_deep() const { return too_deep_; }
+  size_t too_deep_offset() const { return too_deep_offset_; }
+  const JVal& root() const { return stack_.back(); }
+  const std::vector<JVal>& arena() const { return arena_; }
+
+ private:
+  size_t here() const { return stream_.Tell(); }
+
+  // The string just parsed ends at here() with its closing quote; its opening
+  // quote is the nearest earlier quote not escaped by an odd run of backslashes.
+  size_t opening_quote() const {
+    size_t pos = here() - 1;
+    while (pos > 0) {
+      --pos;
+      if (text_[pos] != '"') continue;
+      size_t backslashes = 0;
+      while (pos > backslashes && text_[pos - 1 - backslashes] == '\\') ++backslashes;
+      if (backslashes % 2 == 0) return pos;
+    }
+    return 0;
+  }
+
+  bool push(JKind kind, size_t offset, std::string_view text) {
+    JVal v;
+    v.kind = kind;
+    v.offset = static_cast<uint32_t>(offset);
+    v.text = text;
+    stack_.push_back(v);
+    return true;
+  }
+
+  bool open_container() {
+    if (static_cast<int>(open_offsets_.size()) >= max_depth_) {
+      too_deep_ = true;
+      too_deep_offset_ = here() - 1;
+      return false;
+    }
+    open_offsets_.push_back(static_cast<uint32_t>(here() - 1));
+    return true;
+  }
+
+  bool close_container(JKind kind, uint32_t count, size_t stack_items) {
+    JVal v;
+    v.kind = kind;
+    v.offset = open_offsets_.back();
+    open_offsets_.pop_back();
+    v.count = count;
+    v.first = static_cast<uint32_t>(arena_.size());
+    auto from = stack_.end() - static_cast<std::ptrdiff_t>(stack_items);
+    arena_.insert(arena_.end(), from, stack_.end());
+    stack_.erase(from, stack_.end());
+    stack_.push_back(v);
+    return true;
+  }
+
+  std::string_view text_;
+  const TrackingStream& stream_;
+  int max_depth_;
+  bool too_deep_ = false;
+  size_t too_deep_offset_ = 0;
+  std::vector<JVal> stack_;
+  std::vector<JVal> arena_;
+  std::vector<uint32_t> open_offsets_;
+  std::deque<std::string> escaped_;  // stable storage for strings that had escapes
+};
+
+// ---------------------------------------------------------------------------
+// Pass 2: typed walk
+
+bool is_integer_type(const TypeDef* t) {
+  return t->name == "integer" || t->name == "positiveInt" || t->name == "unsignedInt";
+}
+
+// Checks an integer's lexical form and 32-bit range; returns its value via *out.
+bool parse_int32(std::string_view s, long long* out) {
+  size_t i = 0;
+  bool negative = false;
+  if (i < s.size() && s[i] == '-') {
+    negative = true;
+    ++i;
+  }
+  if (i == s.size() || s.size() - i > 10) return false;
+  long long v = 0;
+  for (; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  if (negative) v = -v;
+  if (v < -2147483648LL || v > 2147483647LL) return false;
+  *out = v;
+  return true;
+}
+
+class TypedWalker {
+ public:
+  TypedWalker(const Definitions& defs, std::string_view text, const std::vector<JVal>& arena)
+      : defs_(defs), text_(text), arena_(arena) {
+    resource_base_ = defs.type("Resource");
+  }
+
+  Status parse_root(const JVal& root, Node* out) {
+    if (root.kind != JKind::Object)
+      return fail(root.offset, "json-wrong-kind", "a resource must be a JSON object, found " +
+                                                      std::string(kind_name(root.kind)));
+    const TypeDef* type = nullptr;
+    if (Status s = resource_type_of(root, resource_base_, &type); !s) return s;
+    out->def = nullptr;
+    out->type = type;
+    out->name = type->name;
+    path_.push_back({type->name, -1});
+    return parse_object(root, type, out);
+  }
+
+ private:
+  struct Segment {
+    std::string_view name;
+    int index;
+  };
+
+  struct Prop {
+    const ElementDef* def = nullptr;
+    const TypeDef* type = nullptr;
+    std::string_view name;  // points into Definitions
+    const JVal* value_key = nullptr;
+    const JVal* value = nullptr;
+    const JVal* ext_key = nullptr;
+    const JVal* ext = nullptr;
+  };
+
+  const JVal& member_key(const JVal& obj, uint32_t i) const { return arena_[obj.first + 2 * i]; }
+  const JVal& member_value(const JVal& obj, uint32_t i) const { return arena_[obj.first + 2 * i + 1]; }
+  const JVal& item(const JVal& arr, uint32_t i) const { return arena_[arr.first + i]; }
+
+  std::string location() const {
+    std::string out;
+    for (const Segment& s : path_) {
+      if (!out.empty()) out += '.';
+      out += s.name;
+      if (s.index >= 0) {
+        out += '[';
+        out += std::to_string(s.index);
+        out += ']';
+      }
+    }
+    return out;
+  }
+
+  Status fail(size_t offset, const char* message_id, std::string diagnostics) const {
+    Issue issue;
+    issue.severity = Severity::Error;
+    issue.code = "structure";
+    issue.message_id = message_id;
+    issue.expression = location();
+    issue.diagnostics = issue.expression.empty() ? std::move(diagnostics)
+                                                 : issue.expression + ": " + diagnostics;
+    line_column(text_, offset, &issue.line, &issue.column);
+    return Status::error(ErrorCategory::Invalid, std::move(issue));
+  }
+
+ public:
+  // 1-based line and column (in characters, not bytes) of a byte offset.
+  static void line_column(std::string_view text, size_t offset, int* line, int* column) {
+    offset = std::min(offset, text.size());
+    int l = 1, c = 1;
+    for (size_t i = 0; i < offset; ++i) {
+      unsigned char ch = static_cast<unsigned char>(text[i]);
+      if (ch == '\n') {
+        ++l;
+        c = 1;
+      } else if ((ch & 0xC0) != 0x80) {
+        ++c;
+      }
+    }
+    *line = l;
+    *column = c;
+  }
+
+ private:
+  // Finds `resourceType` in a resource object and resolves it to a concrete
+  // resource type that is (or derives from) `expected`.
+  Status resource_type_of(const JVal& obj, const TypeDef* expected, const TypeDef** out) {
+    for (uint32_t i = 0; i < obj.count; ++i) {
+      if (member_key(obj, i).text != "resourceType") continue;
+      const JVal& v = member_value(obj, i);
+      if (v.kind != JKind::String)
+        return fail(v.offset, "json-wrong-kind",
+                    "resourceType must be a string, found " + std::string(kind_name(v.kind)));
+      const TypeDef* t = defs_.type(v.text);
+      if (!t || t->kind != TypeKind::Resource)
+        return fail(v.offset, "json-unknown-resource-type",
+                    "unknown resourceType '" + std::string(v.text) + "'");
+      if (t->is_abstract)
+        return fail(v.offset, "json-abstract-resource-type",
+                    "resourceType '" + std::string(v.text) + "' is abstract");
+      if (expected && !t->is_a(expected))
+        return fail(v.offset, "json-wrong-resource-type",
+                    "a " + expected->name + " is expected here, not " + t->name);
+      *out = t;
+      return Status::ok();
+    }
+    return fail(obj.offset, "json-missing-resource-type", "the resource has no resourceType");
+  }
+
+  static std::string_view json_name(const ElementDef* def, const TypeDef* chosen) {
+    if (def->is_choice)
+      for (size_t k = 0; k < def->types.size(); ++k)
+        if (def->types[k] == chosen) return def->choice_names[k];
+    return def->name;
+  }
+
+  // Fills `node` (whose type is `type`) from the members of a JSON object.
+  Status parse_object(const JVal& obj, const TypeDef* type, Node* node) {
+    const bool is_resource = type->kind == TypeKind::Resource;
+    if (obj.count == 0) return fail(obj.offset, "json-empty-object", "objects must not be empty");
+    std::vector<Prop> props;
+    props.reserve(obj.count);
+    for (uint32_t i = 0; i < obj.count; ++i) {
+      const JVal& key = member_key(obj, i);
+      std::string_view name = key.text;
+      if (is_resource && name == "resourceType") continue;
+      const bool underscore = !name.empty() && name.front() == '_';
+      std::string_view lookup = underscore ? name.substr(1) : name;
+      const TypeDef* chosen = nullptr;
+      const ElementDef* def = type->find_json(lookup, &chosen);
+      if (!def || !chosen || (underscore && !chosen->is_primitive())) {
+        path_.push_back({name, -1});
+        Status s = fail(key.offset, "json-unknown-element",
+                        "unknown property '" + std::string(name) + "' in " + type->name);
+        path_.pop_back();
+        return s;
+      }
+      Prop* prop = nullptr;
+      for (Prop& p : props)
+        if (p.def == def) prop = &p;
+      if (prop && prop->type != chosen) {
+        path_.push_back({name, -1});
+        Status s = fail(key.offset, "json-multiple-choice",
+                        "only one of the " + def->name + "[x] choices may be present");
+        path_.pop_back();
+        return s;
+      }
+      if (prop && (underscore ? prop->ext != nullptr : prop->value != nullptr)) {
+        path_.push_back({name, -1});
+        Status s = fail(key.offset, "json-duplicate-key", "property '" + std::string(name) + "' occurs twice");
+        path_.pop_back();
+        return s;
+      }
+      if (!prop) {
+        props.emplace_back();
+        prop = &props.back();
+        prop->def = def;
+        prop->type = chosen;
+        prop->name = json_name(def, chosen);
+      }
+      const JVal& value = member_value(obj, i);
+      if (underscore) {
+        prop->ext_key = &key;
+        prop->ext = &value;
+      } else {
+        prop->value_key = &key;
+        prop->value = &value;
+      }
+    }
+    std::stable_sort(props.begin(), props.end(),
+                     [](const Prop& a, const Prop& b) { return a.def->order < b.def->order; });
+    node->children.reserve(node->children.size() + props.size());
+    for (const Prop& p : props) {
+      path_.push_back({p.name, -1});
+      Status s = p.type->is_primitive() ? parse_primitive_prop(p, node) : parse_complex_prop(p, node);
+      path_.pop_back();
+      if (!s) return s;
+    }
+    return Status::ok();
+  }
+
+  Status parse_complex_prop(const Prop& p, Node* parent) {
+    const JVal& v = *p.value;
+    if (p.def->is_array()) {
+      if (v.kind != JKind::Array)
+        return fail(v.offset, "json-wrong-kind",
+                    "'" + std::string(p.name) + "' repeats and must be an array, found " + kind_name(v.kind));
+      if (v.count == 0) return fail(v.offset, "json-empty-array", "arrays must not be empty");
+      for (uint32_t i = 0; i < v.count; ++i) {
+        path_.back().index = static_cast<int>(i);
+        if (Status s = parse_complex_value(p, item(v, i), parent); !s) return s;
+      }
+      path_.back().index = -1;
+      return Status::ok();
+    }
+    if (v.kind == JKind::Array)
+      return fail(v.offset, "json-wrong-kind", "'" + std::string(p.name) + "' does not repeat; an array is not allowed");
+    return parse_complex_value(p, v, parent);
+  }
+
+  Status parse_complex_value(const Prop& p, const JVal& v, Node* parent) {
+    if (v.kind != JKind::Object)
+      return fail(v.offset, v.kind == JKind::Null ? "json-null" : "json-wrong-kind",
+                  "an object is expected, found " + std::string(kind_name(v.kind)));
+    Node child;
+    child.def = p.def;
+    child.name = p.name;
+    const TypeDef* type = p.type;
+    if (type->kind == TypeKind::Resource) {
+      // Bundle.entry.resource, contained, Parameters.parameter.resource...:
+      // the concrete type comes from the nested resourceType.
+      if (Status s = resource_type_of(v, type, &type); !s) return s;
+    }
+    child.type = type;
+    if (Status s = parse_object(v, type, &child); !s) return s;
+    parent->children.push_back(std::move(child));
+    return Status::ok();
+  }
+
+  Status parse_primitive_prop(const Prop& p, Node* parent) {
+    const JVal* values = p.value;
+    const JVal* exts = p.ext;
+    if (p.def->is_array()) {
+      if (values && values->kind != JKind::Array)
+        return fail(values->offset, "json-wrong-kind",
+                    "'" + std::string(p.name) + "' repeats and must be an array, found " + kind_name(values->kind));
+      if (exts && exts->kind != JKind::Array)
+        return fail(exts->offset, "json-wrong-kind",
+                    "'_" + std::string(p.name) + "' must be an array, found " + kind_name(exts->kind));
+      if (values && values->count == 0) return fail(values->offset, "json-empty-array", "arrays must not be empty");
+      if (exts && exts->count == 0) return fail(exts->offset, "json-empty-array", "arrays must not be empty");
+      if (values && exts && values->count != exts->count)
+        return fail(exts->offset, "json-array-mismatch",
+                    "'" + std::string(p.name) + "' has " + std::to_string(values->count) + " items but '_" +
+                        std::string(p.name) + "' has " + std::to_string(exts->count));
+      uint32_t n = values ? values->count : exts->count;
+      for (uint32_t i = 0; i < n; ++i) {
+        path_.back().index = static_cast<int>(i);
+        const JVal* v = values ? &item(*values, i) : nullptr;
+        const JVal* e = exts ? &item(*exts, i) : nullptr;
+        if (v && v->kind == JKind::Null) v = nullptr;
+        if (e && e->kind == JKind::Null) e = nullptr;
+        if (!v && !e)
+          return fail((values ? item(*values, i) : item(*exts, i)).offset, "json-null",
+                      "item " + std::to_string(i) + " of '" + std::string(p.name) +
+                          "' is null in both the value and the extension array");
+        if (Status s = parse_primitive_value(p, v, e, parent); !s) return s;
+      }
+      path_.back().index = -1;
+      return Status::ok();
+    }
+    if (values && values->kind == JKind::Array)
+      return fail(values->offset, "json-wrong-kind", "'" + std::string(p.name) + "' does not repeat; an array is not allowed");
+    if (exts && exts->kind == JKind::Array)
+      return fail(exts->offset, "json-wrong-kind", "'_" + std::string(p.name) + "' does not repeat; an array is not allowed");
+    if (values && values->kind == JKind::Null)
+      return fail(values->offset, "json-null", "null is not allowed here");
+    if (exts && exts->kind == JKind::Null)
+      return fail(exts->offset, "json-null", "null is not allowed here");
+    return parse_primitive_value(p, values, exts, parent);
+  }
+
+  Status parse_primitive_value(const Prop& p, const JVal* v, const JVal* e, Node* parent) {
+    Node child;
+    child.def = p.def;
+    child.type = p.type;
+    child.name = p.name;
+    if (v) {
+      if (Status s = check_primitive(p.type, *v); !s) return s;
+      child.value.assign(v->text.data(), v->text.size());
+      if (v->kind == JKind::True) child.value = "true";
+      if (v->kind == JKind::False) child.value = "false";
+      child.has_value = true;
+    }
+    if (e) {
+      if (e->kind != JKind::Object)
+        return fail(e->offset, "json-wrong-kind",
+                    "'_" + std::string(p.name) + "' must hold an object, found " + kind_name(e->kind));
+      if (Status s = parse_object(*e, p.type, &child); !s) return s;
+    }
+    parent->children.push_back(std::move(child));
+    return Status::ok();
+  }
+
+  Status check_primitive(const TypeDef* type, const JVal& v) {
+    switch (type->json_value) {
+      case JsonValueKind::Boolean:
+        if (v.kind != JKind::True && v.kind != JKind::False)
+          return fail(v.offset, "json-wrong-kind",
+                      type->name + " must be a JSON boolean, found " + kind_name(v.kind));
+        return Status::ok();
+      case JsonValueKind::Number:
+        if (v.kind != JKind::Number)
+          return fail(v.offset, "json-wrong-kind",
+                      type->name + " must be a JSON number, found " + kind_name(v.kind));
+        if (is_integer_type(type)) {
+          long long n = 0;
+          if (!parse_int32(v.text, &n))
+            return fail(v.offset, "json-invalid-integer",
+                        type->name + " must be a whole number within the 32-bit range, found " +
+                            std::string(v.text));
+          if (type->name == "positiveInt" && n < 1)
+            return fail(v.offset, "json-invalid-integer", "positiveInt must be 1 or more");
+          if (type->name == "unsignedInt" && n < 0)
+            return fail(v.offset, "json-invalid-integer", "unsignedInt must not be negative");
+        }
+        return Status::ok();
+      case JsonValueKind::String:
+        if (v.kind != JKind::String)
+          return fail(v.offset, "json-wrong-kind",
+                      type->name + " must be a JSON string, found " + kind_name(v.kind));
+        if (v.text.empty()) return fail(v.offset, "json-empty-string", "strings must not be empty");
+        return Status::ok();
+    }
+    return Status::ok();
+  }
+
+  const Definitions& defs_;
+  std::string_view text_;
+  const std::vector<JVal>& arena_;
+  const TypeDef* resource_base_ = nullptr;
+  std::vector<Segment> path_;
+};
+
+Status syntax_error(std::string_view text, size_t offset, const char* message_id, std::string diagnostics,
+                    ErrorCategory category = ErrorCategory::Invalid) {
+  Issue issue;
+  issue.severity = Severity::Error;
+  issue.code = category == ErrorCategory::TooLarge ? "too-long" : "structure";
+  issue.message_id = message_id;
+  issue.diagnostics = std::move(diagnostics);
+  if (category != ErrorCategory::TooLarge) TypedWalker::line_column(text, offset, &issue.line, &issue.column);
+  return Status::error(category, std::move(issue));
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+bool is_json_number(std::string_view s) {
+  size_t i = 0, n = s.size();
+  auto digits = [&] {
+    size_t start = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < n && s[i] == '-') ++i;
+  if (i < n && s[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < n && s[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == n;
+}
+
+template <typename Writer>
+class NodeWriter {
+ public:
+  explicit NodeWriter(Writer& w) : w_(w) {}
+
+  void object(const Node& node) {
+    w_.StartObject();
+    if (node.is_resource()) {
+      w_.Key("resourceType");
+      str(node.type->name);
+    }
+    members(node);
+    w_.EndObject();
+  }
+
+ private:
+  void str(std::string_view s) { w_.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+  void key(std::string_view s) { w_.Key(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+  void underscore_key(std::string_view s) {
+    key_buffer_.assign(1, '_');
+    key_buffer_.append(s);
+    key(key_buffer_);
+  }
+
+  void primitive_value(const Node& n) {
+    switch (n.type->json_value) {
+      case JsonValueKind::Boolean:
+        w_.Bool(n.value == "true");
+        return;
+      case JsonValueKind::Number:
+        // Exact lexical text; anything that is not a JSON number (a bug
+        // upstream) is written as a string so the output stays valid JSON.
+        if (is_json_number(n.value))
+          w_.RawValue(n.value.data(), n.value.size(), rapidjson::kNumberType);
+        else
+          str(n.value);
+        return;
+      case JsonValueKind::String:
+        str(n.value);
+        return;
+    }
+  }
+
+  // Writes the id/extension children of a primitive as the `_name` object.
+  void extension_object(const Node& n) {
+    w_.StartObject();
+    members(n);
+    w_.EndObject();
+  }
+
+  void members(const Node& node) {
+    const std::vector<Node>& kids = node.children;
+    size_t i = 0;
+    while (i < kids.size()) {
+      size_t j = i + 1;
+      while (j < kids.size() && kids[j].def == kids[i].def && kids[j].name == kids[i].name) ++j;
+      group(kids, i, j);
+      i = j;
+    }
+  }
+
+  void group(const std::vector<Node>& kids, size_t from, size_t to) {
+    const Node& first = kids[from];
+    const bool array = first.def && first.def->is_array();
+    if (first.is_primitive()) {
+      bool any_value = false, any_ext = false;
+      for (size_t k = from; k < to; ++k) {
+        any_value |= kids[k].has_value;
+        any_ext |= !kids[k].children.empty();
+      }
+      if (!array) {
+        // A non-repeating element appears once; extra items (a caller bug) are dropped.
+        if (first.has_value) {
+          key(first.name);
+          primitive_value(first);
+        }
+        if (!first.children.empty()) {
+          underscore_key(first.name);
+          extension_object(first);
+        }
+        return;
+      }
+      if (any_value) {
+        key(first.name);
+        w_.StartArray();
+        for (size_t k = from; k < to; ++k) {
+          if (!kids[k].has_value && kids[k].children.empty()) continue;
+          if (kids[k].has_value)
+            primitive_value(kids[k]);
+          else
+            w_.Null();
+        }
+        w_.EndArray();
+      }
+      if (any_ext) {
+        underscore_key(first.name);
+        w_.StartArray();
+        for (size_t k = from; k < to; ++k) {
+          if (!kids[k].has_value && kids[k].children.empty()) continue;
+          if (!kids[k].children.empty())
+            extension_object(kids[k]);
+          else
+            w_.Null();
+        }
+        w_.EndArray();
+      }
+      return;
+    }
+    key(first.name);
+    if (!array) {
+      object(first);
+      return;
+    }
+    w_.StartArray();
+    for (size_t k = from; k < to; ++k) object(kids[k]);
+    w_.EndArray();
+  }
+
+  Writer& w_;
+  std::string key_buffer_;
+};
+
+}  // namespace
+
+Status parse_json(const Definitions& defs, std::string_view text, Node* out, const ParseLimits& limits) {
+  if (text.size() > limits.max_bytes)
+    return syntax_error(text, 0, "json-too-large",
+                        "the document has " + std::to_string(text.size()) + " bytes; the limit is " +
+                            std::to_string(limits.max_bytes),
+                        ErrorCategory::TooLarge);
+  if (text.size() >= UINT32_MAX)
+    return syntax_error(text, 0, "json-too-large", "the document is too large", ErrorCategory::TooLarge);
+
+  TrackingStream stream{text.data(), text.data(), text.data() + text.size()};
+  TreeBuilder builder(text, stream, limits.max_depth);
+  rapidjson::Reader reader;
+  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag;
+  rapidjson::ParseResult result = reader.Parse<kFlags>(stream, builder);
+  if (builder.too_deep())
+    return syntax_error(text, builder.too_deep_offset(), "json-too-deep",
+                        "JSON nesting is deeper than " + std::to_string(limits.max_depth) + " levels");
+  if (result.IsError())
+    return syntax_error(text, result.Offset(), "json-syntax",
+                        std::string("JSON syntax error: ") + rapidjson::GetParseError_En(result.Code()));
+
+  TypedWalker walker(defs, text, builder.arena());
+  *out = Node();
+  return walker.parse_root(builder.root(), out);
+}
+
+std::string write_json(const Node& resource, const JsonWriteOptions& opts) {
+  rapidjson::StringBuffer buffer;
+  if (opts.pretty) {
+    rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
+    w.SetIndent(' ', 2);
+    NodeWriter<decltype(w)>(w).object(resource);
+  } else {
+    rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+    NodeWriter<decltype(w)>(w).object(resource);
+  }
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+}  // namespace espace::fhir
