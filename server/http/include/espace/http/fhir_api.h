@@ -1,0 +1,42 @@
+// The FHIR REST API over HTTP: routing, content negotiation, body parsing,
+// policy, dispatch to the interactions, and rendering of the response.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "espace/http/message.h"
+#include "espace/interactions/api.h"
+#include "espace/policy/policy.h"
+
+namespace espace::http {
+
+class WorkerPool;
+
+struct ApiOptions {
+  // Base URL used in Location headers and Bundle links. Empty: derived from
+  // the Host header of each request ("http://" + host).
+  std::string base_url;
+  size_t max_body_bytes = 64u << 20;  // after decompression
+  int max_json_depth = 64;
+};
+
+class FhirApi {
+ public:
+  // services, policy and pool must outlive the FhirApi.
+  FhirApi(const interactions::Services& services, const policy::Policy& policy, WorkerPool& pool,
+          ApiOptions options);
+
+  // The net::Server handler: runs the request on the worker pool.
+  void handle(Request&& request, Responder respond);
+  // The same on the calling thread (used by handle() and by tests).
+  Response handle_now(const Request& request) const;
+
+ private:
+  const interactions::Services& services_;
+  const policy::Policy& policy_;
+  WorkerPool& pool_;
+  ApiOptions options_;
+};
+
+}  // namespace espace::http

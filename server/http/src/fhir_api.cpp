@@ -1,0 +1,253 @@
+#include "espace/http/fhir_api.h"
+
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+
+#include <cctype>
+#include <optional>
+
+#include "espace/fhir/json.h"
+#include "espace/fhir/xml.h"
+#include "espace/http/compression.h"
+#include "espace/http/negotiation.h"
+#include "espace/http/routes.h"
+#include "espace/http/worker_pool.h"
+
+namespace espace::http {
+
+using fhir::ErrorCategory;
+using fhir::Status;
+using interactions::FhirRequest;
+using interactions::FhirResponse;
+using interactions::Interaction;
+
+FhirApi::FhirApi(const interactions::Services& services, const policy::Policy& policy, WorkerPool& pool,
+                 ApiOptions options)
+    : services_(services), policy_(policy), pool_(pool), options_(std::move(options)) {}
+
+namespace {
+
+Status error(ErrorCategory c, std::string code, std::string text, std::string expression = {}) {
+  return Status::error(c, std::move(code), std::move(text), std::move(expression));
+}
+
+// Re-indents FHIR JSON without touching values: numbers pass through as text.
+std::string pretty_json(const std::string& json) {
+  rapidjson::StringBuffer buf;
+  rapidjson::PrettyWriter<rapidjson::StringBuffer> writer(buf);
+  writer.SetIndent(' ', 2);
+  rapidjson::StringStream in(json.c_str());
+  rapidjson::Reader reader;
+  if (!reader.Parse<rapidjson::kParseNumbersAsStringsFlag>(in, writer)) return json;
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+// Writes `json` (a FHIR JSON resource) in the negotiated format.
+Status render_body(const fhir::Definitions& defs, const std::string& json, const ResponseFormat& fmt,
+                   std::string* out) {
+  if (fmt.format == Format::Json) {
+    *out = fmt.pretty ? pretty_json(json) : json;
+    return Status::ok();
+  }
+  fhir::Node node;
+  fhir::ParseLimits limits;
+  limits.max_bytes = json.size() + 1;
+  limits.max_depth = 1000;  // our own output: already bounded when it came in
+  Status s = fhir::parse_json(defs, json, &node, limits);
+  if (!s) {
+    s.set_category(ErrorCategory::Internal);
+    return s;
+  }
+  fhir::XmlWriteOptions opts;
+  opts.pretty = fmt.pretty;
+  *out = fhir::write_xml(node, opts);
+  return Status::ok();
+}
+
+Interaction interaction_of(RouteKind kind) {
+  switch (kind) {
+    case RouteKind::Read: return Interaction::Read;
+    case RouteKind::VRead: return Interaction::VRead;
+    case RouteKind::Update: return Interaction::Update;
+    case RouteKind::Patch: return Interaction::Patch;
+    case RouteKind::Delete: return Interaction::Delete;
+    case RouteKind::HistoryInstance: return Interaction::HistoryInstance;
+    case RouteKind::HistoryType: return Interaction::HistoryType;
+    case RouteKind::HistorySystem: return Interaction::HistorySystem;
+    case RouteKind::Create: return Interaction::Create;
+    case RouteKind::SearchType: return Interaction::SearchType;
+    case RouteKind::SearchSystem: return Interaction::SearchSystem;
+    case RouteKind::Capabilities: return Interaction::Capabilities;
+    case RouteKind::BatchOrTransaction: return Interaction::Transaction;
+    case RouteKind::ConditionalUpdate: return Interaction::ConditionalUpdate;
+    case RouteKind::ConditionalDelete: return Interaction::ConditionalDelete;
+    case RouteKind::ConditionalPatch: return Interaction::ConditionalPatch;
+    default: return Interaction::SearchSystem;
+  }
+}
+
+bool takes_resource_body(RouteKind k) {
+  return k == RouteKind::Create || k == RouteKind::Update || k == RouteKind::ConditionalUpdate ||
+         k == RouteKind::BatchOrTransaction;
+}
+
+// Prefer: return=minimal|representation|OperationOutcome (RFC 7240, http.html#ops).
+interactions::PreferReturn parse_prefer(std::string_view prefer) {
+  if (prefer.find("return=minimal") != std::string_view::npos) return interactions::PreferReturn::Minimal;
+  if (prefer.find("return=OperationOutcome") != std::string_view::npos)
+    return interactions::PreferReturn::OperationOutcome;
+  return interactions::PreferReturn::Representation;
+}
+
+// A Host header fit to appear in a URL: host[:port] characters only.
+bool plausible_host(std::string_view host) {
+  if (host.empty() || host.size() > 255) return false;
+  for (char c : host)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+      return false;
+  return true;
+}
+
+}  // namespace
+
+Response FhirApi::handle_now(const Request& original) const {
+  Response response;
+  // Bodies sent with Content-Encoding are inflated (bounded) before anything else.
+  std::optional<Request> decoded;
+  if (original.headers.find("Content-Encoding")) {
+    decoded = original;
+    if (Status s = decode_request_body(&*decoded, options_.max_body_bytes); !s) {
+      Response r;
+      r.status = interactions::http_status(s.category());
+      r.headers.set("Content-Type", content_type(Format::Json));
+      r.body = fhir::outcome_json(s.issues());
+      return r;
+    }
+  }
+  const Request& request = decoded ? *decoded : original;
+  ResponseFormat fmt;
+  auto fail = [&](Status s, std::string allow = {}) {
+    Response r;
+    r.status = interactions::http_status(s.category());
+    std::string body;
+    Status rendered = render_body(*services_.defs, fhir::outcome_json(s.issues()), fmt, &body);
+    if (!rendered) {
+      fmt.format = Format::Json;
+      body = fhir::outcome_json(s.issues());
+    }
+    r.body = std::move(body);
+    r.headers.set("Content-Type", content_type(fmt.format));
+    if (!allow.empty()) r.headers.set("Allow", std::move(allow));
+    return r;
+  };
+
+  RouteMatch route = match_route(request.method, request.path);
+  switch (route.kind) {
+    case RouteKind::NotFound: return fail(error(ErrorCategory::NotFound, "not-found", route.error));
+    case RouteKind::BadId: return fail(error(ErrorCategory::Invalid, "invalid", route.error));
+    case RouteKind::NotAllowed:
+      return fail(error(ErrorCategory::NotAllowed, "not-supported",
+                        request.method + " is not allowed on this URL (allowed: " + route.allow + ")"),
+                  route.allow);
+    case RouteKind::Health:
+      response.status = 200;
+      response.headers.set("Content-Type", "application/json");
+      response.body = "{\"status\":\"ok\"}";
+      return response;
+    default: break;
+  }
+  if (Status s = negotiate_response(request, &fmt); !s) return fail(std::move(s));
+
+  FhirRequest req;
+  req.interaction = interaction_of(route.kind);
+  req.type = route.type;
+  req.id = route.id;
+  req.version_id = route.version_id;
+  req.params = request.query;
+  req.if_match = request.headers.get("If-Match");
+  req.if_none_match = request.headers.get("If-None-Match");
+  req.if_modified_since = request.headers.get("If-Modified-Since");
+  req.if_none_exist = request.headers.get("If-None-Exist");
+  req.prefer_return = parse_prefer(request.headers.get("Prefer"));
+  if (!options_.base_url.empty()) {
+    req.base_url = options_.base_url;
+  } else {
+    std::string_view host = request.headers.get("Host");
+    req.base_url = "http://" + std::string(plausible_host(host) ? host : std::string_view("localhost"));
+  }
+  if (route.kind == RouteKind::OperationSystem || route.kind == RouteKind::OperationType ||
+      route.kind == RouteKind::OperationInstance)
+    return fail(error(ErrorCategory::NotFound, "not-supported", "unknown operation $" + route.operation));
+  if (route.kind == RouteKind::SearchCompartment)
+    return fail(error(ErrorCategory::NotAllowed, "not-supported", "compartment search is not implemented yet"));
+
+  if (takes_resource_body(route.kind) || route.kind == RouteKind::Patch || route.kind == RouteKind::ConditionalPatch) {
+    if (request.body.empty())
+      return fail(error(ErrorCategory::Invalid, "required", "this interaction needs a request body"));
+    BodyKind kind;
+    if (Status s = request_body_kind(request.headers.get("Content-Type"), &kind); !s) return fail(std::move(s));
+    fhir::ParseLimits limits;
+    limits.max_bytes = options_.max_body_bytes;
+    limits.max_depth = options_.max_json_depth;
+    if (route.kind == RouteKind::Patch || route.kind == RouteKind::ConditionalPatch) {
+      if (kind != BodyKind::JsonPatch)
+        return fail(error(ErrorCategory::UnsupportedMedia, "not-supported",
+                          "patch accepts application/json-patch+json"));
+      req.content_type = "application/json-patch+json";
+      req.body = request.body;
+    } else {
+      fhir::Node node;
+      Status s;
+      if (kind == BodyKind::Json)
+        s = fhir::parse_json(*services_.defs, request.body, &node, limits);
+      else if (kind == BodyKind::Xml)
+        s = fhir::parse_xml(*services_.defs, request.body, &node, limits);
+      else
+        return fail(error(ErrorCategory::UnsupportedMedia, "not-supported",
+                          "the body must be application/fhir+json or application/fhir+xml"));
+      if (!s) return fail(std::move(s));
+      req.resource = std::move(node);
+    }
+  }
+
+  policy::Caller caller;
+  caller.remote_address = request.remote_address;
+  if (Status s = policy_.authorize(caller, req); !s) return fail(std::move(s));
+
+  FhirResponse out = interactions::dispatch(services_, req);
+  if (!out.error.is_ok()) return fail(std::move(out.error));
+
+  response.status = out.status;
+  if (!out.etag.empty()) response.headers.set("ETag", out.etag);
+  if (!out.last_modified.empty()) response.headers.set("Last-Modified", out.last_modified);
+  if (!out.location.empty()) response.headers.set("Location", out.location);
+  if (!out.content_location.empty()) response.headers.set("Content-Location", out.content_location);
+  if (!out.json.empty() && out.status != 304) {
+    if (Status s = render_body(*services_.defs, out.json, fmt, &response.body); !s) return fail(std::move(s));
+    response.headers.set("Content-Type", content_type(fmt.format));
+  }
+  return response;
+}
+
+void FhirApi::handle(Request&& request, Responder respond) {
+  auto shared = std::make_shared<std::pair<Request, Responder>>(std::move(request), std::move(respond));
+  bool queued = pool_.post([this, shared] {
+    Response r = handle_now(shared->first);
+    compress_response(shared->first, &r);
+    shared->second(std::move(r));
+  });
+  if (!queued) {
+    Response r;
+    r.status = 503;
+    r.headers.set("Content-Type", content_type(Format::Json));
+    r.headers.set("Retry-After", "1");
+    fhir::Issue issue;
+    issue.code = "transient";
+    issue.diagnostics = "the server is overloaded; retry later";
+    r.body = fhir::outcome_json({issue});
+    shared->second(std::move(r));
+  }
+}
+
+}  // namespace espace::http

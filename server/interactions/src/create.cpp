@@ -1,0 +1,51 @@
+// create and conditional create — hl7.org/fhir/R4/http.html#create, #ccreate.
+#include "common.h"
+
+namespace espace::interactions {
+
+FhirResponse do_create(const Services& services, const FhirRequest& req) {
+  Status s = check_body_type(req);
+  if (!s) return error_response(std::move(s));
+
+  if (!req.if_none_exist.empty()) {
+    std::vector<std::string> ids;
+    s = resolve_criteria(services, req.type, req.if_none_exist, &ids);
+    if (!s) return error_response(std::move(s));
+    if (ids.size() > 1)
+      return error_response(ErrorCategory::PreconditionFailed, "multiple-matches",
+                            "If-None-Exist matches " + std::to_string(ids.size()) + " resources");
+    if (ids.size() == 1) {
+      // The resource already exists: answer as a read of it, nothing created.
+      storage::ResourceVersion v;
+      s = services.store->read(req.type, ids[0], &v);
+      if (!s) return error_response(std::move(s));
+      FhirResponse r;
+      r.status = 200;
+      r.etag = make_etag(v.version);
+      r.last_modified = format_http_date(v.last_updated_us);
+      r.location = version_url(req.base_url, req.type, ids[0], v.version);
+      if (req.prefer_return == PreferReturn::Representation) r.json = std::move(v.json);
+      if (req.prefer_return == PreferReturn::OperationOutcome)
+        r.json = informational_outcome("a matching resource exists; nothing was created");
+      return r;
+    }
+  }
+
+  // The server assigns the id; a client-supplied id is ignored (http.html#create).
+  fhir::Node resource = *req.resource;
+  WriteOp op;
+  op.kind = WriteOp::Kind::Create;
+  op.type = req.type;
+  op.id = new_id();
+  op.method = "POST";
+  s = PreparedBody::prepare(resource, op.id, &op.body);
+  if (!s) return error_response(std::move(s));
+  op.index = index_entries(resource);
+
+  WriteOutcome outcome;
+  s = services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });
+  if (!s) return error_response(std::move(s));
+  return write_response(req, op, outcome);
+}
+
+}  // namespace espace::interactions
