@@ -1,0 +1,87 @@
+// Internal: the compiled form of an expression and the evaluator's frame.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "espace/fhirpath/fhirpath.h"
+#include "temporal_ops.h"
+
+namespace espace::fhirpath {
+
+enum class Op : uint8_t {
+  Literal, Empty, This, Index, Total, Variable,
+  Member,      // name; input (null = the focus)
+  Call,        // fn; input (null = the focus); args
+  Indexer,     // input[right]
+  Negate, Plus,
+  Mul, Div, IntDiv, Mod, Add, Sub, Concat,
+  Is, As,      // input, type
+  Union,
+  Lt, Gt, Le, Ge,
+  Eq, Ne, Equiv, NotEquiv,
+  In, Contains,
+  And, Or, Xor, Implies,
+};
+
+enum class VarKind : uint8_t { Context, Resource, RootResource, Constant, User };
+
+// A type specifier: "Quantity", "FHIR.Patient", "System.String".
+struct TypeSpec {
+  std::string ns;    // "", "System" or "FHIR"
+  std::string name;
+};
+
+struct Frame;
+struct ExprNode;
+using FnImpl = fhir::Status (*)(const ExprNode& call, const Frame& f, const Collection& input, Collection& out);
+
+struct ExprNode {
+  Op op = Op::Empty;
+  int column = 0;               // 1-based, for messages
+  std::string name;             // member / function / variable name
+  Value literal;                // Literal; Variable Constant value
+  VarKind var = VarKind::User;
+  std::unique_ptr<ExprNode> input;
+  std::unique_ptr<ExprNode> right;
+  std::vector<std::unique_ptr<ExprNode>> args;
+  FnImpl fn = nullptr;
+  TypeSpec type;                // Is/As and type-argument functions
+  bool type_checked = false;    // type name verified against definitions
+};
+
+struct EvalState {
+  const Environment* env = nullptr;
+  const fhir::Definitions* defs = nullptr;
+  const Collection* context = nullptr;  // %context
+  const fhir::Node* resource = nullptr;
+  const fhir::Node* root_resource = nullptr;
+  Temporal now;
+  mutable int depth = 0;               // recursion guard (repeat, nested lambdas)
+  mutable size_t budget = 0;           // items produced, bounded
+};
+
+struct Frame {
+  const EvalState* st = nullptr;
+  const Collection* focus = nullptr;   // $this for terms without input
+  int64_t index = -1;                  // $index, -1 when undefined
+  const Collection* total = nullptr;   // $total inside aggregate()
+};
+
+fhir::Status eval(const ExprNode& n, const Frame& f, Collection& out);
+fhir::Status eval_error(const ExprNode& n, std::string message);
+
+// Function table lookup (name, argument count) -> implementation; nullptr when unknown.
+FnImpl find_function(std::string_view name, size_t argc, std::string* error);
+bool function_takes_type(std::string_view name);  // is/as/ofType: argument is a type specifier
+
+// Shared semantics used by operators and functions.
+std::optional<bool> values_equal(const Value& a, const Value& b);
+bool values_equivalent(const Value& a, const Value& b);
+std::optional<bool> collections_equal(const Collection& a, const Collection& b);
+bool collections_equivalent(const Collection& a, const Collection& b);
+bool type_matches(const Value& v, const TypeSpec& t, bool exact_primitives);
+std::string type_name_qualified(const Value& v);
+
+}  // namespace espace::fhirpath
