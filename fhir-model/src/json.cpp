@@ -312,10 +312,16 @@ class TypedWalker {
     if (obj.count == 0) return fail(obj.offset, "json-empty-object", "objects must not be empty");
     std::vector<Prop> props;
     props.reserve(obj.count);
+    bool seen_resource_type = false;
     for (uint32_t i = 0; i < obj.count; ++i) {
       const JVal& key = member_key(obj, i);
       std::string_view name = key.text;
-      if (is_resource && name == "resourceType") continue;
+      if (is_resource && name == "resourceType") {
+        if (seen_resource_type)
+          return fail(key.offset, "json-duplicate-key", "property 'resourceType' occurs twice");
+        seen_resource_type = true;
+        continue;
+      }
       const bool underscore = !name.empty() && name.front() == '_';
       std::string_view lookup = underscore ? name.substr(1) : name;
       const TypeDef* chosen = nullptr;
@@ -570,6 +576,11 @@ class NodeWriter {
 
  private:
   void str(std::string_view s) { w_.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+  // Nodes built by code may leave `name` empty; the element name is then right
+  // for everything but a choice.
+  static std::string_view name_of(const Node& n) {
+    return n.name.empty() && n.def ? std::string_view(n.def->name) : n.name;
+  }
   void key(std::string_view s) { w_.Key(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
   void underscore_key(std::string_view s) {
     key_buffer_.assign(1, '_');
@@ -626,17 +637,17 @@ class NodeWriter {
       if (!array) {
         // A non-repeating element appears once; extra items (a caller bug) are dropped.
         if (first.has_value) {
-          key(first.name);
+          key(name_of(first));
           primitive_value(first);
         }
         if (!first.children.empty()) {
-          underscore_key(first.name);
+          underscore_key(name_of(first));
           extension_object(first);
         }
         return;
       }
       if (any_value) {
-        key(first.name);
+        key(name_of(first));
         w_.StartArray();
         for (size_t k = from; k < to; ++k) {
           if (!kids[k].has_value && kids[k].children.empty()) continue;
@@ -648,7 +659,7 @@ class NodeWriter {
         w_.EndArray();
       }
       if (any_ext) {
-        underscore_key(first.name);
+        underscore_key(name_of(first));
         w_.StartArray();
         for (size_t k = from; k < to; ++k) {
           if (!kids[k].has_value && kids[k].children.empty()) continue;
@@ -661,7 +672,7 @@ class NodeWriter {
       }
       return;
     }
-    key(first.name);
+    key(name_of(first));
     if (!array) {
       object(first);
       return;
@@ -697,6 +708,10 @@ Status parse_json(const Definitions& defs, std::string_view text, Node* out, con
   if (result.IsError())
     return syntax_error(text, result.Offset(), "json-syntax",
                         std::string("JSON syntax error: ") + rapidjson::GetParseError_En(result.Code()));
+  // The stream reports NUL at the end of input, so a NUL byte after the
+  // document looks like the end to RapidJSON: anything unread is an error.
+  if (stream.src != stream.end)
+    return syntax_error(text, stream.Tell(), "json-syntax", "JSON syntax error: unexpected NUL character");
 
   TypedWalker walker(defs, text, builder.arena());
   *out = Node();
