@@ -236,6 +236,7 @@ RouteMatch match_route(std::string_view method, std::string_view path, std::span
       RouteMatch m;
       route_matches(route, segs, true, &m, nullptr);
       m.kind = route.kind;
+      if (m.kind == RouteKind::SearchCompartment && m.compartment.empty()) m.compartment = "*";
       return m;
     }
     allowed |= route.methods;
