@@ -377,8 +377,12 @@ const ElementDef* TypeDef::find_json(std::string_view json_name, const TypeDef**
 }
 
 const ElementDef* TypeDef::find(std::string_view name) const {
+  // A non-choice element's name is its JSON name, so the hash index answers
+  // most lookups; choice elements ("value" for value[x]) are few.
+  auto it = json_index.find(name);
+  if (it != json_index.end() && !elements[it->second.first].is_choice) return &elements[it->second.first];
   for (const ElementDef& e : elements)
-    if (e.name == name) return &e;
+    if (e.is_choice && e.name == name) return &e;
   return nullptr;
 }
 

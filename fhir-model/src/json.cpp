@@ -15,6 +15,7 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 
@@ -614,25 +615,43 @@ class NodeWriter {
     w_.EndObject();
   }
 
+  // Children are grouped by element: parsers keep them in definition order,
+  // but code that edits Nodes might not, and an element split in two runs
+  // would be written as a duplicate key. A stable sort by element order
+  // (only when needed) keeps items of one element together and in order.
   void members(const Node& node) {
-    const std::vector<Node>& kids = node.children;
-    size_t i = 0;
-    while (i < kids.size()) {
+    const size_t base = scratch_.size();
+    bool sorted = true;
+    for (const Node& c : node.children) {
+      if (scratch_.size() > base && order_of(*scratch_.back()) > order_of(c)) sorted = false;
+      scratch_.push_back(&c);
+    }
+    const size_t end = scratch_.size();
+    if (!sorted)
+      std::stable_sort(scratch_.begin() + static_cast<std::ptrdiff_t>(base), scratch_.end(),
+                       [](const Node* a, const Node* b) { return order_of(*a) < order_of(*b); });
+    size_t i = base;
+    while (i < end) {
       size_t j = i + 1;
-      while (j < kids.size() && kids[j].def == kids[i].def && kids[j].name == kids[i].name) ++j;
-      group(kids, i, j);
+      while (j < end && scratch_[j]->def == scratch_[i]->def && scratch_[j]->name == scratch_[i]->name) ++j;
+      group(i, j);
       i = j;
     }
+    scratch_.resize(base);
   }
 
-  void group(const std::vector<Node>& kids, size_t from, size_t to) {
-    const Node& first = kids[from];
+  static int order_of(const Node& n) { return n.def ? n.def->order : INT32_MAX; }
+
+  // Writes scratch_[from, to): the items of one element. Indices, not
+  // iterators: nested objects push onto scratch_ and may reallocate it.
+  void group(size_t from, size_t to) {
+    const Node& first = *scratch_[from];
     const bool array = first.def && first.def->is_array();
     if (first.is_primitive()) {
       bool any_value = false, any_ext = false;
       for (size_t k = from; k < to; ++k) {
-        any_value |= kids[k].has_value;
-        any_ext |= !kids[k].children.empty();
+        any_value |= scratch_[k]->has_value;
+        any_ext |= !scratch_[k]->children.empty();
       }
       if (!array) {
         // A non-repeating element appears once; extra items (a caller bug) are dropped.
@@ -650,9 +669,9 @@ class NodeWriter {
         key(name_of(first));
         w_.StartArray();
         for (size_t k = from; k < to; ++k) {
-          if (!kids[k].has_value && kids[k].children.empty()) continue;
-          if (kids[k].has_value)
-            primitive_value(kids[k]);
+          if (!scratch_[k]->has_value && scratch_[k]->children.empty()) continue;
+          if (scratch_[k]->has_value)
+            primitive_value(*scratch_[k]);
           else
             w_.Null();
         }
@@ -662,9 +681,9 @@ class NodeWriter {
         underscore_key(name_of(first));
         w_.StartArray();
         for (size_t k = from; k < to; ++k) {
-          if (!kids[k].has_value && kids[k].children.empty()) continue;
-          if (!kids[k].children.empty())
-            extension_object(kids[k]);
+          if (!scratch_[k]->has_value && scratch_[k]->children.empty()) continue;
+          if (!scratch_[k]->children.empty())
+            extension_object(*scratch_[k]);
           else
             w_.Null();
         }
@@ -678,12 +697,13 @@ class NodeWriter {
       return;
     }
     w_.StartArray();
-    for (size_t k = from; k < to; ++k) object(kids[k]);
+    for (size_t k = from; k < to; ++k) object(*scratch_[k]);
     w_.EndArray();
   }
 
   Writer& w_;
   std::string key_buffer_;
+  std::vector<const Node*> scratch_;
 };
 
 }  // namespace

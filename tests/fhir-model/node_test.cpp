@@ -185,3 +185,15 @@ TEST_CASE("a parse error renders as an OperationOutcome", "[status]") {
   CHECK(issue->child_value("location") == "Line[2] Col[2]");
   CHECK(issue->child_value("diagnostics").find("nmae") != std::string_view::npos);
 }
+
+TEST_CASE("children added out of order are still written grouped and in definition order", "[node]") {
+  Node p = parse_ok(R"({"resourceType":"Patient","name":[{"family":"A"}],"gender":"male"})");
+  const TypeDef* patient = test_definitions().type("Patient");
+  // Appended directly, bypassing insert_ordered: after gender, and split from the first name.
+  Node name = element_node(patient, "name", {});
+  insert_ordered(name, element_node(name.type, "family", "B"));
+  p.children.push_back(name);
+  p.children.push_back(element_node(patient, "id", "x"));
+  CHECK(write_json(p) ==
+        R"({"resourceType":"Patient","id":"x","name":[{"family":"A"},{"family":"B"}],"gender":"male"})");
+}
