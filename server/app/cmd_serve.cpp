@@ -1,0 +1,204 @@
+// `espace serve`: the FHIR server.
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "commands.h"
+#include "espace/fhir/definitions.h"
+#include "espace/http/fhir_api.h"
+#include "espace/http/worker_pool.h"
+#include "espace/net/server.h"
+#include "espace/policy/policy.h"
+#include "espace/storage/storage.h"
+#include "options.h"
+
+namespace espace::app {
+
+namespace {
+
+const char* kServeHelp =
+    "usage: espace serve --port N --db FILE --auth none [options]\n"
+    "Every option can also be set in the environment as ESPACE_<NAME> (e.g. ESPACE_PORT=8080).\n"
+    "  --address ADDR          listen address (default 127.0.0.1)\n"
+    "  --port N                TCP port; 0 picks a free one (default 8080)\n"
+    "  --port-file FILE        write the bound port to FILE once listening\n"
+    "  --db FILE               SQLite database file (created if missing; default ./var/espace.db)\n"
+    "  --auth MODE             access policy; 'none' allows every request (development, test suites).\n"
+    "                          The server refuses to start without one.\n"
+    "  --io-threads N          network threads (default 2)\n"
+    "  --workers N             request-handling threads (default 64)\n"
+    "  --max-queue N           requests waiting for a worker before 503 (default 4096)\n"
+    "  --max-body BYTES        largest request body, after decompression (default 67108864)\n"
+    "  --max-header BYTES      largest request header block (default 16384)\n"
+    "  --max-depth N           deepest JSON/XML nesting accepted (default 64)\n"
+    "  --max-entries N         most entries in a batch/transaction Bundle (default 20000)\n"
+    "  --request-timeout SEC   a whole request must arrive within this time (default 30)\n"
+    "  --idle-timeout SEC      keep-alive connections close after this idle time (default 75)\n"
+    "  --base-url URL          base URL for Location headers and links (default: from Host)\n"
+    "  --fhir-package DIR      unpacked hl7.fhir.r4.examples package (default: the set-up cache)\n"
+    "  --tls-cert FILE --tls-key FILE   serve HTTPS\n"
+    "  --access-log FILE       access log destination ('-' = stderr, 'off'; default '-')\n"
+    "  --relaxed-profiles      do not require the French profiles (generic FHIR test suites)\n"
+    "  --no-fsync              commit without fsync (faster, not durable across power loss)\n";
+
+// Ids and version numbers are masked in the access log: a log line tells
+// what kind of request it was, never whose record it touched.
+std::string loggable_path(std::string_view path) {
+  std::string out;
+  size_t segment = 0;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    std::string_view part = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    out += '/';
+    bool literal = segment == 0 || part.empty() || part[0] == '_' || part[0] == '$' || part == "*" ||
+                   (std::isupper(static_cast<unsigned char>(part[0])) && segment != 1 && segment != 3);
+    out += literal ? std::string(part) : std::string(":id");
+    ++segment;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return out.empty() ? "/" : out;
+}
+
+}  // namespace
+
+int cmd_serve(int argc, char** argv) {
+  Options o;
+  std::string err;
+  if (!o.parse(argc, argv,
+               {"address", "port", "port-file", "db", "auth", "io-threads", "workers", "max-queue", "max-body",
+                "max-header", "max-depth", "max-entries", "request-timeout", "idle-timeout", "base-url",
+                "fhir-package", "tls-cert", "tls-key", "access-log"},
+               {"relaxed-profiles", "no-fsync", "help"}, &err)) {
+    std::fprintf(stderr, "espace serve: %s\n%s", err.c_str(), kServeHelp);
+    return 2;
+  }
+  if (o.has_switch("help")) {
+    std::fputs(kServeHelp, stdout);
+    return 0;
+  }
+  int64_t port, io_threads, workers, max_queue, max_body, max_header, max_depth, max_entries, request_timeout,
+      idle_timeout;
+  if (!o.get_int("port", 8080, 0, 65535, &port, &err) || !o.get_int("io-threads", 2, 1, 256, &io_threads, &err) ||
+      !o.get_int("workers", 64, 1, 4096, &workers, &err) ||
+      !o.get_int("max-queue", 4096, 1, 1 << 20, &max_queue, &err) ||
+      !o.get_int("max-body", 64LL << 20, 1024, 4LL << 30, &max_body, &err) ||
+      !o.get_int("max-header", 16384, 1024, 1 << 20, &max_header, &err) ||
+      !o.get_int("max-depth", 64, 8, 1000, &max_depth, &err) ||
+      !o.get_int("max-entries", 20000, 1, 1000000, &max_entries, &err) ||
+      !o.get_int("request-timeout", 30, 1, 3600, &request_timeout, &err) ||
+      !o.get_int("idle-timeout", 75, 1, 3600, &idle_timeout, &err)) {
+    std::fprintf(stderr, "espace serve: %s\n", err.c_str());
+    return 2;
+  }
+  std::string auth = o.get_or("auth", "");
+  if (auth != "none") {
+    std::fprintf(stderr,
+                 "espace serve: no access policy configured. Pass --auth none to run an open development server "
+                 "(%s).\n",
+                 auth.empty() ? "none given" : ("unknown mode '" + auth + "'").c_str());
+    return 2;
+  }
+
+  auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<fhir::Definitions> defs;
+  std::string package = o.get_or("fhir-package", fhir::Definitions::default_package_dir());
+  if (fhir::Status s = fhir::Definitions::load(package, &defs); !s) {
+    std::fprintf(stderr, "espace serve: cannot load the FHIR definitions from %s: %s\n(run tools/setup)\n",
+                 package.c_str(), s.message().c_str());
+    return 1;
+  }
+  auto t1 = std::chrono::steady_clock::now();
+
+  storage::SqliteOptions sopts;
+  sopts.path = o.get_or("db", "var/espace.db");
+  sopts.synchronous_full = !o.has_switch("no-fsync");
+  std::unique_ptr<storage::Storage> store;
+  if (fhir::Status s = storage::open_sqlite(sopts, &store); !s) {
+    std::fprintf(stderr, "espace serve: cannot open the database %s: %s\n", sopts.path.c_str(), s.message().c_str());
+    return 1;
+  }
+
+  interactions::Services services;
+  services.defs = defs.get();
+  services.store = store.get();
+  services.limits.max_bundle_entries = static_cast<size_t>(max_entries);
+  std::unique_ptr<policy::Policy> policy = policy::make_open_policy();
+
+  http::WorkerPool pool(static_cast<size_t>(workers), static_cast<size_t>(max_queue));
+  http::ApiOptions api_opts;
+  api_opts.base_url = o.get_or("base-url", "");
+  api_opts.max_body_bytes = static_cast<size_t>(max_body);
+  api_opts.max_json_depth = static_cast<int>(max_depth);
+  http::FhirApi api(services, *policy, pool, api_opts);
+
+  net::ServerOptions nopts;
+  nopts.address = o.get_or("address", "127.0.0.1");
+  nopts.port = static_cast<uint16_t>(port);
+  nopts.io_threads = static_cast<int>(io_threads);
+  nopts.max_body_bytes = static_cast<size_t>(max_body);
+  nopts.max_header_bytes = static_cast<size_t>(max_header);
+  nopts.request_timeout = std::chrono::seconds(request_timeout);
+  nopts.idle_timeout = std::chrono::seconds(idle_timeout);
+  nopts.tls_cert_file = o.get_or("tls-cert", "");
+  nopts.tls_key_file = o.get_or("tls-key", "");
+
+  std::string log_dest = o.get_or("access-log", "-");
+  FILE* log_file = nullptr;
+  if (log_dest == "-") {
+    log_file = stderr;
+  } else if (log_dest != "off") {
+    log_file = std::fopen(log_dest.c_str(), "a");
+    if (!log_file) {
+      std::fprintf(stderr, "espace serve: cannot open the access log %s\n", log_dest.c_str());
+      return 1;
+    }
+  }
+  auto log_mutex = std::make_shared<std::mutex>();
+  std::function<void(const net::AccessLogEntry&)> access_log;
+  if (log_file) {
+    access_log = [log_file, log_mutex](const net::AccessLogEntry& e) {
+      std::string path = loggable_path(e.path);
+      std::lock_guard<std::mutex> lock(*log_mutex);
+      std::fprintf(log_file, "%.*s %s %d %zu %zu %.3fms\n", static_cast<int>(e.method.size()), e.method.data(),
+                   path.c_str(), e.status, e.bytes_in, e.bytes_out, static_cast<double>(e.duration_us) / 1000.0);
+    };
+  }
+
+  net::Server server(nopts, [&api](http::Request&& r, http::Responder respond) { api.handle(std::move(r), std::move(respond)); },
+                     access_log);
+  if (fhir::Status s = server.start(); !s) {
+    std::fprintf(stderr, "espace serve: cannot listen on %s:%lld: %s\n", nopts.address.c_str(),
+                 static_cast<long long>(port), s.message().c_str());
+    return 1;
+  }
+  if (auto pf = o.get("port-file")) {
+    // Written whole then renamed, so a reader never sees a partial number.
+    std::string tmp = *pf + ".tmp";
+    {
+      std::ofstream f(tmp);
+      f << server.port() << "\n";
+    }
+    std::rename(tmp.c_str(), pf->c_str());
+  }
+  std::fprintf(stderr, "espace: FHIR R4 server on %s://%s:%u (definitions loaded in %lld ms, database %s, auth %s)\n",
+               nopts.tls_cert_file.empty() ? "http" : "https", nopts.address.c_str(), server.port(),
+               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count()),
+               sopts.path.c_str(), policy->name());
+  server.stop_on_signals();
+  server.run();
+  pool.shutdown();
+  std::fprintf(stderr, "espace: stopped\n");
+  if (log_file && log_file != stderr) std::fclose(log_file);
+  return 0;
+}
+
+}  // namespace espace::app

@@ -1,0 +1,41 @@
+// espace — a FHIR R4 server for the French shared health record.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "commands.h"
+
+int cmd_fhirpath(int argc, char** argv) __attribute__((weak));  // TEMP until cmd_fhirpath.cpp lands
+
+namespace {
+
+void usage(FILE* out) {
+  std::fputs(
+      "usage: espace <command> [options]\n"
+      "\n"
+      "commands:\n"
+      "  serve      run the FHIR server (espace serve --help)\n"
+      "  import     load FHIR JSON files or directories into a database\n"
+      "  fhirpath   evaluate a FHIRPath expression: espace fhirpath [--input FILE] EXPRESSION\n",
+      out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  std::string command = argv[1];
+  if (command == "serve") return espace::app::cmd_serve(argc - 1, argv + 1);
+  if (command == "import") return espace::app::cmd_import(argc - 1, argv + 1);
+  if (command == "fhirpath" && cmd_fhirpath) return cmd_fhirpath(argc - 1, argv + 1);
+  if (command == "--help" || command == "-h" || command == "help") {
+    usage(stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "espace: unknown command '%s'\n", command.c_str());
+  usage(stderr);
+  return 2;
+}
