@@ -311,8 +311,15 @@ class TypedWalker {
   Status parse_object(const JVal& obj, const TypeDef* type, Node* node) {
     const bool is_resource = type->kind == TypeKind::Resource;
     if (obj.count == 0) return fail(obj.offset, "json-empty-object", "objects must not be empty");
-    std::vector<Prop> props;
-    props.reserve(obj.count);
+    // Props of all open objects share one stack (no allocation per object);
+    // this object's are [base, props_.size()), addressed by index because
+    // nested objects push onto the same vector.
+    const size_t base = props_.size();
+    struct Truncate {
+      std::vector<Prop>& v;
+      size_t n;
+      ~Truncate() { v.resize(n); }
+    } truncate{props_, base};
     bool seen_resource_type = false;
     for (uint32_t i = 0; i < obj.count; ++i) {
       const JVal& key = member_key(obj, i);
@@ -334,9 +341,10 @@ class TypedWalker {
         path_.pop_back();
         return s;
       }
+      // At most one prop per element, so this scan is bounded by the type's size.
       Prop* prop = nullptr;
-      for (Prop& p : props)
-        if (p.def == def) prop = &p;
+      for (size_t k = base; k < props_.size(); ++k)
+        if (props_[k].def == def) prop = &props_[k];
       if (prop && prop->type != chosen) {
         path_.push_back({name, -1});
         Status s = fail(key.offset, "json-multiple-choice",
@@ -351,8 +359,7 @@ class TypedWalker {
         return s;
       }
       if (!prop) {
-        props.emplace_back();
-        prop = &props.back();
+        prop = &props_.emplace_back();
         prop->def = def;
         prop->type = chosen;
         prop->name = json_name(def, chosen);
@@ -366,10 +373,23 @@ class TypedWalker {
         prop->value = &value;
       }
     }
-    std::stable_sort(props.begin(), props.end(),
+    const size_t end = props_.size();
+    std::stable_sort(props_.begin() + static_cast<std::ptrdiff_t>(base), props_.end(),
                      [](const Prop& a, const Prop& b) { return a.def->order < b.def->order; });
-    node->children.reserve(node->children.size() + props.size());
-    for (const Prop& p : props) {
+    // Reserve the exact number of children so Nodes are never moved while growing.
+    size_t child_count = node->children.size();
+    for (size_t k = base; k < end; ++k) {
+      const Prop& p = props_[k];
+      if (!p.def->is_array()) {
+        ++child_count;
+      } else {
+        const JVal* v = p.value ? p.value : p.ext;
+        child_count += v->kind == JKind::Array ? v->count : 1;
+      }
+    }
+    node->children.reserve(child_count);
+    for (size_t k = base; k < end; ++k) {
+      const Prop p = props_[k];  // a copy: nested objects may reallocate props_
       path_.push_back({p.name, -1});
       Status s = p.type->is_primitive() ? parse_primitive_prop(p, node) : parse_complex_prop(p, node);
       path_.pop_back();
@@ -519,6 +539,7 @@ class TypedWalker {
   const std::vector<JVal>& arena_;
   const TypeDef* resource_base_ = nullptr;
   std::vector<Segment> path_;
+  std::vector<Prop> props_;
 };
 
 Status syntax_error(std::string_view text, size_t offset, const char* message_id, std::string diagnostics,
