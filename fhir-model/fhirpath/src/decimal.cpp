@@ -114,7 +114,7 @@ std::string Decimal::to_string() const {
   do { digits.insert(digits.begin(), char('0' + int(a % 10))); a /= 10; } while (a > 0);
   while (int(digits.size()) <= scale) digits.insert(digits.begin(), '0');
   if (scale > 0) digits.insert(digits.end() - scale, '.');
-  if (mant < 0) digits.insert(digits.begin(), '-');
+  if (mant < 0 || (mant == 0 && negative_zero)) digits.insert(digits.begin(), '-');
   return digits;
 }
 

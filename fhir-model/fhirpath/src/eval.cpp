@@ -545,6 +545,14 @@ Status eval(const ExprNode& n, const Frame& f, Collection& out) {
       return Status::ok();
     }
     case Op::Call: {
+      if (!out.empty()) {
+        // Functions may look at what they produced so far (distinct, union):
+        // give them a fresh collection when appending to earlier results.
+        Collection fresh;
+        Status st = eval(n, f, fresh);
+        out.insert(out.end(), fresh.begin(), fresh.end());
+        return st;
+      }
       if (++f.st->depth > kMaxDepth) {
         --f.st->depth;
         return eval_error(n, "evaluation nested too deeply");
@@ -663,10 +671,13 @@ Status eval(const ExprNode& n, const Frame& f, Collection& out) {
   st = eval(*n.right, f, r);
   if (!st) return st;
   switch (n.op) {
-    case Op::Union:
-      for (const Value& v : l) push_unique(out, v);
-      for (const Value& v : r) push_unique(out, v);
+    case Op::Union: {
+      Collection u;
+      for (const Value& v : l) push_unique(u, v);
+      for (const Value& v : r) push_unique(u, v);
+      out.insert(out.end(), u.begin(), u.end());
       return Status::ok();
+    }
     case Op::Eq:
     case Op::Ne: {
       auto e = collections_equal(l, r);

@@ -494,9 +494,7 @@ Status fn_sort(const ExprNode& call, const Frame& f, const Collection& in, Colle
     items.push_back(std::move(it));
   }
   auto cmp_values = [](const std::optional<Value>& a, const std::optional<Value>& b) -> int {
-    if (!a && !b) return 0;
-    if (!a) return -1;
-    if (!b) return 1;
+    if (!a || !b) return 0;  // empty keys are placed first below, whatever the direction
     if ((a->kind() == ValueKind::Integer || a->kind() == ValueKind::Decimal) &&
         (b->kind() == ValueKind::Integer || b->kind() == ValueKind::Decimal))
       return compare(to_dec(*a), to_dec(*b));
@@ -511,6 +509,7 @@ Status fn_sort(const ExprNode& call, const Frame& f, const Collection& in, Colle
   };
   std::stable_sort(items.begin(), items.end(), [&](const Item& x, const Item& y) {
     for (size_t k = 0; k < x.keys.size(); ++k) {
+      if (!x.keys[k] != !y.keys[k]) return !x.keys[k];
       int c = cmp_values(x.keys[k], y.keys[k]);
       if (c != 0) return (k < descending.size() && descending[k]) ? c > 0 : c < 0;
     }
@@ -1217,14 +1216,18 @@ Decimal decimal_boundary(const Decimal& d, int digits, bool high) {
   if (widened.scale == digits) return widened;
   // Dropping digits: towards zero on the side away from the value's own range.
   bool toward_zero = high ? b.is_negative() : !b.is_negative();
+  Decimal r;
   if (toward_zero) {
-    Decimal t = b;
-    int drop = t.scale - digits;
+    int drop = b.scale - digits;
     __int128 p = 1;
     for (int i = 0; i < drop; ++i) p *= 10;
-    return Decimal{t.mant / p, digits};
+    r = Decimal{b.mant / p, digits};
+  } else {
+    r = b.rescaled(digits);
   }
-  return b.rescaled(digits);
+  // A negative boundary that rounds to zero keeps its sign (-0.0034 -> -0.0).
+  if (r.mant == 0 && b.is_negative()) r.negative_zero = true;
+  return r;
 }
 
 template <bool High>
@@ -1351,6 +1354,16 @@ Status fn_extension(const ExprNode& call, const Frame& f, const Collection& in, 
       if (c.child_value("url") == *url) out.push_back(Value::of_node(&c));
     }
   }
+  return Status::ok();
+}
+
+// hasExtension(url): not in the R4 FHIRPath page, but used by an R4 SearchParameter
+// (questionnaireresponse-extensions-QuestionnaireResponse-item-subject): extension(url).exists().
+Status fn_has_extension(const ExprNode& call, const Frame& f, const Collection& in, Collection& out) {
+  Collection found;
+  Status st = fn_extension(call, f, in, found);
+  if (!st) return st;
+  out.push_back(Value::of_bool(!found.empty()));
   return Status::ok();
 }
 
@@ -1598,6 +1611,7 @@ const FnDef kFunctions[] = {
     {"children", 0, 0, fn_children},
     {"descendants", 0, 0, fn_descendants},
     {"extension", 1, 1, fn_extension},
+    {"hasExtension", 1, 1, fn_has_extension},
     {"hasValue", 0, 0, fn_has_value},
     {"getValue", 0, 0, fn_get_value},
     {"resolve", 0, 0, fn_resolve},

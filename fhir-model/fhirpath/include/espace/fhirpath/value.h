@@ -21,6 +21,7 @@ namespace espace::fhirpath {
 struct Decimal {
   __int128 mant = 0;
   int scale = 0;
+  bool negative_zero = false;  // only for display of a zero reached from below ("-0.0")
 
   static constexpr int kMaxScale = 28;
 

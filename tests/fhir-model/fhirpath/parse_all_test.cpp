@@ -1,0 +1,89 @@
+// Every invariant (constraint.expression) of every StructureDefinition in the
+// R4 package and every SearchParameter expression must compile.
+#include <rapidjson/document.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "test_support.h"
+
+using namespace espace;
+using namespace espace::fhirpath;
+
+namespace {
+
+void collect_constraints(const rapidjson::Value& elements, std::vector<std::pair<std::string, std::string>>* out,
+                         const std::string& sd) {
+  if (!elements.IsArray()) return;
+  for (const auto& e : elements.GetArray()) {
+    auto c = e.FindMember("constraint");
+    if (c == e.MemberEnd() || !c->value.IsArray()) continue;
+    for (const auto& k : c->value.GetArray()) {
+      auto x = k.FindMember("expression");
+      auto key = k.FindMember("key");
+      if (x == k.MemberEnd() || !x->value.IsString()) continue;
+      std::string where = sd + " " + (key != k.MemberEnd() && key->value.IsString() ? key->value.GetString() : "");
+      out->emplace_back(where, x->value.GetString());
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every R4 invariant and search parameter expression compiles", "[fhirpath][package]") {
+  const fhir::Definitions& defs = fhirpath_test::definitions();
+  std::vector<std::pair<std::string, std::string>> invariants;
+  size_t definitions_read = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(fhir::Definitions::default_package_dir())) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("StructureDefinition-", 0) != 0 || entry.path().extension() != ".json") continue;
+    rapidjson::Document doc;
+    std::string text = fhirpath_test::read_text(entry.path().string());
+    doc.Parse(text.c_str(), text.size());
+    if (doc.HasParseError() || !doc.IsObject()) continue;
+    ++definitions_read;
+    for (const char* part : {"snapshot", "differential"}) {
+      auto p = doc.FindMember(part);
+      if (p == doc.MemberEnd() || !p->value.IsObject()) continue;
+      auto els = p->value.FindMember("element");
+      if (els != p->value.MemberEnd()) collect_constraints(els->value, &invariants, name);
+    }
+  }
+  REQUIRE(definitions_read > 500);
+
+  CompileOptions opts;
+  opts.definitions = &defs;
+  std::set<std::string> distinct;
+  std::vector<std::string> failures;
+  for (const auto& [where, expr] : invariants) {
+    distinct.insert(expr);
+    std::shared_ptr<const Expression> e;
+    fhir::Status st = compile(expr, opts, &e);
+    if (!st) failures.push_back(where + ": " + expr + " -> " + st.message());
+  }
+
+  size_t search_params = 0;
+  for (const std::string& json : defs.search_parameters_json()) {
+    rapidjson::Document doc;
+    doc.Parse(json.c_str(), json.size());
+    if (doc.HasParseError() || !doc.IsObject()) continue;
+    auto x = doc.FindMember("expression");
+    if (x == doc.MemberEnd() || !x->value.IsString()) continue;
+    ++search_params;
+    std::shared_ptr<const Expression> e;
+    fhir::Status st = compile(x->value.GetString(), opts, &e);
+    auto id = doc.FindMember("id");
+    if (!st)
+      failures.push_back(std::string("SearchParameter ") + (id != doc.MemberEnd() ? id->value.GetString() : "?") + ": " +
+                         x->value.GetString() + " -> " + st.message());
+  }
+  std::cout << "FHIRPath package expressions: " << invariants.size() << " invariant expressions (" << distinct.size()
+            << " distinct) in " << definitions_read << " StructureDefinitions, " << search_params
+            << " SearchParameter expressions; " << failures.size() << " failed to compile\n";
+  for (const auto& f : failures) std::cout << "  " << f << "\n";
+  CHECK(invariants.size() > 1000);
+  CHECK(search_params > 1000);
+  CHECK(failures.empty());
+}
