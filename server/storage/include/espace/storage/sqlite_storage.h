@@ -5,9 +5,14 @@
 //
 // Layout on disk (schema version kSqliteSchemaVersion, PRAGMA user_version):
 //   resource_version  one immutable row per version, seq = commit order
-//   resource_current  (type, id) -> seq of the current version
+//   resource_current  (type, id) -> res_key, seq of the current version
 //   search_index      IndexEntry rows of the current version of each resource
+//                     (none for a delete marker: a deleted resource matches nothing)
 //   storage_meta      small key/value facts (last commit timestamp)
+//
+// Threads: one writer (group commit: every queued body in one transaction,
+// each in its own savepoint), with overlap_fsync a few WAL sync threads that
+// acknowledge writes once flushed, and one checkpointer.
 //
 // History semantics: versions are ordered by seq (commit order), newest first.
 // HistoryPage::total counts the versions matching type/id/since_us/before_us;
@@ -32,6 +37,9 @@ struct WriteStats {
   int64_t failed_bodies = 0;    // bodies that returned an error (rolled back to their savepoint)
   int64_t failed_commits = 0;   // batches whose COMMIT failed
   int64_t largest_batch = 0;    // most bodies in one commit
+  int64_t fsyncs = 0;           // WAL flushes by the sync threads (overlap_fsync only)
+  int64_t checkpoints = 0;      // checkpoints run by the checkpoint thread
+  int64_t writer_cpu_us = 0;    // CPU time the writer thread spent running batches
 };
 
 class SqliteStorage : public Storage {

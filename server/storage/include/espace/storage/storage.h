@@ -105,6 +105,12 @@ struct SqliteOptions {
   int reader_connections = 8;        // pooled read-only connections
   int max_batch = 256;               // at most this many write bodies per commit
   bool synchronous_full = true;      // fsync on every commit (durability across power loss)
+  // With synchronous_full: fsync the WAL on separate sync threads, so the
+  // writer starts the next batch while earlier commits are being flushed.
+  // A write is still acknowledged only after an fsync that began after its
+  // COMMIT; other readers may see it up to one fsync earlier. False: SQLite's
+  // own synchronous=FULL, one fsync inside each COMMIT.
+  bool overlap_fsync = true;
 };
 
 Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out);
