@@ -5,8 +5,6 @@
 
 #include "commands.h"
 
-int cmd_fhirpath(int argc, char** argv) __attribute__((weak));  // TEMP until cmd_fhirpath.cpp lands
-
 namespace {
 
 void usage(FILE* out) {
@@ -30,7 +28,7 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   if (command == "serve") return espace::app::cmd_serve(argc - 1, argv + 1);
   if (command == "import") return espace::app::cmd_import(argc - 1, argv + 1);
-  if (command == "fhirpath" && cmd_fhirpath) return cmd_fhirpath(argc - 1, argv + 1);
+  if (command == "fhirpath") return cmd_fhirpath(argc - 1, argv + 1);
   if (command == "--help" || command == "-h" || command == "help") {
     usage(stdout);
     return 0;
