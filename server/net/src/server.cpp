@@ -361,7 +361,9 @@ class Session : public SessionBase {
 
   void note_request_start() {
     received_us_ = now_us();
-    if (parser_ && parser_->is_header_done()) {
+    // The request line may have been parsed even when the headers failed
+    // (a body over the limit is detected while finishing the header).
+    if (parser_ && !parser_->get().method_string().empty()) {
       method_ = std::string(parser_->get().method_string());
       path_ = raw_path_of(parser_->get().target());
     } else {
