@@ -739,3 +739,91 @@ TEST_CASE("the database file is in WAL mode", "[storage]") {
   sqlite3_finalize(st);
   sqlite3_close(raw);
 }
+
+TEST_CASE("each sync mode acknowledges writes and counts its flushes", "[storage]") {
+  struct Mode {
+    bool full, overlap;
+  };
+  for (Mode mode : {Mode{true, true}, Mode{true, false}, Mode{false, true}}) {
+    INFO("synchronous_full " << mode.full << ", overlap_fsync " << mode.overlap);
+    TempDb db;
+    SqliteOptions opts;
+    opts.path = db.path;
+    opts.reader_connections = 2;
+    opts.synchronous_full = mode.full;
+    opts.overlap_fsync = mode.overlap;
+    std::unique_ptr<Storage> base;
+    REQUIRE(open_sqlite(opts, &base).is_ok());
+    auto* s = dynamic_cast<SqliteStorage*>(base.get());
+    REQUIRE(s != nullptr);
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 10; ++i)
+          if (!put_next(*s, "Patient", writer_id(t * 100 + i))) ++failures;
+      });
+    for (auto& t : threads) t.join();
+    CHECK(failures == 0);
+    WriteStats stats = s->write_stats();
+    CHECK(stats.bodies == 80);
+    if (mode.full && mode.overlap) {
+      // Every commit is covered by a flush, and one flush may cover several.
+      CHECK(stats.fsyncs >= 1);
+      CHECK(stats.fsyncs <= stats.batches);
+    } else {
+      CHECK(stats.fsyncs == 0);
+    }
+    base.reset();  // shutdown acknowledges everything and closes cleanly
+    auto again = open_db(db.path);
+    ResourceVersion v;
+    for (int t = 0; t < 8; ++t)
+      for (int i = 0; i < 10; ++i) CHECK(again->read("Patient", writer_id(t * 100 + i), &v).is_ok());
+  }
+}
+
+TEST_CASE("a growing log is checkpointed in the background", "[storage]") {
+  TempDb db;
+  SqliteOptions opts;
+  opts.path = db.path;
+  opts.reader_connections = 2;
+  opts.synchronous_full = false;  // no fsync per commit: this test is about volume
+  std::unique_ptr<Storage> base;
+  REQUIRE(open_sqlite(opts, &base).is_ok());
+  auto* s = dynamic_cast<SqliteStorage*>(base.get());
+  REQUIRE(s != nullptr);
+  // Each commit writes at least a few pages; 1500 commits pass the
+  // background checkpointer's threshold of 1000 log pages.
+  std::string body = R"({"resourceType":"Binary","data":")";
+  body.append(3000, 'x');
+  body += "\"}";
+  for (int i = 0; i < 1500; ++i) {
+    ResourceVersion v;
+    v.type = "Binary";
+    v.id = writer_id(i);
+    v.version = 1;
+    v.method = "POST";
+    v.json = body;
+    std::vector<IndexEntry> index = {token("identifier", "urn:ck", v.id)};
+    REQUIRE(s->write([&](WriteTxn& txn) {
+               v.last_updated_us = txn.now_us();
+               return txn.put(v, index);
+             }).is_ok());
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (s->write_stats().checkpoints == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(s->write_stats().checkpoints > 0);
+  ResourceVersion v;
+  REQUIRE(s->read("Binary", writer_id(0), &v).is_ok());
+  REQUIRE(s->read("Binary", writer_id(1499), &v).is_ok());
+  base.reset();
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open_v2(db.path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(raw, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "ok");
+  sqlite3_finalize(st);
+  sqlite3_close(raw);
+}
