@@ -1,0 +1,187 @@
+// HTTPS through the same Server: a self-signed certificate made with the
+// OpenSSL API at test time, and an OpenSSL client over a plain socket.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "espace/net/server.h"
+
+namespace {
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/espace-tls-XXXXXX";
+    char* made = ::mkdtemp(tmpl);
+    REQUIRE(made != nullptr);
+    path = made;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// Writes a fresh P-256 key and a self-signed certificate for "localhost"
+// with the given serial number.
+void make_certificate(const std::string& cert_file, const std::string& key_file, long serial) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  REQUIRE(key != nullptr);
+  X509* cert = X509_new();
+  REQUIRE(cert != nullptr);
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), serial);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_set_pubkey(cert, key);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+  X509_set_issuer_name(cert, name);
+  REQUIRE(X509_sign(cert, key, EVP_sha256()) > 0);
+  FILE* f = std::fopen(cert_file.c_str(), "w");
+  REQUIRE(f != nullptr);
+  PEM_write_X509(f, cert);
+  std::fclose(f);
+  f = std::fopen(key_file.c_str(), "w");
+  REQUIRE(f != nullptr);
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+}
+
+struct TlsExchange {
+  bool ok = false;
+  long peer_serial = -1;
+  std::string response;  // everything read until the server closed
+};
+
+// Connects, handshakes, sends one request with Connection: close, reads to EOF.
+TlsExchange tls_request(uint16_t port, const std::string& request) {
+  TlsExchange out;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  timeval tv{15, 0};  // safety bound so a broken server fails instead of hanging
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return out;
+  }
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  SSL_set_tlsext_host_name(ssl, "localhost");
+  if (SSL_connect(ssl) == 1) {
+    if (X509* peer = SSL_get1_peer_certificate(ssl)) {
+      out.peer_serial = ASN1_INTEGER_get(X509_get_serialNumber(peer));
+      X509_free(peer);
+    }
+    if (SSL_write(ssl, request.data(), static_cast<int>(request.size())) == static_cast<int>(request.size())) {
+      char buf[4096];
+      int n;
+      while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) out.response.append(buf, static_cast<size_t>(n));
+      out.ok = true;
+    }
+  }
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(fd);
+  return out;
+}
+
+void hello_handler(espace::http::Request&& r, espace::http::Responder respond) {
+  espace::http::Response res;
+  res.body = "secure " + r.path;
+  respond(std::move(res));
+}
+
+}  // namespace
+
+TEST_CASE("HTTPS requests are served and a reload switches certificates", "[net][tls]") {
+  TempDir dir;
+  const std::string cert = (dir.path / "cert.pem").string();
+  const std::string key = (dir.path / "key.pem").string();
+  make_certificate(cert, key, 1001);
+
+  espace::net::ServerOptions o;
+  o.port = 0;
+  o.request_timeout = std::chrono::seconds(5);
+  o.tls_cert_file = cert;
+  o.tls_key_file = key;
+  espace::net::Server server(o, hello_handler);
+  REQUIRE(server.start().is_ok());
+  std::thread runner([&] { server.run(); });
+
+  const std::string request = "GET /Patient?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  TlsExchange first = tls_request(server.port(), request);
+  CHECK(first.ok);
+  CHECK(first.peer_serial == 1001);
+  CHECK(first.response.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(first.response.find("\r\n\r\nsecure /Patient") != std::string::npos);
+
+  // Plain HTTP on the TLS port gets no HTTP answer.
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{15, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    char buf[256];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    CHECK((n <= 0 || std::string(buf, static_cast<size_t>(n)).rfind("HTTP/", 0) != 0));
+    ::close(fd);
+  }
+
+  make_certificate(cert, key, 2002);
+  REQUIRE(server.reload_tls().is_ok());
+  TlsExchange second = tls_request(server.port(), request);
+  CHECK(second.ok);
+  CHECK(second.peer_serial == 2002);
+
+  // A broken key file is refused and the working material stays.
+  {
+    FILE* f = std::fopen(key.c_str(), "w");
+    std::fputs("not a key", f);
+    std::fclose(f);
+  }
+  CHECK_FALSE(server.reload_tls().is_ok());
+  TlsExchange third = tls_request(server.port(), request);
+  CHECK(third.ok);
+  CHECK(third.peer_serial == 2002);
+
+  server.stop();
+  runner.join();
+}
+
+TEST_CASE("start fails on an unreadable certificate", "[net][tls]") {
+  espace::net::ServerOptions o;
+  o.port = 0;
+  o.tls_cert_file = "/nonexistent/cert.pem";
+  o.tls_key_file = "/nonexistent/key.pem";
+  espace::net::Server server(o, hello_handler);
+  espace::fhir::Status st = server.start();
+  CHECK_FALSE(st.is_ok());
+  CHECK(st.message().find("/nonexistent/cert.pem") != std::string::npos);
+}
