@@ -2,6 +2,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <string>
 
 #include "model_fixture.h"
 
@@ -135,4 +138,43 @@ TEST_CASE("resource type names and search parameters", "[definitions]") {
         profiles.end());
   CHECK(std::find(profiles.begin(), profiles.end(), "http://hl7.org/fhir/StructureDefinition/Patient") ==
         profiles.end());
+}
+
+TEST_CASE("loading from a directory without a package fails with a clear error", "[definitions]") {
+  std::unique_ptr<Definitions> defs;
+  Status s = Definitions::load("/nonexistent/espace-package", &defs);
+  CHECK_FALSE(s);
+  CHECK(defs == nullptr);
+  CHECK(s.message().find("/nonexistent/espace-package") != std::string::npos);
+  s = Definitions::load(ESPACE_SOURCE_DIR "/tests/fhir-model", &defs);
+  CHECK_FALSE(s);
+  CHECK(s.message().find("StructureDefinition") != std::string::npos);
+}
+
+TEST_CASE("default_package_dir honours ESPACE_FHIR_PACKAGE, then XDG_CACHE_HOME, then HOME", "[definitions]") {
+  // Save and restore the environment this test changes.
+  auto saved = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  };
+  auto restore = [](const char* name, const std::optional<std::string>& v) {
+    if (v)
+      setenv(name, v->c_str(), 1);
+    else
+      unsetenv(name);
+  };
+  auto package = saved("ESPACE_FHIR_PACKAGE"), xdg = saved("XDG_CACHE_HOME"), home = saved("HOME");
+
+  setenv("ESPACE_FHIR_PACKAGE", "/opt/fhir/package", 1);
+  setenv("XDG_CACHE_HOME", "/xdg", 1);
+  CHECK(Definitions::default_package_dir() == "/opt/fhir/package");
+  unsetenv("ESPACE_FHIR_PACKAGE");
+  CHECK(Definitions::default_package_dir() == "/xdg/espace/hl7.fhir.r4.examples-4.0.1/package");
+  unsetenv("XDG_CACHE_HOME");
+  setenv("HOME", "/home/someone", 1);
+  CHECK(Definitions::default_package_dir() == "/home/someone/.cache/espace/hl7.fhir.r4.examples-4.0.1/package");
+
+  restore("ESPACE_FHIR_PACKAGE", package);
+  restore("XDG_CACHE_HOME", xdg);
+  restore("HOME", home);
 }
