@@ -247,7 +247,10 @@ class TypedWalker {
   Status fail(size_t offset, const char* message_id, std::string diagnostics) const {
     Issue issue;
     issue.severity = Severity::Error;
-    issue.code = "structure";
+    // issue-type: "value" when the element is right but its value is not,
+    // "structure" for everything about the shape of the document.
+    const std::string_view id(message_id);
+    issue.code = id == "json-invalid-integer" || id == "json-empty-string" ? "value" : "structure";
     issue.message_id = message_id;
     issue.expression = location();
     issue.diagnostics = issue.expression.empty() ? std::move(diagnostics)

@@ -69,6 +69,7 @@ TEST_CASE("integers are whole numbers in the 32-bit range", "[json]") {
     INFO(bad);
     Issue i = parse_error(with_count(bad));
     CHECK(i.message_id == "json-invalid-integer");
+    CHECK(i.code == "value");
     CHECK(i.expression == "Observation.valueInteger");
   }
   // positiveInt and unsignedInt ranges.
