@@ -157,12 +157,19 @@ bool segment_matches(std::string_view pat, std::string_view seg, bool strict, Ro
 
 bool route_matches(const Route& route, const std::vector<std::string_view>& segs, bool strict, RouteMatch* m,
                    std::string* why) {
-  std::vector<std::string_view> pats;
-  if (!split_segments(route.pattern, &pats) || pats.size() != segs.size()) return false;
-  for (size_t i = 0; i < pats.size(); ++i) {
-    if (!segment_matches(pats[i], segs[i], strict, m, why)) return false;
+  // Walks the pattern's segments in place: no allocation per route tried.
+  std::string_view pattern = route.pattern;
+  if (pattern.empty() || pattern.front() != '/') return false;
+  pattern.remove_prefix(1);
+  size_t i = 0;
+  while (!pattern.empty()) {
+    size_t slash = pattern.find('/');
+    std::string_view pat = pattern.substr(0, slash);
+    pattern = slash == std::string_view::npos ? std::string_view() : pattern.substr(slash + 1);
+    if (i >= segs.size() || !segment_matches(pat, segs[i], strict, m, why)) return false;
+    ++i;
   }
-  return true;
+  return i == segs.size();
 }
 
 }  // namespace
