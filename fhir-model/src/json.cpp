@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 
 namespace espace::fhir {
@@ -190,6 +189,23 @@ bool parse_int32(std::string_view s, long long* out) {
   return true;
 }
 
+// 1-based line and column (in characters, not bytes) of a byte offset.
+void line_column(std::string_view text, size_t offset, int* line, int* column) {
+  offset = std::min(offset, text.size());
+  int l = 1, c = 1;
+  for (size_t i = 0; i < offset; ++i) {
+    unsigned char ch = static_cast<unsigned char>(text[i]);
+    if (ch == '\n') {
+      ++l;
+      c = 1;
+    } else if ((ch & 0xC0) != 0x80) {
+      ++c;
+    }
+  }
+  *line = l;
+  *column = c;
+}
+
 class TypedWalker {
  public:
   TypedWalker(const Definitions& defs, std::string_view text, const std::vector<JVal>& arena)
@@ -220,9 +236,7 @@ class TypedWalker {
     const ElementDef* def = nullptr;
     const TypeDef* type = nullptr;
     std::string_view name;  // points into Definitions
-    const JVal* value_key = nullptr;
     const JVal* value = nullptr;
-    const JVal* ext_key = nullptr;
     const JVal* ext = nullptr;
   };
 
@@ -257,24 +271,6 @@ class TypedWalker {
                                                  : issue.expression + ": " + diagnostics;
     line_column(text_, offset, &issue.line, &issue.column);
     return Status::error(ErrorCategory::Invalid, std::move(issue));
-  }
-
- public:
-  // 1-based line and column (in characters, not bytes) of a byte offset.
-  static void line_column(std::string_view text, size_t offset, int* line, int* column) {
-    offset = std::min(offset, text.size());
-    int l = 1, c = 1;
-    for (size_t i = 0; i < offset; ++i) {
-      unsigned char ch = static_cast<unsigned char>(text[i]);
-      if (ch == '\n') {
-        ++l;
-        c = 1;
-      } else if ((ch & 0xC0) != 0x80) {
-        ++c;
-      }
-    }
-    *line = l;
-    *column = c;
   }
 
  private:
@@ -369,10 +365,8 @@ class TypedWalker {
       }
       const JVal& value = member_value(obj, i);
       if (underscore) {
-        prop->ext_key = &key;
         prop->ext = &value;
       } else {
-        prop->value_key = &key;
         prop->value = &value;
       }
     }
@@ -552,7 +546,7 @@ Status syntax_error(std::string_view text, size_t offset, const char* message_id
   issue.code = category == ErrorCategory::TooLarge ? "too-long" : "structure";
   issue.message_id = message_id;
   issue.diagnostics = std::move(diagnostics);
-  if (category != ErrorCategory::TooLarge) TypedWalker::line_column(text, offset, &issue.line, &issue.column);
+  if (category != ErrorCategory::TooLarge) line_column(text, offset, &issue.line, &issue.column);
   return Status::error(category, std::move(issue));
 }
 
