@@ -1,14 +1,14 @@
 // FHIR XML (hl7.org/fhir/R4/xml.html) <-> Node.
 //
-// Reading: libxml2 builds a DOM from memory with a hardened parser context
-// (no DTD, no entities, no network; a DOCTYPE stops the parse as soon as it
-// is seen; element depth is checked while parsing), then the DOM is walked
-// against the Definitions. Writing appends straight to a std::string.
+// Reading: libxml2's SAX2 parser on a hardened context (no DTD, no entity
+// substitution, no network; a DOCTYPE stops the parse as soon as it is seen;
+// element depth is checked as elements open) feeds Nodes directly, checked
+// against the Definitions; no DOM is built. Writing appends straight to a
+// std::string.
 #include "espace/fhir/xml.h"
 
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
-#include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 
 #include <algorithm>
@@ -24,11 +24,12 @@ constexpr std::string_view kXhtmlNamespace = "http://www.w3.org/1999/xhtml";
 constexpr std::string_view kXmlNamespace = "http://www.w3.org/XML/1998/namespace";
 constexpr std::string_view kSchemaInstanceNamespace = "http://www.w3.org/2001/XMLSchema-instance";
 
+// Deepest markup accepted inside a narrative div given to write_xml.
+constexpr int kMaxDivDepth = 256;
+
 std::string_view sv(const xmlChar* s) {
   return s ? std::string_view(reinterpret_cast<const char*>(s)) : std::string_view();
 }
-
-std::string_view namespace_of(const xmlNode* n) { return n->ns ? sv(n->ns->href) : std::string_view(); }
 
 void init_libxml() {
   static std::once_flag once;
@@ -43,297 +44,71 @@ bool all_whitespace(std::string_view s) {
   return true;
 }
 
-int line_of(const xmlNode* n) {
-  if (!n) return 0;
-  long line = xmlGetLineNo(n);
-  return line > 0 && line < INT_MAX ? static_cast<int>(line) : 0;
-}
-
-// Text of an attribute: without entity substitution it is a list of text nodes.
-std::string attribute_text(const xmlAttr* a) {
-  std::string text;
-  for (const xmlNode* c = a->children; c; c = c->next)
-    if (c->content) text += sv(c->content);
-  return text;
-}
-
 // ---------------------------------------------------------------------------
-// Hardened parsing
+// Escaping
 
-// State shared with the SAX hooks through ctxt->_private.
-struct ParseGuard {
-  int depth = 0;
-  int max_depth = 0;
-  bool doctype_seen = false;
-  bool too_deep = false;
-  int stop_line = 0;
-  bool have_error = false;
-  std::string first_error;
-  int error_line = 0;
-  int error_column = 0;
-  startElementNsSAX2Func start_element = nullptr;
-  endElementNsSAX2Func end_element = nullptr;
-};
-
-ParseGuard* guard_of(void* ctx) {
-  return static_cast<ParseGuard*>(static_cast<xmlParserCtxtPtr>(ctx)->_private);
-}
-
-// Called when "<!DOCTYPE name ..." has been read and before any internal
-// subset is parsed: nothing declared in it is ever looked at.
-void refuse_doctype(void* ctx, const xmlChar*, const xmlChar*, const xmlChar*) {
-  auto* ctxt = static_cast<xmlParserCtxtPtr>(ctx);
-  ParseGuard* g = guard_of(ctx);
-  g->doctype_seen = true;
-  g->stop_line = ctxt->input ? ctxt->input->line : 0;
-  xmlStopParser(ctxt);
-}
-
-void start_element_checked(void* ctx, const xmlChar* localname, const xmlChar* prefix, const xmlChar* uri,
-                           int nb_namespaces, const xmlChar** namespaces, int nb_attributes, int nb_defaulted,
-                           const xmlChar** attributes) {
-  auto* ctxt = static_cast<xmlParserCtxtPtr>(ctx);
-  ParseGuard* g = guard_of(ctx);
-  if (++g->depth > g->max_depth) {
-    g->too_deep = true;
-    g->stop_line = ctxt->input ? ctxt->input->line : 0;
-    xmlStopParser(ctxt);
-    return;
+// Length of the valid UTF-8 sequence of an XML character starting at p, or 0.
+// Rejects overlongs, surrogates, U+FFFE/U+FFFF and truncated sequences.
+size_t utf8_xml_char_length(const unsigned char* p, const unsigned char* end) {
+  const unsigned char c = *p;
+  size_t length = 0;
+  uint32_t cp = 0;
+  if (c >= 0xC2 && c <= 0xDF) { length = 2; cp = c & 0x1F; }
+  else if (c >= 0xE0 && c <= 0xEF) { length = 3; cp = c & 0x0F; }
+  else if (c >= 0xF0 && c <= 0xF4) { length = 4; cp = c & 0x07; }
+  else return 0;
+  if (static_cast<size_t>(end - p) < length) return 0;
+  for (size_t k = 1; k < length; ++k) {
+    if ((p[k] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[k] & 0x3F);
   }
-  g->start_element(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes, nb_defaulted,
-                   attributes);
+  if ((length == 3 && cp < 0x800) || (length == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
+  if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF) return 0;
+  return length;
 }
-
-void end_element_checked(void* ctx, const xmlChar* localname, const xmlChar* prefix, const xmlChar* uri) {
-  ParseGuard* g = guard_of(ctx);
-  --g->depth;
-  g->end_element(ctx, localname, prefix, uri);
-}
-
-// Per-context error sink: keeps libxml2 quiet on stderr without touching its
-// global (per-thread) handlers, and remembers the first error.
-void collect_error(void* ctx, xmlErrorPtr error) {
-  if (!ctx || !error || error->level < XML_ERR_ERROR) return;
-  ParseGuard* g = guard_of(ctx);
-  if (g->have_error) return;
-  g->have_error = true;
-  g->first_error = error->message ? error->message : "malformed XML";
-  while (!g->first_error.empty() && is_xml_space(g->first_error.back())) g->first_error.pop_back();
-  g->error_line = error->line;
-  g->error_column = error->int2;
-}
-
-struct DocDeleter {
-  void operator()(xmlDoc* d) const { xmlFreeDoc(d); }
-};
-using DocPtr = std::unique_ptr<xmlDoc, DocDeleter>;
-
-Issue make_issue(std::string code, std::string message_id, std::string diagnostics, std::string expression,
-                 int line) {
-  Issue i;
-  i.code = std::move(code);
-  i.message_id = std::move(message_id);
-  i.diagnostics = std::move(diagnostics);
-  i.expression = std::move(expression);
-  i.line = line;
-  return i;
-}
-
-// Parses `text` into a DOM, or explains why not.
-Status parse_document(std::string_view text, int max_depth, DocPtr* out) {
-  init_libxml();
-  if (text.size() > static_cast<size_t>(INT_MAX))
-    return Status::error(ErrorCategory::TooLarge,
-                         make_issue("too-long", "xml-too-large", "XML document is too large", "", 0));
-  xmlParserCtxtPtr ctxt = xmlCreateMemoryParserCtxt(text.data(), static_cast<int>(text.size()));
-  if (!ctxt)
-    return Status::error(ErrorCategory::Internal,
-                         make_issue("exception", "xml-parser-unavailable", "could not create an XML parser", "", 0));
-  // No XML_PARSE_NOENT (entity substitution), XML_PARSE_DTDLOAD, XML_PARSE_DTDATTR,
-  // XML_PARSE_HUGE: the hooks below refuse any DTD before it is read anyway.
-  xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_BIG_LINES | XML_PARSE_NOERROR |
-                              XML_PARSE_NOWARNING);
-  ctxt->replaceEntities = 0;
-  ctxt->loadsubset = 0;
-  ctxt->validate = 0;
-  ParseGuard guard;
-  guard.max_depth = max_depth;
-  guard.start_element = ctxt->sax->startElementNs;
-  guard.end_element = ctxt->sax->endElementNs;
-  ctxt->_private = &guard;
-  ctxt->sax->internalSubset = refuse_doctype;
-  ctxt->sax->externalSubset = refuse_doctype;
-  ctxt->sax->startElementNs = start_element_checked;
-  ctxt->sax->endElementNs = end_element_checked;
-  ctxt->sax->serror = collect_error;
-  ctxt->sax->warning = nullptr;
-  ctxt->sax->error = nullptr;
-  ctxt->sax->fatalError = nullptr;
-
-  xmlParseDocument(ctxt);
-  DocPtr doc(ctxt->myDoc);
-  ctxt->myDoc = nullptr;
-  bool well_formed = ctxt->wellFormed != 0;
-  xmlFreeParserCtxt(ctxt);
-
-  if (guard.doctype_seen)
-    return Status::error(ErrorCategory::Invalid,
-                         make_issue("not-supported", "xml-doctype-forbidden",
-                                    "XML documents with a DOCTYPE (DTD) are not accepted", "", guard.stop_line));
-  if (guard.too_deep)
-    return Status::error(ErrorCategory::Invalid,
-                         make_issue("too-costly", "xml-too-deep",
-                                    "XML elements are nested more than " + std::to_string(max_depth) + " deep", "",
-                                    guard.stop_line));
-  if (!well_formed || guard.have_error || !doc) {
-    Issue i = make_issue("structure", "xml-malformed",
-                         "XML is not well-formed: " + (guard.have_error ? guard.first_error : std::string("unknown")),
-                         "", guard.error_line);
-    i.column = guard.error_column;
-    return Status::error(ErrorCategory::Invalid, std::move(i));
-  }
-  *out = std::move(doc);
-  return Status::ok();
-}
-
-// ---------------------------------------------------------------------------
-// Escaping (shared by the writer and the XHTML serializer)
 
 // Appends `s` escaped for XML. Invalid UTF-8 and characters XML 1.0 cannot
 // carry (most C0 controls, U+FFFE/U+FFFF) become U+FFFD so the output is
-// always well-formed.
+// always well-formed. Runs of ordinary characters are copied in one go.
 void append_escaped(std::string& out, std::string_view s, bool attribute) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* end = p + s.size();
   while (p < end) {
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"':
-          if (attribute) out += "&quot;";
-          else out += '"';
-          break;
-        case '\n':
-          if (attribute) out += "&#10;";
-          else out += '\n';
-          break;
-        case '\t':
-          if (attribute) out += "&#9;";
-          else out += '\t';
-          break;
-        case '\r': out += "&#13;"; break;  // a raw CR would be normalised away on reading
-        default:
-          if (c < 0x20) out += kReplacement;
-          else out += static_cast<char>(c);
+    const unsigned char* run = p;
+    while (p < end) {
+      const unsigned char c = *p;
+      if (c >= 0x80) {
+        size_t length = utf8_xml_char_length(p, end);
+        if (length == 0) break;
+        p += length;
+      } else if (c >= 0x20 && c != '&' && c != '<' && c != '>' && c != '"') {
+        ++p;
+      } else if (!attribute && (c == '"' || c == '\n' || c == '\t')) {
+        ++p;  // literal in text content
+      } else {
+        break;
       }
-      ++p;
-      continue;
     }
-    // Multi-byte UTF-8: validate length, continuation bytes, overlongs, surrogates.
-    int length = 0;
-    uint32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) { length = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { length = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { length = 4; cp = c & 0x07; }
-    bool ok = length > 0 && end - p >= length;
-    for (int k = 1; ok && k < length; ++k) {
-      if ((p[k] & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (p[k] & 0x3F);
+    out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
+    if (p == end) break;
+    switch (*p) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      // In attributes these would be normalised to spaces on reading.
+      case '\n': out += "&#10;"; break;
+      case '\t': out += "&#9;"; break;
+      case '\r': out += "&#13;"; break;  // even in text, a raw CR is normalised away on reading
+      default: out += kReplacement; break;  // C0 control or invalid UTF-8 byte
     }
-    if (ok) {
-      if ((length == 3 && cp < 0x800) || (length == 4 && (cp < 0x10000 || cp > 0x10FFFF))) ok = false;
-      if (cp >= 0xD800 && cp <= 0xDFFF) ok = false;
-      if (cp == 0xFFFE || cp == 0xFFFF) ok = false;
-    }
-    if (ok) {
-      out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(length));
-      p += length;
-    } else {
-      out += kReplacement;
-      ++p;
-    }
+    ++p;
   }
 }
 
 // ---------------------------------------------------------------------------
-// XHTML (Narrative.div) serialization: the same text the JSON form carries,
-// '<div xmlns="http://www.w3.org/1999/xhtml">...</div>', double-quoted
-// attributes, empty elements as <x/>, comments and PIs dropped.
-
-struct XhtmlProblem {
-  const xmlNode* where = nullptr;
-  std::string what;
-};
-
-// `lenient_namespace` accepts elements without namespace as XHTML (used on
-// write, for a div that came from JSON without its xmlns).
-bool serialize_xhtml_element(const xmlNode* el, bool is_root, bool lenient_namespace, std::string& out,
-                             XhtmlProblem* problem) {
-  const std::string_view ns = namespace_of(el);
-  if (ns != kXhtmlNamespace && !(lenient_namespace && ns.empty())) {
-    problem->where = el;
-    problem->what = "element '" + std::string(sv(el->name)) + "' in the narrative is not in the XHTML namespace";
-    return false;
-  }
-  out += '<';
-  out += sv(el->name);
-  if (is_root) {
-    out += " xmlns=\"";
-    out += kXhtmlNamespace;
-    out += '"';
-  }
-  for (const xmlAttr* a = el->properties; a; a = a->next) {
-    out += ' ';
-    if (a->ns) {
-      if (sv(a->ns->href) != kXmlNamespace) {
-        problem->where = el;
-        problem->what = "attribute '" + std::string(sv(a->name)) + "' in the narrative has an unsupported namespace";
-        return false;
-      }
-      out += "xml:";
-    }
-    out += sv(a->name);
-    out += "=\"";
-    append_escaped(out, attribute_text(a), true);
-    out += '"';
-  }
-  if (!el->children) {
-    out += "/>";
-    return true;
-  }
-  out += '>';
-  for (const xmlNode* c = el->children; c; c = c->next) {
-    switch (c->type) {
-      case XML_ELEMENT_NODE:
-        if (!serialize_xhtml_element(c, false, lenient_namespace, out, problem)) return false;
-        break;
-      case XML_TEXT_NODE:
-      case XML_CDATA_SECTION_NODE:
-        append_escaped(out, sv(c->content), false);
-        break;
-      case XML_COMMENT_NODE:
-      case XML_PI_NODE:
-        break;
-      default:
-        problem->where = c;
-        problem->what = "unsupported XML node in the narrative";
-        return false;
-    }
-  }
-  out += "</";
-  out += sv(el->name);
-  out += '>';
-  return true;
-}
-
-// ---------------------------------------------------------------------------
-// Reading
-
-const TypeDef* xhtml_type_marker(const TypeDef* t) { return t && t->name == "xhtml" ? t : nullptr; }
+// Element names and lexical checks
 
 std::string_view json_name_of(const ElementDef* def, const TypeDef* chosen) {
   if (def->is_choice) {
@@ -370,100 +145,404 @@ bool is_json_number(std::string_view s, bool integer_only) {
   return i == s.size();
 }
 
-class XmlToNode {
+// ---------------------------------------------------------------------------
+// Reading: SAX events straight into Nodes (no DOM), on a hardened context.
+
+Issue make_issue(std::string code, std::string message_id, std::string diagnostics, std::string expression,
+                 int line) {
+  Issue i;
+  i.code = std::move(code);
+  i.message_id = std::move(message_id);
+  i.diagnostics = std::move(diagnostics);
+  i.expression = std::move(expression);
+  i.line = line;
+  return i;
+}
+
+class SaxReader {
  public:
-  explicit XmlToNode(const Definitions& defs) : defs_(defs) {}
-
-  Status read_root(const xmlNode* root, Node* out) {
-    if (namespace_of(root) != kFhirNamespace) {
-      fail(root, "structure", "xml-wrong-namespace",
-           "root element '" + std::string(sv(root->name)) + "' is not in the FHIR namespace " +
-               std::string(kFhirNamespace));
-      return std::move(status_);
-    }
-    const TypeDef* type = defs_.resource_type(sv(root->name));
-    if (!type) {
-      fail(root, "structure", "xml-unknown-resource-type",
-           "unknown resource type '" + std::string(sv(root->name)) + "'");
-      return std::move(status_);
-    }
-    *out = Node();
-    out->type = type;
-    out->name = type->name;
-    path_.push_back({type->name, -1});
-    fill(root, *out, /*is_root=*/true);
-    return std::move(status_);
-  }
-
- private:
-  struct Step {
-    std::string_view name;
-    int index;  // -1 when the element does not repeat
+  enum class Mode {
+    Resource,  // a FHIR resource into a Node
+    DivOnly,   // a lone Narrative div (from JSON) into its normalised text
   };
 
-  const Definitions& defs_;
-  std::vector<Step> path_;
-  Status status_;
-  bool failed_ = false;
+  SaxReader(const Definitions* defs, Mode mode, int max_depth) : defs_(defs), mode_(mode), max_depth_(max_depth) {}
 
-  std::string path_text() const {
+  Status run(std::string_view text) {
+    init_libxml();
+    if (text.size() > static_cast<size_t>(INT_MAX))
+      return Status::error(ErrorCategory::TooLarge,
+                           make_issue("too-long", "xml-too-large", "XML document is too large", "", 0));
+    ctxt_ = xmlCreateMemoryParserCtxt(text.data(), static_cast<int>(text.size()));
+    if (!ctxt_)
+      return Status::error(ErrorCategory::Internal, make_issue("exception", "xml-parser-unavailable",
+                                                               "could not create an XML parser", "", 0));
+    // No XML_PARSE_NOENT (entity substitution), XML_PARSE_DTDLOAD,
+    // XML_PARSE_DTDATTR or XML_PARSE_HUGE; a DTD is refused before it is read.
+    xmlCtxtUseOptions(ctxt_, XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    ctxt_->replaceEntities = 0;
+    ctxt_->loadsubset = 0;
+    ctxt_->validate = 0;
+    ctxt_->_private = this;
+    // Only our callbacks: nothing builds a tree, nothing resolves entities.
+    xmlSAXHandler* sax = ctxt_->sax;
+    std::memset(sax, 0, sizeof *sax);
+    sax->initialized = XML_SAX2_MAGIC;
+    sax->internalSubset = on_doctype;
+    sax->externalSubset = on_doctype;
+    sax->startElementNs = on_start;
+    sax->endElementNs = on_end;
+    sax->characters = on_characters;
+    sax->ignorableWhitespace = on_characters;
+    sax->serror = on_error;
+
+    xmlParseDocument(ctxt_);
+    const bool well_formed = ctxt_->wellFormed != 0;
+    if (ctxt_->myDoc) xmlFreeDoc(ctxt_->myDoc);  // none expected without tree callbacks
+    ctxt_->myDoc = nullptr;
+    xmlFreeParserCtxt(ctxt_);
+    ctxt_ = nullptr;
+
+    if (failed_) return std::move(status_);
+    if (!well_formed || have_syntax_error_ || !done_) {
+      Issue i = make_issue("structure", "xml-malformed",
+                           "XML is not well-formed: " + (have_syntax_error_ ? syntax_error_ : std::string("no root element")),
+                           "", syntax_line_);
+      i.column = syntax_column_;
+      return Status::error(ErrorCategory::Invalid, std::move(i));
+    }
+    return Status::ok();
+  }
+
+  Node take_resource() { return std::move(result_); }
+  std::string take_div() { return std::move(result_.value); }
+
+ private:
+  struct Frame {
+    enum Kind : uint8_t { Element, Wrapper, Xhtml };
+    Kind kind = Element;
+    bool has_resource = false;  // Wrapper: its resource has been read
+    int line = 0;
+    int index = -1;             // position among the items of a repeating element
+    std::string_view step;      // path step ("" for a resource inside a wrapper)
+    Node node;
+    std::vector<std::pair<const ElementDef*, int>> item_counts;
+  };
+
+  const Definitions* defs_;
+  Mode mode_;
+  int max_depth_;
+  xmlParserCtxtPtr ctxt_ = nullptr;
+  std::vector<Frame> frames_;
+  int depth_ = 0;
+  int div_depth_ = 0;         // elements open inside the narrative div, the div included
+  bool div_tag_open_ = false; // "<p attrs" written, ">" or "/>" not yet
+  Node result_;
+  bool done_ = false;
+  bool failed_ = false;
+  Status status_;
+  bool have_syntax_error_ = false;
+  std::string syntax_error_;
+  int syntax_line_ = 0;
+  int syntax_column_ = 0;
+
+  static SaxReader* self(void* ctx) {
+    return static_cast<SaxReader*>(static_cast<xmlParserCtxtPtr>(ctx)->_private);
+  }
+
+  int line() const { return ctxt_ && ctxt_->input ? ctxt_->input->line : 0; }
+
+  std::string path_text(std::string_view extra_step) const {
     std::string p;
-    for (const Step& s : path_) {
+    auto add = [&p](std::string_view step, int index) {
+      if (step.empty()) return;
       if (!p.empty()) p += '.';
-      p += s.name;
-      if (s.index >= 0) {
+      p += step;
+      if (index >= 0) {
         p += '[';
-        p += std::to_string(s.index);
+        p += std::to_string(index);
         p += ']';
       }
-    }
+    };
+    for (const Frame& f : frames_) add(f.step, f.index);
+    add(extra_step, -1);
     return p;
   }
 
-  void fail(const xmlNode* at, std::string code, std::string message_id, std::string diagnostics) {
-    if (failed_) return;
-    failed_ = true;
-    status_ = Status::error(ErrorCategory::Invalid,
-                            make_issue(std::move(code), std::move(message_id),
-                                       std::move(diagnostics) + " (line " + std::to_string(line_of(at)) + ")",
-                                       path_text(), line_of(at)));
+  void stop() {
+    if (ctxt_) xmlStopParser(ctxt_);
   }
 
-  // Reads the attributes and child elements of `el` into `node`, whose type is set.
-  bool fill(const xmlNode* el, Node& node, bool is_root) {
-    const TypeDef* type = node.type;
-    const bool primitive = type->is_primitive();
+  // Records the first error (with the location of the frames open now plus
+  // `extra_step`) and stops the parser.
+  void fail(int at_line, std::string code, std::string message_id, std::string diagnostics,
+            std::string_view extra_step = {}) {
+    if (failed_) return;
+    failed_ = true;
+    const std::string where = at_line > 0 ? " (line " + std::to_string(at_line) + ")" : std::string();
+    status_ = Status::error(ErrorCategory::Invalid, make_issue(std::move(code), std::move(message_id),
+                                                               std::move(diagnostics) + where,
+                                                               path_text(extra_step), at_line));
+    stop();
+  }
 
-    for (const xmlAttr* a = el->properties; a; a = a->next) {
-      const std::string_view name = sv(a->name);
-      if (a->ns) {
-        // xsi:schemaLocation and friends on the root are schema hints, not content.
-        if (is_root && sv(a->ns->href) == kSchemaInstanceNamespace) continue;
-        fail(el, "structure", "xml-unknown-attribute",
-             "unknown attribute '" + std::string(name) + "' (namespace " + std::string(sv(a->ns->href)) + ")");
-        return false;
+  void fail_bare(ErrorCategory category, std::string code, std::string message_id, std::string diagnostics,
+                 int at_line) {
+    if (failed_) return;
+    failed_ = true;
+    status_ = Status::error(category, make_issue(std::move(code), std::move(message_id), std::move(diagnostics),
+                                                 "", at_line));
+    stop();
+  }
+
+  // --- libxml2 callbacks ---------------------------------------------------
+
+  // "<!DOCTYPE name ..." has been read; nothing declared in it is ever looked at.
+  static void on_doctype(void* ctx, const xmlChar*, const xmlChar*, const xmlChar*) {
+    SaxReader* r = self(ctx);
+    r->fail_bare(ErrorCategory::Invalid, "not-supported", "xml-doctype-forbidden",
+                 "XML documents with a DOCTYPE (DTD) are not accepted", r->line());
+  }
+
+  // Keeps libxml2 quiet on stderr without touching its global handlers.
+  static void on_error(void* ctx, xmlErrorPtr error) {
+    if (!ctx || !error || error->level < XML_ERR_ERROR) return;
+    SaxReader* r = self(ctx);
+    if (r->have_syntax_error_) return;
+    r->have_syntax_error_ = true;
+    r->syntax_error_ = error->message ? error->message : "malformed XML";
+    while (!r->syntax_error_.empty() && is_xml_space(r->syntax_error_.back())) r->syntax_error_.pop_back();
+    r->syntax_line_ = error->line;
+    r->syntax_column_ = error->int2;
+  }
+
+  static void on_start(void* ctx, const xmlChar* localname, const xmlChar*, const xmlChar* uri, int,
+                       const xmlChar**, int nb_attributes, int, const xmlChar** attributes) {
+    SaxReader* r = self(ctx);
+    if (r->failed_) return;
+    if (++r->depth_ > r->max_depth_) {
+      r->fail_bare(ErrorCategory::Invalid, "too-costly", "xml-too-deep",
+                   "XML elements are nested more than " + std::to_string(r->max_depth_) + " deep", r->line());
+      return;
+    }
+    r->start_element(sv(localname), sv(uri), nb_attributes, attributes);
+  }
+
+  static void on_end(void* ctx, const xmlChar* localname, const xmlChar*, const xmlChar*) {
+    SaxReader* r = self(ctx);
+    if (r->failed_) return;
+    --r->depth_;
+    r->end_element(sv(localname));
+  }
+
+  static void on_characters(void* ctx, const xmlChar* ch, int len) {
+    SaxReader* r = self(ctx);
+    if (r->failed_ || len <= 0) return;
+    r->characters(std::string_view(reinterpret_cast<const char*>(ch), static_cast<size_t>(len)));
+  }
+
+  // --- attributes ------------------------------------------------------------
+
+  // SAX2 attribute tuples: localname, prefix, URI, value, value end.
+  struct Attribute {
+    std::string_view name, uri;
+    const xmlChar* begin;
+    const xmlChar* end;
+  };
+  static Attribute attribute_at(const xmlChar** attributes, int i) {
+    const xmlChar** a = attributes + 5 * i;
+    return {sv(a[0]), sv(a[2]), a[3], a[4]};
+  }
+  // Character and predefined entity references arrive decoded, except '&',
+  // which libxml2 hands over as "&#38;" when entities are not substituted;
+  // no other '&' can reach here, as no entity can be declared.
+  static std::string attribute_value(const Attribute& a) {
+    std::string_view raw(reinterpret_cast<const char*>(a.begin), static_cast<size_t>(a.end - a.begin));
+    if (raw.find('&') == std::string_view::npos) return std::string(raw);
+    std::string value;
+    value.reserve(raw.size());
+    size_t pos = 0;
+    while (true) {
+      size_t amp = raw.find("&#38;", pos);
+      if (amp == std::string_view::npos) break;
+      value.append(raw.substr(pos, amp - pos));
+      value += '&';
+      pos = amp + 5;
+    }
+    value.append(raw.substr(pos));
+    return value;
+  }
+
+  // --- elements ----------------------------------------------------------------
+
+  void start_element(std::string_view name, std::string_view uri, int nb_attributes, const xmlChar** attributes) {
+    if (div_depth_ > 0) {
+      xhtml_start(name, uri, nb_attributes, attributes);
+      return;
+    }
+    if (frames_.empty()) {
+      start_root(name, uri, nb_attributes, attributes);
+      return;
+    }
+    Frame& parent = frames_.back();
+    if (parent.kind == Frame::Wrapper) {
+      start_wrapped_resource(name, uri, nb_attributes, attributes);
+      return;
+    }
+    const TypeDef* type = parent.node.type;
+    const bool primitive = type->is_primitive();
+    const TypeDef* chosen = nullptr;
+    const ElementDef* def = (primitive && name == "value") ? nullptr : type->find_json(name, &chosen);
+    if (!def || def->xml_attribute || !chosen) {
+      fail(line(), "structure", "xml-unknown-element", "unknown element '" + std::string(name) + "' in " + type->name,
+           name);
+      return;
+    }
+    const bool xhtml = chosen->name == "xhtml";
+    const std::string_view expected_ns = xhtml ? kXhtmlNamespace : kFhirNamespace;
+    if (uri != expected_ns) {
+      fail(line(), "structure", "xml-wrong-namespace",
+           "element '" + std::string(name) + "' must be in the namespace " + std::string(expected_ns), name);
+      return;
+    }
+    int index = -1;
+    if (def->is_array()) {
+      auto& counts = parent.item_counts;
+      auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& p) { return p.first == def; });
+      if (it == counts.end()) {
+        counts.emplace_back(def, 1);
+        index = 0;
+      } else {
+        index = it->second++;
       }
-      std::string text = attribute_text(a);
-      if (primitive && name == "value") {
-        if (text.empty()) {
-          fail(el, "value", "xml-empty-value", "attribute 'value' must not be empty");
-          return false;
+    } else {
+      for (const Node& existing : parent.node.children)
+        if (existing.def == def) {
+          fail(line(), "structure", "xml-repeated-element",
+               "element '" + std::string(name) + "' appears more than once but does not repeat", name);
+          return;
         }
-        if (!check_lexical(el, type, text)) return false;
-        node.value = std::move(text);
-        node.has_value = true;
+    }
+
+    Frame f;
+    f.line = line();
+    f.index = index;
+    f.node.def = def;
+    f.node.type = chosen;
+    f.node.name = json_name_of(def, chosen);
+    f.step = f.node.name;
+    if (xhtml) {
+      f.kind = Frame::Xhtml;
+      frames_.push_back(std::move(f));
+      xhtml_start(name, uri, nb_attributes, attributes);
+      return;
+    }
+    if (chosen->is_resource()) {
+      f.kind = Frame::Wrapper;
+      frames_.push_back(std::move(f));
+      if (nb_attributes > 0)
+        fail(line(), "structure", "xml-unknown-attribute",
+             "attribute '" + std::string(attribute_at(attributes, 0).name) + "' is not allowed on a resource wrapper");
+      return;
+    }
+    frames_.push_back(std::move(f));
+    read_attributes(nb_attributes, attributes, false);
+  }
+
+  void start_root(std::string_view name, std::string_view uri, int nb_attributes, const xmlChar** attributes) {
+    if (mode_ == Mode::DivOnly) {
+      Frame f;
+      f.kind = Frame::Xhtml;
+      frames_.push_back(std::move(f));
+      xhtml_start(name, uri, nb_attributes, attributes);
+      return;
+    }
+    if (uri != kFhirNamespace) {
+      fail(line(), "structure", "xml-wrong-namespace",
+           "root element '" + std::string(name) + "' is not in the FHIR namespace " + std::string(kFhirNamespace));
+      return;
+    }
+    const TypeDef* type = defs_->resource_type(name);
+    if (!type) {
+      fail(line(), "structure", "xml-unknown-resource-type", "unknown resource type '" + std::string(name) + "'");
+      return;
+    }
+    Frame f;
+    f.line = line();
+    f.node.type = type;
+    f.node.name = type->name;
+    f.step = type->name;
+    frames_.push_back(std::move(f));
+    read_attributes(nb_attributes, attributes, true);
+  }
+
+  // <contained><Patient>...</Patient></contained>: exactly one resource inside.
+  void start_wrapped_resource(std::string_view name, std::string_view uri, int nb_attributes,
+                              const xmlChar** attributes) {
+    Frame& wrapper = frames_.back();
+    if (wrapper.has_resource) {
+      fail(line(), "structure", "xml-resource-wrapper", "more than one resource inside '" +
+                                                           std::string(wrapper.node.name) + "'");
+      return;
+    }
+    if (uri != kFhirNamespace) {
+      fail(line(), "structure", "xml-wrong-namespace",
+           "element '" + std::string(name) + "' is not in the FHIR namespace");
+      return;
+    }
+    const TypeDef* type = defs_->resource_type(name);
+    if (!type) {
+      fail(line(), "structure", "xml-unknown-resource-type", "unknown resource type '" + std::string(name) + "'");
+      return;
+    }
+    if (!type->is_a(wrapper.node.type)) {
+      fail(line(), "structure", "xml-unknown-resource-type",
+           "a " + type->name + " is not allowed here (expected " + wrapper.node.type->name + ")");
+      return;
+    }
+    Frame f;
+    f.line = line();
+    f.node.def = wrapper.node.def;
+    f.node.name = wrapper.node.name;
+    f.node.type = type;
+    frames_.push_back(std::move(f));
+    read_attributes(nb_attributes, attributes, false);
+  }
+
+  void read_attributes(int nb_attributes, const xmlChar** attributes, bool is_root) {
+    Frame& f = frames_.back();
+    const TypeDef* type = f.node.type;
+    const bool primitive = type->is_primitive();
+    for (int i = 0; i < nb_attributes; ++i) {
+      const Attribute a = attribute_at(attributes, i);
+      if (!a.uri.empty()) {
+        // xsi:schemaLocation and friends on the root are schema hints, not content.
+        if (is_root && a.uri == kSchemaInstanceNamespace) continue;
+        fail(f.line, "structure", "xml-unknown-attribute",
+             "unknown attribute '" + std::string(a.name) + "' (namespace " + std::string(a.uri) + ")");
+        return;
+      }
+      std::string text = attribute_value(a);
+      if (primitive && a.name == "value") {
+        if (text.empty()) {
+          fail(f.line, "value", "xml-empty-value", "attribute 'value' must not be empty");
+          return;
+        }
+        if (!check_lexical(f.line, type, text)) return;
+        f.node.value = std::move(text);
+        f.node.has_value = true;
         continue;
       }
       const TypeDef* chosen = nullptr;
-      const ElementDef* def = type->find_json(name, &chosen);
+      const ElementDef* def = type->find_json(a.name, &chosen);
       if (!def || !def->xml_attribute) {
-        fail(el, "structure", "xml-unknown-attribute",
-             "unknown attribute '" + std::string(name) + "' on " + type->name);
-        return false;
+        fail(f.line, "structure", "xml-unknown-attribute",
+             "unknown attribute '" + std::string(a.name) + "' on " + type->name);
+        return;
       }
       if (text.empty()) {
-        fail(el, "value", "xml-empty-value", "attribute '" + std::string(name) + "' must not be empty");
-        return false;
+        fail(f.line, "value", "xml-empty-value", "attribute '" + std::string(a.name) + "' must not be empty");
+        return;
       }
       Node child;
       child.def = def;
@@ -471,109 +550,23 @@ class XmlToNode {
       child.name = def->name;
       child.value = std::move(text);
       child.has_value = true;
-      node.children.push_back(std::move(child));
+      f.node.children.push_back(std::move(child));
     }
-
-    // Index of the next item per repeating element, for error locations.
-    std::vector<std::pair<const ElementDef*, int>> counts;
-    for (const xmlNode* c = el->children; c; c = c->next) {
-      switch (c->type) {
-        case XML_ELEMENT_NODE:
-          break;
-        case XML_TEXT_NODE:
-        case XML_CDATA_SECTION_NODE:
-          if (!all_whitespace(sv(c->content))) {
-            fail(c, "structure", "xml-unexpected-text", "text content is not allowed in " + type->name);
-            return false;
-          }
-          continue;
-        case XML_COMMENT_NODE:
-        case XML_PI_NODE:
-          continue;
-        default:
-          fail(c, "structure", "xml-unexpected-node", "unsupported XML node in " + type->name);
-          return false;
-      }
-      const std::string_view name = sv(c->name);
-      const TypeDef* chosen = nullptr;
-      const ElementDef* def = (primitive && name == "value") ? nullptr : type->find_json(name, &chosen);
-      if (!def || def->xml_attribute || !chosen) {
-        path_.push_back({name, -1});
-        fail(c, "structure", "xml-unknown-element",
-             "unknown element '" + std::string(name) + "' in " + type->name);
-        return false;
-      }
-      const bool xhtml = xhtml_type_marker(chosen) != nullptr;
-      const std::string_view expected_ns = xhtml ? kXhtmlNamespace : kFhirNamespace;
-      if (namespace_of(c) != expected_ns) {
-        path_.push_back({name, -1});
-        fail(c, "structure", "xml-wrong-namespace",
-             "element '" + std::string(name) + "' must be in the namespace " + std::string(expected_ns));
-        return false;
-      }
-      int index = -1;
-      if (def->is_array()) {
-        auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& p) { return p.first == def; });
-        if (it == counts.end()) {
-          counts.emplace_back(def, 1);
-          index = 0;
-        } else {
-          index = it->second++;
-        }
-      } else {
-        for (const Node& existing : node.children)
-          if (existing.def == def) {
-            path_.push_back({name, -1});
-            fail(c, "structure", "xml-repeated-element",
-                 "element '" + std::string(name) + "' appears more than once but does not repeat");
-            return false;
-          }
-      }
-
-      Node child;
-      child.def = def;
-      child.type = chosen;
-      child.name = json_name_of(def, chosen);
-      path_.push_back({child.name, index});
-      bool ok;
-      if (xhtml) ok = read_xhtml(c, child);
-      else if (chosen->is_resource()) ok = read_wrapped_resource(c, child);
-      else ok = fill(c, child, false);
-      if (!ok) return false;
-      path_.pop_back();
-      node.children.push_back(std::move(child));
-    }
-
-    // Definition order; stable so the items of one element keep document order.
-    if (!std::is_sorted(node.children.begin(), node.children.end(),
-                        [](const Node& a, const Node& b) { return a.def->order < b.def->order; }))
-      std::stable_sort(node.children.begin(), node.children.end(),
-                       [](const Node& a, const Node& b) { return a.def->order < b.def->order; });
-
-    if (primitive) {
-      if (!node.has_value && node.children.empty()) {
-        fail(el, "required", "xml-missing-value",
-             "element '" + std::string(sv(el->name)) + "' has neither a value attribute nor extensions");
-        return false;
-      }
-    } else if (!type->is_resource() && node.children.empty()) {
-      fail(el, "structure", "xml-empty-element", "element '" + std::string(sv(el->name)) + "' has no content");
-      return false;
-    }
-    return true;
   }
 
-  bool check_lexical(const xmlNode* el, const TypeDef* type, std::string_view text) {
+  // JSON can only carry numbers and booleans in their JSON grammar, so the
+  // XML text of those primitives is checked here (the rest is the validator's job).
+  bool check_lexical(int at_line, const TypeDef* type, std::string_view text) {
     switch (type->json_value) {
       case JsonValueKind::Boolean:
         if (text != "true" && text != "false") {
-          fail(el, "value", "xml-bad-value", "a boolean value must be 'true' or 'false'");
+          fail(at_line, "value", "xml-bad-value", "a boolean value must be 'true' or 'false'");
           return false;
         }
         return true;
       case JsonValueKind::Number:
         if (!is_json_number(text, type->name != "decimal")) {
-          fail(el, "value", "xml-bad-value", "not a valid " + type->name + " value");
+          fail(at_line, "value", "xml-bad-value", "not a valid " + type->name + " value");
           return false;
         }
         return true;
@@ -583,69 +576,127 @@ class XmlToNode {
     return true;
   }
 
-  // <contained><Patient>...</Patient></contained>: exactly one resource inside.
-  bool read_wrapped_resource(const xmlNode* wrapper, Node& node) {
-    if (wrapper->properties) {
-      fail(wrapper, "structure", "xml-unknown-attribute",
-           "attribute '" + std::string(sv(wrapper->properties->name)) + "' is not allowed on a resource wrapper");
-      return false;
+  void end_element(std::string_view name) {
+    if (div_depth_ > 0) {
+      xhtml_end(name);
+      if (div_depth_ > 0) return;
+      frames_.back().node.has_value = true;
+      attach_finished();
+      return;
     }
-    const xmlNode* inner = nullptr;
-    for (const xmlNode* c = wrapper->children; c; c = c->next) {
-      if (c->type == XML_ELEMENT_NODE) {
-        if (inner) {
-          fail(c, "structure", "xml-resource-wrapper", "more than one resource inside '" +
-                                                           std::string(sv(wrapper->name)) + "'");
-          return false;
-        }
-        inner = c;
-      } else if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) &&
-                 !all_whitespace(sv(c->content))) {
-        fail(c, "structure", "xml-unexpected-text", "text content is not allowed around a resource");
-        return false;
-      } else if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE && c->type != XML_COMMENT_NODE &&
-                 c->type != XML_PI_NODE) {
-        fail(c, "structure", "xml-unexpected-node", "unsupported XML node around a resource");
-        return false;
+    Frame& f = frames_.back();
+    if (f.kind == Frame::Wrapper) {
+      if (!f.has_resource) {
+        fail(f.line, "required", "xml-resource-wrapper", "'" + std::string(f.node.name) + "' must contain a resource");
+        return;
       }
+      attach_finished();
+      return;
     }
-    if (!inner) {
-      fail(wrapper, "required", "xml-resource-wrapper",
-           "'" + std::string(sv(wrapper->name)) + "' must contain a resource");
-      return false;
+    std::vector<Node>& children = f.node.children;
+    // Definition order; stable so the items of one element keep document order.
+    auto by_order = [](const Node& a, const Node& b) { return a.def->order < b.def->order; };
+    if (!std::is_sorted(children.begin(), children.end(), by_order))
+      std::stable_sort(children.begin(), children.end(), by_order);
+    const TypeDef* type = f.node.type;
+    if (type->is_primitive()) {
+      if (!f.node.has_value && children.empty()) {
+        fail(f.line, "required", "xml-missing-value",
+             "element '" + std::string(name) + "' has neither a value attribute nor extensions");
+        return;
+      }
+    } else if (!type->is_resource() && children.empty()) {
+      fail(f.line, "structure", "xml-empty-element", "element '" + std::string(name) + "' has no content");
+      return;
     }
-    if (namespace_of(inner) != kFhirNamespace) {
-      fail(inner, "structure", "xml-wrong-namespace",
-           "element '" + std::string(sv(inner->name)) + "' is not in the FHIR namespace");
-      return false;
-    }
-    const TypeDef* type = defs_.resource_type(sv(inner->name));
-    if (!type) {
-      fail(inner, "structure", "xml-unknown-resource-type",
-           "unknown resource type '" + std::string(sv(inner->name)) + "'");
-      return false;
-    }
-    if (!type->is_a(node.type)) {
-      fail(inner, "structure", "xml-unknown-resource-type",
-           "a " + type->name + " is not allowed here (expected " + node.type->name + ")");
-      return false;
-    }
-    node.type = type;
-    return fill(inner, node, false);
+    attach_finished();
   }
 
-  bool read_xhtml(const xmlNode* div, Node& node) {
-    if (sv(div->name) != "div") {
-      fail(div, "structure", "xml-xhtml-invalid", "narrative must be a <div> element");
-      return false;
+  // Moves the innermost frame's node into its parent (or the result).
+  void attach_finished() {
+    Node node = std::move(frames_.back().node);
+    frames_.pop_back();
+    if (frames_.empty()) {
+      result_ = std::move(node);
+      done_ = true;
+      return;
     }
-    XhtmlProblem problem;
-    if (!serialize_xhtml_element(div, true, false, node.value, &problem)) {
-      fail(problem.where ? problem.where : div, "structure", "xml-xhtml-invalid", problem.what);
-      return false;
+    Frame& parent = frames_.back();
+    if (parent.kind == Frame::Wrapper) {
+      parent.node = std::move(node);
+      parent.has_resource = true;
+    } else {
+      parent.node.children.push_back(std::move(node));
     }
-    node.has_value = true;
-    return true;
+  }
+
+  void characters(std::string_view text) {
+    if (div_depth_ > 0) {
+      std::string& out = frames_.back().node.value;
+      if (div_tag_open_) {
+        out += '>';
+        div_tag_open_ = false;
+      }
+      append_escaped(out, text, false);
+      return;
+    }
+    if (!all_whitespace(text)) {
+      const std::string where = frames_.empty() ? std::string("the document") : frames_.back().node.type->name;
+      fail(line(), "structure", "xml-unexpected-text", "text content is not allowed in " + where);
+    }
+  }
+
+  // --- narrative XHTML -----------------------------------------------------------
+  // Serialised as the JSON form carries it: '<div xmlns="http://www.w3.org/1999/xhtml">...</div>',
+  // double-quoted attributes, empty elements as <x/>, comments and PIs dropped.
+
+  void xhtml_start(std::string_view name, std::string_view uri, int nb_attributes, const xmlChar** attributes) {
+    const bool lenient = mode_ == Mode::DivOnly;  // a div from JSON may lack its xmlns
+    if (uri != kXhtmlNamespace && !(lenient && uri.empty())) {
+      fail(line(), "structure", "xml-xhtml-invalid",
+           "element '" + std::string(name) + "' in the narrative is not in the XHTML namespace");
+      return;
+    }
+    std::string& out = frames_.back().node.value;
+    if (div_tag_open_) out += '>';
+    out += '<';
+    out += name;
+    if (div_depth_ == 0) {
+      out += " xmlns=\"";
+      out += kXhtmlNamespace;
+      out += '"';
+    }
+    for (int i = 0; i < nb_attributes; ++i) {
+      const Attribute a = attribute_at(attributes, i);
+      out += ' ';
+      if (!a.uri.empty()) {
+        if (a.uri != kXmlNamespace) {
+          fail(line(), "structure", "xml-xhtml-invalid",
+               "attribute '" + std::string(a.name) + "' in the narrative has an unsupported namespace");
+          return;
+        }
+        out += "xml:";
+      }
+      out += a.name;
+      out += "=\"";
+      append_escaped(out, attribute_value(a), true);
+      out += '"';
+    }
+    div_tag_open_ = true;
+    ++div_depth_;
+  }
+
+  void xhtml_end(std::string_view name) {
+    std::string& out = frames_.back().node.value;
+    if (div_tag_open_) {
+      out += "/>";
+      div_tag_open_ = false;
+    } else {
+      out += "</";
+      out += name;
+      out += '>';
+    }
+    --div_depth_;
   }
 };
 
@@ -755,13 +806,10 @@ class NodeToXml {
   // malformed or hostile value (e.g. one closing the <div> early) can never
   // change the structure of the document written around it.
   void write_div(const std::string& text) {
-    DocPtr doc;
-    XhtmlProblem problem;
-    if (parse_document(text, 256, &doc)) {
-      const xmlNode* root = xmlDocGetRootElement(doc.get());
-      const size_t mark = out_.size();
-      if (root && sv(root->name) == "div" && serialize_xhtml_element(root, true, true, out_, &problem)) return;
-      out_.resize(mark);
+    SaxReader reader(nullptr, SaxReader::Mode::DivOnly, kMaxDivDepth);
+    if (reader.run(text)) {
+      out_ += reader.take_div();
+      return;
     }
     // Not well-formed XHTML: keep the content visible as text rather than lose it.
     out_ += "<div xmlns=\"";
@@ -780,15 +828,11 @@ Status parse_xml(const Definitions& defs, std::string_view text, Node* out, cons
                          make_issue("too-long", "xml-too-large",
                                     "XML document is larger than " + std::to_string(limits.max_bytes) + " bytes",
                                     "", 0));
-  DocPtr doc;
-  Status st = parse_document(text, limits.max_depth, &doc);
+  SaxReader reader(&defs, SaxReader::Mode::Resource, limits.max_depth);
+  Status st = reader.run(text);
   if (!st) return st;
-  const xmlNode* root = xmlDocGetRootElement(doc.get());
-  if (!root)
-    return Status::error(ErrorCategory::Invalid,
-                         make_issue("structure", "xml-malformed", "XML document has no root element", "", 0));
-  XmlToNode reader(defs);
-  return reader.read_root(root, out);
+  *out = reader.take_resource();
+  return Status::ok();
 }
 
 std::string write_xml(const Node& resource, const XmlWriteOptions& opts) {
