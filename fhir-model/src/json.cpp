@@ -189,11 +189,13 @@ bool parse_int32(std::string_view s, long long* out) {
   return true;
 }
 
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
 // 1-based line and column (in characters, not bytes) of a byte offset.
 void line_column(std::string_view text, size_t offset, int* line, int* column) {
   offset = std::min(offset, text.size());
   int l = 1, c = 1;
-  for (size_t i = 0; i < offset; ++i) {
+  for (size_t i = text.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0; i < offset; ++i) {
     unsigned char ch = static_cast<unsigned char>(text[i]);
     if (ch == '\n') {
       ++l;
@@ -735,7 +737,10 @@ Status parse_json(const Definitions& defs, std::string_view text, Node* out, con
   if (text.size() >= UINT32_MAX)
     return syntax_error(text, 0, "json-too-large", "the document is too large", ErrorCategory::TooLarge);
 
-  TrackingStream stream{text.data(), text.data(), text.data() + text.size()};
+  // A leading UTF-8 byte order mark is tolerated (RFC 8259 section 8.1);
+  // offsets stay relative to the whole text.
+  const size_t bom = text.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0;
+  TrackingStream stream{text.data(), text.data() + bom, text.data() + text.size()};
   TreeBuilder builder(text, stream, limits.max_depth);
   rapidjson::Reader reader;
   constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag;

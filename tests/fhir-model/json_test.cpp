@@ -426,3 +426,14 @@ TEST_CASE("pretty printing indents by two spaces and reads back the same", "[jso
   CHECK(text.find("{\n  \"resourceType\": \"Patient\",\n  \"id\": \"x\",\n  \"name\": [\n    {\n      \"family\"") == 0);
   CHECK(write_json(parse_ok(text)) == write_json(p));
 }
+
+TEST_CASE("a leading UTF-8 byte order mark is skipped", "[json]") {
+  Node p = parse_ok("\xEF\xBB\xBF{\"resourceType\":\"Patient\",\"id\":\"a\"}");
+  CHECK(resource_id(p) == "a");
+  Issue i = parse_error("\xEF\xBB\xBF{\"resourceType\":\"Patient\",\"foo\":1}");
+  CHECK(i.message_id == "json-unknown-element");
+  CHECK(i.line == 1);
+  CHECK(i.column == 27);
+  // Only at the start.
+  CHECK(parse_error("{\"resourceType\":\"Patient\"}\xEF\xBB\xBF").message_id == "json-syntax");
+}
