@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,7 @@ struct ExprNode {
   int column = 0;               // 1-based, for messages
   std::string name;             // member / function / variable name
   Value literal;                // Literal; Variable Constant value
+  Collection literal_items;     // Literal: {literal}, used by operators without copying
   VarKind var = VarKind::User;
   std::unique_ptr<ExprNode> input;
   std::unique_ptr<ExprNode> right;
@@ -57,14 +59,16 @@ struct EvalState {
   const Collection* context = nullptr;  // %context
   const fhir::Node* resource = nullptr;
   const fhir::Node* root_resource = nullptr;
-  Temporal now;
+  // now()/today()/timeOfDay() read the clock once per evaluation, on first use.
+  mutable std::optional<Temporal> now;
+  const Temporal& current_time() const;
   mutable int depth = 0;               // recursion guard (repeat, nested lambdas)
   mutable size_t budget = 0;           // items produced, bounded
 };
 
 struct Frame {
   const EvalState* st = nullptr;
-  const Collection* focus = nullptr;   // $this for terms without input
+  std::span<const Value> focus;        // $this for terms without input (no allocation for one item)
   int64_t index = -1;                  // $index, -1 when undefined
   const Collection* total = nullptr;   // $total inside aggregate()
 };

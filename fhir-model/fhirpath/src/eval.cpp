@@ -22,14 +22,38 @@ bool type_chain_has(const TypeDef* t, std::string_view name) {
   return false;
 }
 
-// The FHIR primitive a type stands for, following derivation (code -> string).
+// The FHIR primitive a type stands for, following derivation (positiveInt ->
+// integer); everything else is read as a String.
 std::string_view primitive_root(const TypeDef* t) {
-  static const char* kKnown[] = {"boolean", "integer", "decimal", "date", "dateTime", "instant", "time",
-                                 "string", "uri", "base64Binary"};
-  for (; t; t = t->base)
-    for (const char* k : kKnown)
-      if (t->name == k) return k;
+  for (; t; t = t->base) {
+    const std::string& n = t->name;
+    switch (n.size()) {
+      case 4:
+        if (n == "date") return "date";
+        if (n == "time") return "time";
+        break;
+      case 7:
+        if (n == "boolean") return "boolean";
+        if (n == "integer") return "integer";
+        if (n == "decimal") return "decimal";
+        if (n == "instant") return "instant";
+        break;
+      case 8:
+        if (n == "dateTime") return "dateTime";
+        break;
+      case 6:
+        if (n == "string") return "string";
+        break;
+      case 3:
+        if (n == "uri") return "string";
+        break;
+    }
+  }
   return "string";
+}
+
+bool reads_as_string(const Node* n) {
+  return n->is_primitive() && n->has_value && primitive_root(n->type) == "string";
 }
 
 bool is_quantity_type(const TypeDef* t) { return type_chain_has(t, "Quantity"); }
@@ -195,6 +219,11 @@ std::optional<bool> values_equal(const Value& a0, const Value& b0) {
     }
     return nodes_deep_equal(*x, *y, false);
   }
+  // Fast path: a string element against a String (search and where() filters).
+  if (a0.is_node() && b0.kind() == ValueKind::String && reads_as_string(a0.node()))
+    return a0.node()->value == b0.as_string();
+  if (b0.is_node() && a0.kind() == ValueKind::String && reads_as_string(b0.node()))
+    return b0.node()->value == a0.as_string();
   auto ao = to_system(a0), bo = to_system(b0);
   if (!ao || !bo) return false;
   const Value& a = *ao;
@@ -493,7 +522,7 @@ Status eval_variable(const ExprNode& n, const Frame& f, Collection& out) {
   return Status::ok();
 }
 
-void navigate(const Collection& in, const std::string& name, bool type_step, Collection& out) {
+void navigate(std::span<const Value> in, const std::string& name, bool type_step, Collection& out) {
   bool upper = !name.empty() && name[0] >= 'A' && name[0] <= 'Z';
   for (const Value& v : in) {
     if (v.is_node()) {
@@ -523,7 +552,7 @@ Status eval(const ExprNode& n, const Frame& f, Collection& out) {
     case Op::Empty:
       return Status::ok();
     case Op::This:
-      out.insert(out.end(), f.focus->begin(), f.focus->end());
+      out.insert(out.end(), f.focus.begin(), f.focus.end());
       return Status::ok();
     case Op::Index:
       if (f.index >= 0) out.push_back(Value::of_int(f.index));
@@ -535,7 +564,7 @@ Status eval(const ExprNode& n, const Frame& f, Collection& out) {
       return eval_variable(n, f, out);
     case Op::Member: {
       if (!n.input) {
-        navigate(*f.focus, n.name, true, out);
+        navigate(f.focus, n.name, true, out);
         return Status::ok();
       }
       Collection in;
@@ -559,7 +588,8 @@ Status eval(const ExprNode& n, const Frame& f, Collection& out) {
       }
       Status st;
       if (!n.input) {
-        st = n.fn(n, f, *f.focus, out);
+        Collection in(f.focus.begin(), f.focus.end());
+        st = n.fn(n, f, in, out);
       } else {
         Collection in;
         st = eval(*n.input, f, in);
@@ -664,12 +694,19 @@ Status eval(const ExprNode& n, const Frame& f, Collection& out) {
       break;
   }
 
-  // Binary operators over two evaluated operands.
-  Collection l, r;
-  Status st = eval(*n.input, f, l);
-  if (!st) return st;
-  st = eval(*n.right, f, r);
-  if (!st) return st;
+  // Binary operators over two evaluated operands; literals are used in place.
+  Collection lc, rc;
+  Status st;
+  if (n.input->op != Op::Literal) {
+    st = eval(*n.input, f, lc);
+    if (!st) return st;
+  }
+  if (n.right->op != Op::Literal) {
+    st = eval(*n.right, f, rc);
+    if (!st) return st;
+  }
+  const Collection& l = n.input->op == Op::Literal ? n.input->literal_items : lc;
+  const Collection& r = n.right->op == Op::Literal ? n.right->literal_items : rc;
   switch (n.op) {
     case Op::Union: {
       Collection u;
@@ -760,6 +797,15 @@ Temporal clock_now() {
   return t;
 }
 
+}  // namespace
+
+const Temporal& EvalState::current_time() const {
+  if (!now) now = clock_now();
+  return *now;
+}
+
+namespace {
+
 Status run(const ExprNode& root, const fhir::Definitions* defs, const Collection& input, const Environment& env,
            Collection* out) {
   EvalState st;
@@ -769,10 +815,10 @@ Status run(const ExprNode& root, const fhir::Definitions* defs, const Collection
   const Node* first = !input.empty() && input[0].is_node() ? input[0].node() : nullptr;
   st.resource = env.resource ? env.resource : first;
   st.root_resource = env.root_resource ? env.root_resource : st.resource;
-  st.now = env.now ? *env.now : clock_now();
+  st.now = env.now;
   Frame f;
   f.st = &st;
-  f.focus = &input;
+  f.focus = input;
   out->clear();
   return eval(root, f, *out);
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <regex>
+#include <unordered_set>
 
 #include "engine.h"
 
@@ -26,9 +27,8 @@ Status arg(const ExprNode& call, const Frame& f, size_t i, Collection& out) {
 
 // Evaluates argument i with $this = item (for lambdas).
 Status arg_on(const ExprNode& call, const Frame& f, size_t i, const Value& item, int64_t index, Collection& out) {
-  Collection focus{item};
   Frame g = f;
-  g.focus = &focus;
+  g.focus = std::span<const Value>(&item, 1);
   g.index = index;
   return eval(*call.args[i], g, out);
 }
@@ -242,6 +242,11 @@ Status fn_select(const ExprNode& call, const Frame& f, const Collection& in, Col
 }
 
 Status fn_repeat(const ExprNode& call, const Frame& f, const Collection& in, Collection& out) {
+  // Nodes are deduplicated by identity (a tree has no cycles); computed values
+  // by equality, which is quadratic, hence their tighter bound.
+  constexpr size_t kMaxComputed = 10'000;
+  std::unordered_set<const Node*> seen_nodes;
+  Collection computed;
   Collection frontier = in;
   while (!frontier.empty()) {
     Collection next;
@@ -250,7 +255,13 @@ Status fn_repeat(const ExprNode& call, const Frame& f, const Collection& in, Col
       Status st = arg_on(call, f, 0, frontier[i], int64_t(i), r);
       if (!st) return st;
       for (Value& v : r) {
-        if (contains_value(out, v)) continue;
+        if (v.is_node()) {
+          if (!seen_nodes.insert(v.node()).second) continue;
+        } else {
+          if (contains_value(computed, v)) continue;
+          computed.push_back(v);
+          if (computed.size() > kMaxComputed) return eval_error(call, "repeat() produced too many items");
+        }
         out.push_back(v);
         next.push_back(v);
       }
@@ -369,7 +380,7 @@ Status fn_iif(const ExprNode& call, const Frame& f, const Collection& in, Collec
   if (in.size() > 1) return eval_error(call, "iif() on a collection of " + std::to_string(in.size()) + " items");
   Frame g = f;
   if (call.input) {
-    g.focus = &in;
+    g.focus = in;
     g.index = in.empty() ? -1 : 0;
   }
   Collection c;
@@ -416,12 +427,12 @@ Status fn_trace(const ExprNode& call, const Frame& f, const Collection& in, Coll
 }
 
 Status fn_now(const ExprNode&, const Frame& f, const Collection&, Collection& out) {
-  out.push_back(Value::of_temporal(f.st->now));
+  out.push_back(Value::of_temporal(f.st->current_time()));
   return Status::ok();
 }
 
 Status fn_today(const ExprNode&, const Frame& f, const Collection&, Collection& out) {
-  Temporal t = f.st->now;
+  Temporal t = f.st->current_time();
   t.kind = TemporalKind::Date;
   t.precision = Precision::Day;
   t.has_tz = false;
@@ -432,7 +443,7 @@ Status fn_today(const ExprNode&, const Frame& f, const Collection&, Collection& 
 }
 
 Status fn_time_of_day(const ExprNode&, const Frame& f, const Collection&, Collection& out) {
-  Temporal t = f.st->now;
+  Temporal t = f.st->current_time();
   t.kind = TemporalKind::Time;
   t.has_tz = false;
   out.push_back(Value::of_temporal(t));
@@ -446,9 +457,8 @@ Status fn_aggregate(const ExprNode& call, const Frame& f, const Collection& in, 
     if (!st) return st;
   }
   for (size_t i = 0; i < in.size(); ++i) {
-    Collection focus{in[i]};
     Frame g = f;
-    g.focus = &focus;
+    g.focus = std::span<const Value>(&in[i], 1);
     g.index = int64_t(i);
     g.total = &total;
     Collection next;
@@ -480,9 +490,8 @@ Status fn_sort(const ExprNode& call, const Frame& f, const Collection& in, Colle
       it.keys.push_back(to_system(in[i]));
     } else {
       for (const ExprNode* k : key_exprs) {
-        Collection focus{in[i]};
         Frame g = f;
-        g.focus = &focus;
+        g.focus = std::span<const Value>(&in[i], 1);
         g.index = int64_t(i);
         Collection r;
         Status st = eval(*k, g, r);

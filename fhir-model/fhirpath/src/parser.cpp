@@ -607,6 +607,13 @@ class Parser {
 
 }  // namespace
 
+void fill_literals(ExprNode& n) {
+  if (n.op == Op::Literal) n.literal_items = {n.literal};
+  if (n.input) fill_literals(*n.input);
+  if (n.right) fill_literals(*n.right);
+  for (auto& a : n.args) fill_literals(*a);
+}
+
 Expression::~Expression() = default;
 
 fhir::Status compile(std::string_view text, const CompileOptions& options, std::shared_ptr<const Expression>* out) {
@@ -620,6 +627,7 @@ fhir::Status compile(std::string_view text, const CompileOptions& options, std::
     st = strict_check(*root, *options.definitions, options.root_type);
     if (!st) return st;
   }
+  fill_literals(*root);
   std::shared_ptr<Expression> e(new Expression());
   e->text_ = std::string(text);
   e->root_ = std::move(root);
