@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 
@@ -564,12 +565,30 @@ class SaxReader {
           return false;
         }
         return true;
-      case JsonValueKind::Number:
-        if (!is_json_number(text, type->name != "decimal")) {
+      case JsonValueKind::Number: {
+        const bool integer = type->name != "decimal";
+        if (!is_json_number(text, integer)) {
           fail(at_line, "value", "xml-bad-value", "not a valid " + type->name + " value");
           return false;
         }
+        if (!integer) return true;
+        // Same rules as the JSON reader: 32-bit range, positiveInt >= 1, unsignedInt >= 0.
+        const bool negative = text[0] == '-';
+        const std::string_view digits = text.substr(negative ? 1 : 0);
+        long long n = 0;
+        if (digits.size() <= 10)
+          for (char c : digits) n = n * 10 + (c - '0');
+        if (negative) n = -n;
+        if (digits.size() > 10 || n > INT32_MAX || n < INT32_MIN) {
+          fail(at_line, "value", "xml-bad-value", type->name + " must be within the 32-bit range");
+          return false;
+        }
+        if ((type->name == "positiveInt" && n < 1) || (type->name == "unsignedInt" && n < 0)) {
+          fail(at_line, "value", "xml-bad-value", type->name + " value out of range");
+          return false;
+        }
         return true;
+      }
       case JsonValueKind::String:
         return true;
     }

@@ -216,6 +216,25 @@ TEST_CASE("xml: the root may carry schema hints and an encoding declaration", "[
   CHECK(p.child("name")->child_value("family") == "M\xC3\xBCller");
 }
 
+TEST_CASE("xml: integers follow the JSON reader's range rules", "[xml]") {
+  auto sampled = [](const std::string& dimensions) {
+    return fhir("Observation", "<status value=\"final\"/><code><text value=\"x\"/></code><valueSampledData>"
+                               "<origin><value value=\"0\"/></origin><period value=\"1\"/><dimensions value=\"" +
+                                   dimensions + "\"/></valueSampledData>");
+  };
+  CHECK(from_xml(sampled("1")).child("value")->child_value("dimensions") == "1");
+  Status st = xml_error(sampled("0"));
+  REQUIRE_FALSE(st.is_ok());
+  CHECK(st.issues()[0].message_id == "xml-bad-value");
+  CHECK(st.issues()[0].expression == "Observation.valueSampledData.dimensions");
+
+  Node low = from_xml(fhir("Patient", "<multipleBirthInteger value=\"-2147483648\"/><photo><size value=\"0\"/></photo>"));
+  CHECK(low.child_value("multipleBirth") == "-2147483648");
+  CHECK(low.child("photo")->child_value("size") == "0");
+  CHECK(from_xml(fhir("Patient", "<multipleBirthInteger value=\"2147483647\"/>")).child_value("multipleBirth") ==
+        "2147483647");
+}
+
 TEST_CASE("xml: errors name the element, its location and the line", "[xml][errors]") {
   struct Case {
     std::string xml;
@@ -235,6 +254,11 @@ TEST_CASE("xml: errors name the element, its location and the line", "[xml][erro
       {head + "  <active value=\"yes\"/>\n</Patient>", "xml-bad-value", "Patient.active", 3},
       {head + "  <multipleBirthInteger value=\"1.5\"/>\n</Patient>", "xml-bad-value", "Patient.multipleBirthInteger", 3},
       {head + "  <multipleBirthInteger value=\"+1\"/>\n</Patient>", "xml-bad-value", "Patient.multipleBirthInteger", 3},
+      {head + "  <multipleBirthInteger value=\"2147483648\"/>\n</Patient>", "xml-bad-value",
+       "Patient.multipleBirthInteger", 3},
+      {head + "  <multipleBirthInteger value=\"-2147483649\"/>\n</Patient>", "xml-bad-value",
+       "Patient.multipleBirthInteger", 3},
+      {head + "  <photo><size value=\"-1\"/></photo>\n</Patient>", "xml-bad-value", "Patient.photo[0].size", 3},
       {head + "  <gender value=\"male\" foo=\"bar\"/>\n</Patient>", "xml-unknown-attribute", "Patient.gender", 3},
       {head + "  <gender xmlns=\"urn:other\" value=\"male\"/>\n</Patient>", "xml-wrong-namespace", "Patient.gender", 3},
       {head + "  <gender value=\"male\">text</gender>\n</Patient>", "xml-unexpected-text", "Patient.gender", 3},
