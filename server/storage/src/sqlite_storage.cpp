@@ -59,7 +59,8 @@ CREATE TABLE resource_version(
   body         BLOB,
   UNIQUE(res_key, version)
 );
-CREATE INDEX resource_version_by_type ON resource_version(type, seq);
+-- last_updated is in the index so _since filters and counts need no row lookups.
+CREATE INDEX resource_version_by_type ON resource_version(type, seq, last_updated);
 CREATE TABLE resource_current(
   type    TEXT NOT NULL,
   id      TEXT NOT NULL,
