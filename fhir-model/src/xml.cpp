@@ -204,7 +204,7 @@ class SaxReader {
     xmlFreeParserCtxt(ctxt_);
     ctxt_ = nullptr;
 
-    if (failed_) return std::move(status_);
+    if (failed_) return std::move(status_);  // whichever error came first wins
     if (!well_formed || have_syntax_error_ || !done_) {
       Issue i = make_issue("structure", "xml-malformed",
                            "XML is not well-formed: " + (have_syntax_error_ ? syntax_error_ : std::string("no root element")),
@@ -301,6 +301,7 @@ class SaxReader {
   // "<!DOCTYPE name ..." has been read; nothing declared in it is ever looked at.
   static void on_doctype(void* ctx, const xmlChar*, const xmlChar*, const xmlChar*) {
     SaxReader* r = self(ctx);
+    if (r->have_syntax_error_) return;
     r->fail_bare(ErrorCategory::Invalid, "not-supported", "xml-doctype-forbidden",
                  "XML documents with a DOCTYPE (DTD) are not accepted", r->line());
   }
@@ -309,18 +310,19 @@ class SaxReader {
   static void on_error(void* ctx, xmlErrorPtr error) {
     if (!ctx || !error || error->level < XML_ERR_ERROR) return;
     SaxReader* r = self(ctx);
-    if (r->have_syntax_error_) return;
+    if (r->failed_ || r->have_syntax_error_) return;
     r->have_syntax_error_ = true;
     r->syntax_error_ = error->message ? error->message : "malformed XML";
     while (!r->syntax_error_.empty() && is_xml_space(r->syntax_error_.back())) r->syntax_error_.pop_back();
     r->syntax_line_ = error->line;
     r->syntax_column_ = error->int2;
+    r->stop();  // nothing after a well-formedness error is worth reading
   }
 
   static void on_start(void* ctx, const xmlChar* localname, const xmlChar*, const xmlChar* uri, int,
                        const xmlChar**, int nb_attributes, int, const xmlChar** attributes) {
     SaxReader* r = self(ctx);
-    if (r->failed_) return;
+    if (r->failed_ || r->have_syntax_error_) return;
     if (++r->depth_ > r->max_depth_) {
       r->fail_bare(ErrorCategory::Invalid, "too-costly", "xml-too-deep",
                    "XML elements are nested more than " + std::to_string(r->max_depth_) + " deep", r->line());
@@ -331,14 +333,14 @@ class SaxReader {
 
   static void on_end(void* ctx, const xmlChar* localname, const xmlChar*, const xmlChar*) {
     SaxReader* r = self(ctx);
-    if (r->failed_) return;
+    if (r->failed_ || r->have_syntax_error_) return;
     --r->depth_;
     r->end_element(sv(localname));
   }
 
   static void on_characters(void* ctx, const xmlChar* ch, int len) {
     SaxReader* r = self(ctx);
-    if (r->failed_ || len <= 0) return;
+    if (r->failed_ || r->have_syntax_error_ || len <= 0) return;
     r->characters(std::string_view(reinterpret_cast<const char*>(ch), static_cast<size_t>(len)));
   }
 

@@ -204,6 +204,15 @@ TEST_CASE("xml: size is limited", "[xml][security]") {
   CHECK(first_message_id(st) == "xml-too-large");
   small.max_bytes = doc.size();
   CHECK(parse_xml(defs, doc, &node, small).is_ok());
+
+  // libxml2's own cap on one value (10 MB without XML_PARSE_HUGE, which is
+  // never set) is reported as the syntax error it is.
+  const std::string huge_value = "<Binary xmlns=\"http://hl7.org/fhir\"><contentType value=\"text/plain\"/>"
+                                 "<data value=\"" + std::string(11u << 20, 'A') + "\"/></Binary>";
+  st = parse_xml(defs, huge_value, &node);
+  REQUIRE_FALSE(st.is_ok());
+  CHECK(first_message_id(st) == "xml-malformed");
+  CHECK(st.issues()[0].line == 1);
 }
 
 TEST_CASE("xml: garbage and truncated input give errors, not crashes", "[xml][security]") {
