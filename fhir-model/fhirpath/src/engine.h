@@ -51,6 +51,11 @@ struct ExprNode {
   FnImpl fn = nullptr;
   TypeSpec type;                // Is/As and type-argument functions
   bool type_checked = false;    // type name verified against definitions
+  // Compiled in strict mode: 'as' on several items is an error (N1) instead of
+  // filtering like ofType(), which R4's own artifacts rely on (dom-3 applies
+  // as(canonical) to descendants(), search parameters apply 'as' to repeating
+  // elements such as useContext.value).
+  bool strict = false;
 };
 
 struct EvalState {

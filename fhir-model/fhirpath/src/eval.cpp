@@ -641,6 +641,11 @@ Status eval(const ExprNode& n, const Frame& f, Collection& out) {
       Collection in;
       Status st = eval(*n.input, f, in);
       if (!st) return st;
+      if (n.op == Op::As && !n.strict) {
+        for (const Value& v : in)
+          if (type_matches(v, n.type, true)) out.push_back(v);
+        return Status::ok();
+      }
       const Value* v;
       st = single(n, in, n.op == Op::Is ? "'is'" : "'as'", &v);
       if (!st || !v) return st;

@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <regex>
 #include <unordered_set>
 
 #include "engine.h"
+#include "regex_posix.h"
 
 namespace espace::fhirpath {
 
@@ -17,7 +17,7 @@ using fhir::Status;
 namespace {
 
 constexpr size_t kMaxItems = 1'000'000;   // bound on repeat()/descendants() output
-constexpr size_t kMaxRegexInput = 100'000;
+constexpr size_t kMaxRegexInput = 1'000'000;
 
 // ---- helpers -----------------------------------------------------------------
 
@@ -286,7 +286,8 @@ Status fn_is(const ExprNode& call, const Frame&, const Collection& in, Collectio
   return Status::ok();
 }
 
-Status fn_as(const ExprNode& call, const Frame&, const Collection& in, Collection& out) {
+Status fn_as(const ExprNode& call, const Frame& f, const Collection& in, Collection& out) {
+  if (!call.strict) return fn_of_type(call, f, in, out);
   const Value* v;
   Status st = single_input(call, in, &v);
   if (!st || !v) return st;
@@ -816,27 +817,6 @@ Status fn_replace(const ExprNode& call, const Frame& f, const Collection& in, Co
   return Status::ok();
 }
 
-// FHIRPath regexes run in single-line mode ('.' matches newlines); std::regex
-// has no such flag, so '.' outside classes becomes [\s\S].
-Status make_regex(const ExprNode& call, const std::string& pat, std::regex* out) {
-  std::string p;
-  bool in_class = false;
-  for (size_t i = 0; i < pat.size(); ++i) {
-    char c = pat[i];
-    if (c == '\\' && i + 1 < pat.size()) { p.push_back(c); p.push_back(pat[++i]); continue; }
-    if (c == '[') in_class = true;
-    else if (c == ']') in_class = false;
-    if (c == '.' && !in_class) { p += "[\\s\\S]"; continue; }
-    p.push_back(c);
-  }
-  try {
-    *out = std::regex(p, std::regex::ECMAScript);
-  } catch (const std::regex_error&) {
-    return eval_error(call, call.name + "(): invalid regular expression");
-  }
-  return Status::ok();
-}
-
 template <bool Full>
 Status fn_matches(const ExprNode& call, const Frame& f, const Collection& in, Collection& out) {
   std::optional<std::string> s, pat;
@@ -845,11 +825,10 @@ Status fn_matches(const ExprNode& call, const Frame& f, const Collection& in, Co
   st = string_arg(call, f, 0, &pat);
   if (!st || !pat) return st;
   if (s->size() > kMaxRegexInput) return eval_error(call, call.name + "(): input too long for a regular expression");
-  std::regex re;
-  st = make_regex(call, *pat, &re);
-  if (!st) return st;
-  bool r = Full ? std::regex_match(*s, re) : std::regex_search(*s, re);
-  out.push_back(Value::of_bool(r));
+  Regex re;
+  std::string error;
+  if (!re.compile(*pat, Full, &error)) return eval_error(call, call.name + "(): " + error);
+  out.push_back(Value::of_bool(re.search(*s)));
   return Status::ok();
 }
 
@@ -866,10 +845,10 @@ Status fn_replace_matches(const ExprNode& call, const Frame& f, const Collection
     return Status::ok();
   }
   if (s->size() > kMaxRegexInput) return eval_error(call, "replaceMatches(): input too long for a regular expression");
-  std::regex re;
-  st = make_regex(call, *pat, &re);
-  if (!st) return st;
-  out.push_back(Value::of_string(std::regex_replace(*s, re, *rep)));
+  Regex re;
+  std::string error;
+  if (!re.compile(*pat, false, &error)) return eval_error(call, "replaceMatches(): " + error);
+  out.push_back(Value::of_string(re.replace_all(*s, *rep)));
   return Status::ok();
 }
 

@@ -607,11 +607,13 @@ class Parser {
 
 }  // namespace
 
-void fill_literals(ExprNode& n) {
+// Last touches after parsing: literal collections for operators, the strict flag.
+void finish(ExprNode& n, bool strict) {
   if (n.op == Op::Literal) n.literal_items = {n.literal};
-  if (n.input) fill_literals(*n.input);
-  if (n.right) fill_literals(*n.right);
-  for (auto& a : n.args) fill_literals(*a);
+  n.strict = strict;
+  if (n.input) finish(*n.input, strict);
+  if (n.right) finish(*n.right, strict);
+  for (auto& a : n.args) finish(*a, strict);
 }
 
 Expression::~Expression() = default;
@@ -627,7 +629,7 @@ fhir::Status compile(std::string_view text, const CompileOptions& options, std::
     st = strict_check(*root, *options.definitions, options.root_type);
     if (!st) return st;
   }
-  fill_literals(*root);
+  finish(*root, options.strict);
   std::shared_ptr<Expression> e(new Expression());
   e->text_ = std::string(text);
   e->root_ = std::move(root);

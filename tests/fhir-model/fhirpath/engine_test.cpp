@@ -298,3 +298,26 @@ TEST_CASE("output types and JSON values for the command line", "[fhirpath][outpu
   };
   CHECK(got == want);
 }
+
+TEST_CASE("regular expressions: ECMAScript-style patterns, long inputs, no backtracking blow-up",
+          "[fhirpath][regex]") {
+  CHECK(eval_display("'2024-03-01'.matches('^\\\\d{4}-\\\\d{2}-\\\\d{2}$')") == "true");
+  CHECK(eval_display("'a1 b2'.replaceMatches('([a-z])(\\\\d)', '$2$1')") == "1a 2b");
+  CHECK(eval_display("'x-y]z'.matches('[\\\\]\\\\-]')") == "true");
+  CHECK(eval_display("'abc'.matches('(?:a|z)b')") == "true");
+  CHECK(eval_display("'aaa'.replaceMatches('a*', '-')") == "--");  // as JavaScript: the empty match at the end too
+  CHECK(eval_display("'<a><b>'.matches('^<.+?>')") == "true");       // lazy quantifiers are accepted
+  CHECK(eval_display("'Line1\\nLine2'.matchesFull('Line1.Line2')") == "true");
+  CHECK_THAT(eval_display("'aa'.matches('(a)\\\\1')"), Catch::Contains("back-references are not supported"));
+  CHECK_THAT(eval_display("'aa'.matches('a(?=a)')"), Catch::Contains("look-around"));
+  CHECK_THAT(eval_display("'aa'.matches('[a')"), Catch::StartsWith("ERROR"));
+
+  // 300,000 characters: a recursive matcher would overflow the stack here, and
+  // the nested repetition below (R4's own string regex) would never finish.
+  std::string long_text(300000, 'a');
+  fhir::Node patient =
+      parse_resource(R"({"resourceType":"Patient","name":[{"family":")" + long_text + R"( "}]})");
+  CHECK(eval_display("name.family.matches('^.*$')", &patient) == "true");
+  CHECK(eval_display("name.family.matches('^[^\\\\s]+(\\\\s[^\\\\s]+)*$')", &patient) == "false");
+  CHECK(eval_display("name.family.replaceMatches('a+', 'b')", &patient) == "b ");
+}
