@@ -166,6 +166,9 @@ class SaxReader {
     Resource,  // a FHIR resource into a Node
     DivOnly,   // a lone Narrative div (from JSON) into its normalised text
   };
+  // With DivOnly: accept elements without namespace as XHTML (write_xml
+  // repairs a JSON div that lacks its xmlns rather than dropping it).
+  bool lenient_namespace = false;
 
   SaxReader(const Definitions* defs, Mode mode, int max_depth) : defs_(defs), mode_(mode), max_depth_(max_depth) {}
 
@@ -457,6 +460,10 @@ class SaxReader {
       Frame f;
       f.kind = Frame::Xhtml;
       frames_.push_back(std::move(f));
+      if (name != "div") {
+        fail(line(), "structure", "xml-xhtml-invalid", "narrative must be a <div> element");
+        return;
+      }
       xhtml_start(name, uri, nb_attributes, attributes);
       return;
     }
@@ -672,8 +679,7 @@ class SaxReader {
   // double-quoted attributes, empty elements as <x/>, comments and PIs dropped.
 
   void xhtml_start(std::string_view name, std::string_view uri, int nb_attributes, const xmlChar** attributes) {
-    const bool lenient = mode_ == Mode::DivOnly;  // a div from JSON may lack its xmlns
-    if (uri != kXhtmlNamespace && !(lenient && uri.empty())) {
+    if (uri != kXhtmlNamespace && !(lenient_namespace && uri.empty())) {
       fail(line(), "structure", "xml-xhtml-invalid",
            "element '" + std::string(name) + "' in the narrative is not in the XHTML namespace");
       return;
@@ -828,6 +834,7 @@ class NodeToXml {
   // change the structure of the document written around it.
   void write_div(const std::string& text) {
     SaxReader reader(nullptr, SaxReader::Mode::DivOnly, kMaxDivDepth);
+    reader.lenient_namespace = true;
     if (reader.run(text)) {
       out_ += reader.take_div();
       return;
@@ -854,6 +861,18 @@ Status parse_xml(const Definitions& defs, std::string_view text, Node* out, cons
   if (!st) return st;
   *out = reader.take_resource();
   return Status::ok();
+}
+
+Status check_xhtml_div(std::string_view div, std::string* normalised, const ParseLimits& limits) {
+  if (div.size() > limits.max_bytes)
+    return Status::error(ErrorCategory::TooLarge,
+                         make_issue("too-long", "xml-too-large", "narrative is larger than " +
+                                                                     std::to_string(limits.max_bytes) + " bytes",
+                                    "", 0));
+  SaxReader reader(nullptr, SaxReader::Mode::DivOnly, limits.max_depth);
+  Status st = reader.run(div);
+  if (st && normalised) *normalised = reader.take_div();
+  return st;
 }
 
 std::string write_xml(const Node& resource, const XmlWriteOptions& opts) {

@@ -328,3 +328,39 @@ TEST_CASE("xml: parsing is safe from several threads at once", "[xml]") {
   for (auto& th : threads) th.join();
   for (int f : failures) CHECK(f == 0);
 }
+
+TEST_CASE("xml: check_xhtml_div accepts XHTML divs only", "[xml][xhtml]") {
+  std::string normalised;
+  REQUIRE(check_xhtml_div("<div xmlns='http://www.w3.org/1999/xhtml'><p class='a'>x &amp; y</p><br></br></div>",
+                          &normalised));
+  CHECK(normalised == "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p class=\"a\">x &amp; y</p><br/></div>");
+  // The same text parse_xml stores for that markup.
+  Node p = from_xml(fhir("Patient", "<text><status value=\"generated\"/><div xmlns=\"http://www.w3.org/1999/xhtml\">"
+                                    "<p class='a'>x &amp; y</p><br></br></div></text>"));
+  CHECK(p.child("text")->child_value("div") == normalised);
+
+  struct Bad {
+    std::string div, message_id;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"<div><p>no namespace</p></div>", "xml-xhtml-invalid"},
+           {"<p xmlns=\"http://www.w3.org/1999/xhtml\">not a div</p>", "xml-xhtml-invalid"},
+           {"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>unclosed</div>", "xml-malformed"},
+           {"<div xmlns=\"http://www.w3.org/1999/xhtml\">&nbsp;</div>", "xml-malformed"},
+           {"<div xmlns=\"http://www.w3.org/1999/xhtml\">a</div><div xmlns=\"http://www.w3.org/1999/xhtml\">b</div>",
+            "xml-malformed"},
+           {"<!DOCTYPE div [<!ENTITY e \"x\">]><div xmlns=\"http://www.w3.org/1999/xhtml\">&e;</div>",
+            "xml-doctype-forbidden"},
+           {"plain text", "xml-malformed"},
+       }) {
+    INFO(bad.div);
+    Status st = check_xhtml_div(bad.div);
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.issues()[0].message_id == bad.message_id);
+  }
+  ParseLimits shallow;
+  shallow.max_depth = 3;
+  CHECK(check_xhtml_div("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p><b>x</b></p></div>", nullptr, shallow));
+  CHECK(check_xhtml_div("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p><b><i>x</i></b></p></div>", nullptr, shallow)
+            .issues()[0].message_id == "xml-too-deep");
+}
