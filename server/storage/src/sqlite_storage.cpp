@@ -38,9 +38,13 @@ constexpr int kBusyTimeoutMs = 10000;
 // so that the next transaction rewinds the log.
 constexpr int kCheckpointFrames = 1000;
 constexpr int kWriterCheckpointFrames = 10000;
-// Threads issuing fsyncs of the WAL. Flushes overlap on the device, so
-// more than one in flight raises the commit rate; a few are plenty.
-constexpr int kSyncThreads = 3;
+// Threads issuing fsyncs of the WAL, and how many committed batches may wait
+// for a flush before the writer pauses. The writer runs one batch while the
+// previous one is flushed; letting it run further ahead only makes batches
+// smaller, and small batches cost more CPU per write (each commit rewrites
+// the same hot pages).
+constexpr int kSyncThreads = 2;
+constexpr int64_t kMaxUnflushedBatches = 2;
 
 // Every resource gets a numeric key (res_key) when first created, in
 // creation order, so the per-resource indexes below grow at their right edge
@@ -699,6 +703,10 @@ class SqliteStorageImpl final : public SqliteStorage {
     batch.reserve(static_cast<size_t>(opts_.max_batch));
     for (;;) {
       batch.clear();
+      if (own_fsync_) {
+        std::unique_lock lock(sync_mutex_);
+        flushed_cv_.wait(lock, [&] { return committed_seq_ - durable_upto_ < kMaxUnflushedBatches || sync_failed_; });
+      }
       {
         std::unique_lock lock(queue_mutex_);
         queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -833,6 +841,7 @@ class SqliteStorageImpl final : public SqliteStorage {
         }
       }
       lock.unlock();
+      flushed_cv_.notify_one();
       for (CommittedBatch& b : done) acknowledge(b.pending, b.results);
       lock.lock();
     }
@@ -896,6 +905,7 @@ class SqliteStorageImpl final : public SqliteStorage {
   int wal_fd_ = -1;
   std::mutex sync_mutex_;
   std::condition_variable sync_cv_;
+  std::condition_variable flushed_cv_;  // the writer waits here when too far ahead
   std::deque<CommittedBatch> awaiting_sync_;
   int64_t committed_seq_ = 0;       // batches committed so far
   int64_t sync_started_upto_ = 0;   // newest batch covered by a flush in progress or done
