@@ -50,7 +50,6 @@ struct ExprNode {
   std::vector<std::unique_ptr<ExprNode>> args;
   FnImpl fn = nullptr;
   TypeSpec type;                // Is/As and type-argument functions
-  bool type_checked = false;    // type name verified against definitions
   // Compiled in strict mode: 'as' on several items is an error (N1) instead of
   // filtering like ofType(), which R4's own artifacts rely on (dom-3 applies
   // as(canonical) to descendants(), search parameters apply 'as' to repeating

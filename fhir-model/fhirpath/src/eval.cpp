@@ -186,7 +186,7 @@ std::optional<Value> to_system(const Value& v) {
 }
 
 std::string Value::type_name() const {
-  if (kind_ == ValueKind::Node) return node_ && node_->type ? node_->type->name : std::string();
+  if (kind_ == ValueKind::Node) return u_.node && u_.node->type ? u_.node->type->name : std::string();
   return system_name(kind_);
 }
 

@@ -217,12 +217,12 @@ class Lexer {
       }
       if (pos_ < s_.size() && s_[pos_] == 'Z') {
         ++pos_;
-      } else if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-') && pos_ + 5 < s_.size() + 0 &&
-                 is_digit(s_[pos_ + 1]) && is_digit(s_[pos_ + 2]) && s_[pos_ + 3] == ':') {
+      } else if (pos_ + 5 < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-') && is_digit(s_[pos_ + 1]) &&
+                 is_digit(s_[pos_ + 2]) && s_[pos_ + 3] == ':') {
         pos_ += 6;
       }
     }
-    t->kind = has_t ? Tok::DateTime : Tok::DateTime;
+    t->kind = Tok::DateTime;
     t->text = std::string(s_.substr(b, pos_ - b));
     if (!has_t) t->text.insert(0, "D");  // marks a Date literal
     return Status::ok();
@@ -301,7 +301,7 @@ class Parser {
     for (;;) {
       Op op;
       int prec = binary_precedence(tok_, &op);
-      if (prec == 0 || prec <= min_prec - 1 || prec < min_prec) break;
+      if (prec == 0 || prec < min_prec) break;
       int col = tok_.column;
       st = advance();
       if (!st) return st;
@@ -395,7 +395,6 @@ class Parser {
     if (function_takes_type(node->name) && !punct(")")) {
       st = type_specifier(&node->type);
       if (!st) return st;
-      node->type_checked = true;
       st = expect(")");
       if (!st) return st;
       std::string err;
@@ -510,11 +509,9 @@ class Parser {
         if (!d) return syntax_error(node->column, "number out of range: " + text);
         bool is_decimal = text.find('.') != std::string::npos;
         // Quantity: a number followed by a unit string or a calendar keyword.
+        // Units outside our UCUM table are kept: equality still works on identical units.
         if (tok_.kind == Tok::String || (tok_.kind == Tok::Ident && is_calendar_keyword(tok_.text))) {
           Quantity q{*d, tok_.text, tok_.kind == Tok::Ident};
-          if (!q.calendar && !ucum_canonical(q.unit).ok && !is_calendar_keyword(q.unit)) {
-            // Unknown UCUM units are kept: equality still works on identical units.
-          }
           node->op = Op::Literal;
           node->literal = Value::of_quantity(std::move(q));
           st = advance();

@@ -314,9 +314,9 @@ std::string Quantity::to_string() const {
 Value Value::of_quantity(Quantity q) {
   Value v;
   v.kind_ = ValueKind::Quantity;
-  v.d_ = q.value;
+  v.u_.d = q.value;
   v.s_ = std::move(q.unit);
-  v.i_ = q.calendar;
+  v.calendar_ = q.calendar;
   return v;
 }
 

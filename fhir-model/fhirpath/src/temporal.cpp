@@ -218,7 +218,7 @@ Value Value::of_temporal(const Temporal& t) {
   Value v;
   v.kind_ = t.kind == TemporalKind::Date ? ValueKind::Date
             : t.kind == TemporalKind::DateTime ? ValueKind::DateTime : ValueKind::Time;
-  v.t_ = t;
+  v.u_.t = t;
   return v;
 }
 

@@ -321,3 +321,12 @@ TEST_CASE("regular expressions: ECMAScript-style patterns, long inputs, no backt
   CHECK(eval_display("name.family.matches('^[^\\\\s]+(\\\\s[^\\\\s]+)*$')", &patient) == "false");
   CHECK(eval_display("name.family.replaceMatches('a+', 'b')", &patient) == "b ");
 }
+
+TEST_CASE("values stay compact", "[fhirpath][value]") {
+  // A payload union plus the string: results are copied a lot.
+  CHECK(sizeof(Value) <= 80);
+  Value q = Value::of_quantity(Quantity{Decimal{15, 1}, "mg", false});
+  CHECK(q.as_quantity().to_string() == "1.5 'mg'");
+  Value w = Value::of_quantity(Quantity{Decimal{2, 0}, "weeks", true});
+  CHECK(w.as_quantity().to_string() == "2 weeks");
+}

@@ -85,10 +85,10 @@ enum class ValueKind : uint8_t { Node, Boolean, Integer, Decimal, String, Date, 
 class Value {
  public:
   Value() = default;
-  static Value of_node(const fhir::Node* n) { Value v; v.kind_ = ValueKind::Node; v.node_ = n; return v; }
-  static Value of_bool(bool b) { Value v; v.kind_ = ValueKind::Boolean; v.i_ = b; return v; }
-  static Value of_int(int64_t i) { Value v; v.kind_ = ValueKind::Integer; v.i_ = i; return v; }
-  static Value of_decimal(const Decimal& d) { Value v; v.kind_ = ValueKind::Decimal; v.d_ = d; return v; }
+  static Value of_node(const fhir::Node* n) { Value v; v.kind_ = ValueKind::Node; v.u_.node = n; return v; }
+  static Value of_bool(bool b) { Value v; v.kind_ = ValueKind::Boolean; v.u_.i = b; return v; }
+  static Value of_int(int64_t i) { Value v; v.kind_ = ValueKind::Integer; v.u_.i = i; return v; }
+  static Value of_decimal(const Decimal& d) { Value v; v.kind_ = ValueKind::Decimal; v.u_.d = d; return v; }
   static Value of_string(std::string s) { Value v; v.kind_ = ValueKind::String; v.s_ = std::move(s); return v; }
   static Value of_temporal(const Temporal& t);
   static Value of_quantity(Quantity q);
@@ -99,25 +99,32 @@ class Value {
 
   ValueKind kind() const { return kind_; }
   bool is_node() const { return kind_ == ValueKind::Node; }
-  const fhir::Node* node() const { return node_; }
-  bool as_bool() const { return i_ != 0; }
-  int64_t as_int() const { return i_; }
-  const Decimal& as_decimal() const { return d_; }
+  // Each accessor is meaningful for its kind only.
+  const fhir::Node* node() const { return u_.node; }
+  bool as_bool() const { return u_.i != 0; }
+  int64_t as_int() const { return u_.i; }
+  const Decimal& as_decimal() const { return u_.d; }
   const std::string& as_string() const { return s_; }
-  const Temporal& as_temporal() const { return t_; }
-  Quantity as_quantity() const { return Quantity{d_, s_, i_ != 0}; }
+  const Temporal& as_temporal() const { return u_.t; }
+  Quantity as_quantity() const { return Quantity{u_.d, s_, calendar_}; }
 
   // FHIRPath type name: for System values "Integer", "String", ...; for a node the FHIR type name.
   std::string type_name() const;
   bool is_system() const { return kind_ != ValueKind::Node; }
 
  private:
+  // One payload at a time: the kind says which union member is live.
+  union Payload {
+    int64_t i;               // Boolean, Integer
+    const fhir::Node* node;  // Node (not owned)
+    Decimal d;               // Decimal, Quantity value
+    Temporal t;              // Date, DateTime, Time
+    Payload() : i(0) {}
+  };
   ValueKind kind_ = ValueKind::Boolean;
-  int64_t i_ = 0;          // Boolean, Integer; Quantity: calendar flag
-  Decimal d_{};            // Decimal; Quantity value
-  Temporal t_{};           // Date, DateTime, Time
-  const fhir::Node* node_ = nullptr;
-  std::string s_;          // String; Quantity unit; TypeInfo name
+  bool calendar_ = false;    // Quantity: unit is a calendar keyword
+  Payload u_;
+  std::string s_;            // String; Quantity unit; TypeInfo name
 };
 
 using Collection = std::vector<Value>;
