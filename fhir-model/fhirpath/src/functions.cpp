@@ -737,6 +737,26 @@ Status fn_converts_to_quantity(const ExprNode& call, const Frame& f, const Colle
 
 // ---- strings -----------------------------------------------------------------
 
+// Characters in the first `bytes` bytes of UTF-8 text.
+size_t code_points(const std::string& s, size_t bytes) {
+  size_t n = 0;
+  for (size_t i = 0; i < bytes && i < s.size(); ++i)
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+// Byte offset of character `index` (the size when past the end).
+size_t byte_offset(const std::string& s, size_t index) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      if (n == index) return i;
+      ++n;
+    }
+  }
+  return s.size();
+}
+
 Status fn_index_of(const ExprNode& call, const Frame& f, const Collection& in, Collection& out) {
   std::optional<std::string> s, sub;
   Status st = string_input(call, in, &s);
@@ -744,7 +764,7 @@ Status fn_index_of(const ExprNode& call, const Frame& f, const Collection& in, C
   st = string_arg(call, f, 0, &sub);
   if (!st || !sub) return st;
   size_t p = s->find(*sub);
-  out.push_back(Value::of_int(p == std::string::npos ? -1 : int64_t(p)));
+  out.push_back(Value::of_int(p == std::string::npos ? -1 : int64_t(code_points(*s, p))));
   return Status::ok();
 }
 
@@ -759,9 +779,13 @@ Status fn_substring(const ExprNode& call, const Frame& f, const Collection& in, 
     st = int_arg(call, f, 1, &len);
     if (!st) return st;
   }
-  if (*start < 0 || size_t(*start) >= s->size()) return Status::ok();
+  // Positions count characters (code points), not UTF-8 bytes.
+  size_t chars = code_points(*s, s->size());
+  if (*start < 0 || size_t(*start) >= chars) return Status::ok();
   if (len && *len < 0) len = 0;
-  out.push_back(Value::of_string(len ? s->substr(size_t(*start), size_t(*len)) : s->substr(size_t(*start))));
+  size_t b = byte_offset(*s, size_t(*start));
+  size_t e = len ? byte_offset(*s, size_t(*start) + size_t(std::min<int64_t>(*len, int64_t(chars)))) : s->size();
+  out.push_back(Value::of_string(s->substr(b, e - b)));
   return Status::ok();
 }
 

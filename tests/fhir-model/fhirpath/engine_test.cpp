@@ -330,3 +330,12 @@ TEST_CASE("values stay compact", "[fhirpath][value]") {
   Value w = Value::of_quantity(Quantity{Decimal{2, 0}, "weeks", true});
   CHECK(w.as_quantity().to_string() == "2 weeks");
 }
+
+TEST_CASE("string positions count characters, not bytes", "[fhirpath][string]") {
+  CHECK(eval_display("'Hélène'.length()") == "6");
+  CHECK(eval_display("'Hélène'.substring(1, 3)") == "élè");
+  CHECK(eval_display("'Hélène'.indexOf('n')") == "4");
+  CHECK(eval_display("'Hélène'.substring(5)") == "e");
+  CHECK(eval_display("'Hélène'.substring(6)").empty());
+  CHECK(eval_display("'Hélène'.toChars().count()") == "6");
+}
