@@ -79,6 +79,33 @@ TEST_CASE("every R4 invariant and search parameter expression compiles", "[fhirp
       failures.push_back(std::string("SearchParameter ") + (id != doc.MemberEnd() ? id->value.GetString() : "?") + ": " +
                          x->value.GetString() + " -> " + st.message());
   }
+  // Strict mode must accept what R4 itself publishes: search parameters with a
+  // single base, checked against that base type.
+  size_t strict_checked = 0;
+  CompileOptions strict = opts;
+  strict.strict = true;
+  for (const std::string& json : defs.search_parameters_json()) {
+    rapidjson::Document doc;
+    doc.Parse(json.c_str(), json.size());
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("expression") || !doc.HasMember("base")) continue;
+    if (doc["base"].Size() != 1) continue;
+    strict.root_type = doc["base"][0].GetString();
+    if (!defs.type(strict.root_type)) continue;
+    ++strict_checked;
+    std::shared_ptr<const Expression> e;
+    fhir::Status st = compile(doc["expression"].GetString(), strict, &e);
+    // The package's example-extension has base Patient but an expression on DocumentReference:
+    // strict mode is right to refuse it.
+    if (std::string(doc["id"].GetString()) == "example-extension") {
+      CHECK_FALSE(st);
+      continue;
+    }
+    if (!st)
+      failures.push_back(std::string("strict SearchParameter ") + doc["id"].GetString() + ": " +
+                         doc["expression"].GetString() + " -> " + st.message());
+  }
+  std::cout << "FHIRPath strict mode: " << strict_checked << " single-base SearchParameter expressions checked\n";
+
   std::cout << "FHIRPath package expressions: " << invariants.size() << " invariant expressions (" << distinct.size()
             << " distinct) in " << definitions_read << " StructureDefinitions, " << search_params
             << " SearchParameter expressions; " << failures.size() << " failed to compile\n";
