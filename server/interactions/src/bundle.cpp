@@ -224,6 +224,10 @@ Status read_entries(const Services& services, const FhirRequest& req, fhir::Node
     if (!parse_entry_url(e.request.url, req.base_url, &e.request) || !services.defs->resource_type(e.request.type))
       return entry_error(index, ErrorCategory::Invalid, "invalid", "cannot understand request.url '" + e.request.url + "'",
                          "request.url");
+    std::vector<std::pair<std::string, std::string>> decoded;
+    if (!split_query(e.request.query, &decoded))
+      return entry_error(index, ErrorCategory::Invalid, "invalid", "malformed percent-encoding in request.url",
+                         "request.url");
     const std::string& m = e.request.method;
     bool needs_body = m == "POST" || m == "PUT";
     if (needs_body && !e.resource)
@@ -261,19 +265,8 @@ FhirRequest entry_as_request(const FhirRequest& outer, Entry& e) {
   r.if_none_exist = e.request.if_none_exist;
   r.if_none_match = e.request.if_none_match;
   r.if_modified_since = e.request.if_modified_since;
-  if (!e.request.query.empty()) {
-    // Split only; values stay percent-encoded as in the URL.
-    size_t start = 0;
-    const std::string& q = e.request.query;
-    while (start < q.size()) {
-      size_t amp = q.find('&', start);
-      std::string part = q.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
-      size_t eq = part.find('=');
-      r.params.emplace_back(part.substr(0, eq), eq == std::string::npos ? "" : part.substr(eq + 1));
-      if (amp == std::string::npos) break;
-      start = amp + 1;
-    }
-  }
+  // read_entries() already refused malformed queries.
+  if (!e.request.query.empty()) split_query(e.request.query, &r.params);
   const std::string& m = e.request.method;
   if (m == "GET" || m == "HEAD") {
     if (e.request.is_history)

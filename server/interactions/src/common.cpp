@@ -261,7 +261,6 @@ std::vector<storage::IndexEntry> index_entries(const fhir::Node& resource) {
   return out;
 }
 
-namespace {
 bool split_query(std::string_view query, std::vector<std::pair<std::string, std::string>>* params) {
   while (!query.empty()) {
     size_t amp = query.find('&');
@@ -294,7 +293,6 @@ bool split_query(std::string_view query, std::vector<std::pair<std::string, std:
   }
   return true;
 }
-}  // namespace
 
 Status resolve_criteria(const Services& services, const std::string& type, std::string_view query,
                         std::vector<std::string>* ids) {

@@ -59,6 +59,10 @@ class PreparedBody {
 // the `identifier` tokens, used by conditional interactions).
 std::vector<storage::IndexEntry> index_entries(const fhir::Node& resource);
 
+// Splits "a=1&b=x%7Cy" into decoded pairs ('+' is a space); false on a
+// malformed percent-escape.
+bool split_query(std::string_view query, std::vector<std::pair<std::string, std::string>>* params);
+
 // Resolves a conditional criteria query ("identifier=sys|val&_id=x") for
 // `type` to matching current ids. Supported criteria: _id, identifier.
 Status resolve_criteria(const Services& services, const std::string& type, std::string_view query,
