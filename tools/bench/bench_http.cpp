@@ -192,7 +192,6 @@ struct RenderContext {
 
 class Template {
  public:
-  bool constant() const { return parts_.size() <= 1 && (parts_.empty() || parts_[0].kind == Part::Kind::Literal); }
   void render(const RenderContext& ctx, std::string* out) const {
     for (const Part& p : parts_) {
       switch (p.kind) {
