@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -34,8 +35,6 @@
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
-
-#include "espace/http/status_map.h"
 
 namespace espace::net {
 
@@ -253,6 +252,11 @@ class Session : public SessionBase {
     } else {
       begin();
     }
+  }
+
+  // Every operation of a session runs on its strand, the first one included.
+  void post_start() {
+    asio::dispatch(lowest().get_executor(), [self = self()] { self->start(); });
   }
 
   void post_server_stopping() override {
@@ -626,11 +630,11 @@ void Server::Impl::on_accept(error_code ec, tcp::socket socket) {
   if (ctx) {
     auto s = std::make_shared<Session<TlsStream>>(*this, std::move(socket), std::move(remote), reject, ctx);
     register_session(s);
-    s->start();
+    s->post_start();
   } else {
     auto s = std::make_shared<Session<PlainStream>>(*this, std::move(socket), std::move(remote), reject, nullptr);
     register_session(s);
-    s->start();
+    s->post_start();
   }
   do_accept();
 }
