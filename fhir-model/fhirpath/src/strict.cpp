@@ -100,7 +100,10 @@ class Checker {
         *out = SType::unknown();
         return Status::ok();
       case Op::Variable:
-        if (n.var == VarKind::Context || n.var == VarKind::Resource || n.var == VarKind::RootResource) *out = root_;
+        // %resource is the root only when the root is a resource (an invariant on an element
+        // sits inside some resource we do not know); %rootResource may be a container.
+        if (n.var == VarKind::Context) *out = root_;
+        else if (n.var == VarKind::Resource && !root_.any && root_.fhir[0]->is_resource()) *out = root_;
         else if (n.var == VarKind::Constant) *out = SType::of_system(ValueKind::String);
         else *out = SType::unknown();
         return Status::ok();
