@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "espace/fhirpath/fhirpath.h"
+#include "regex_posix.h"
 #include "temporal_ops.h"
 
 namespace espace::fhirpath {
@@ -49,6 +50,8 @@ struct ExprNode {
   std::unique_ptr<ExprNode> right;
   std::vector<std::unique_ptr<ExprNode>> args;
   FnImpl fn = nullptr;
+  // matches()/matchesFull()/replaceMatches() with a literal pattern: compiled once.
+  std::shared_ptr<const Regex> regex;
   TypeSpec type;                // Is/As and type-argument functions
   // Compiled in strict mode: 'as' on several items is an error (N1) instead of
   // filtering like ofType(), which R4's own artifacts rely on (dom-3 applies

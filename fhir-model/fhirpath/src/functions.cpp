@@ -849,6 +849,10 @@ Status fn_matches(const ExprNode& call, const Frame& f, const Collection& in, Co
   st = string_arg(call, f, 0, &pat);
   if (!st || !pat) return st;
   if (s->size() > kMaxRegexInput) return eval_error(call, call.name + "(): input too long for a regular expression");
+  if (call.regex) {
+    out.push_back(Value::of_bool(call.regex->search(*s)));
+    return Status::ok();
+  }
   Regex re;
   std::string error;
   if (!re.compile(*pat, Full, &error)) return eval_error(call, call.name + "(): " + error);
@@ -869,6 +873,10 @@ Status fn_replace_matches(const ExprNode& call, const Frame& f, const Collection
     return Status::ok();
   }
   if (s->size() > kMaxRegexInput) return eval_error(call, "replaceMatches(): input too long for a regular expression");
+  if (call.regex) {
+    out.push_back(Value::of_string(call.regex->replace_all(*s, *rep)));
+    return Status::ok();
+  }
   Regex re;
   std::string error;
   if (!re.compile(*pat, false, &error)) return eval_error(call, "replaceMatches(): " + error);

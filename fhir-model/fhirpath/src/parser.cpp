@@ -604,13 +604,30 @@ class Parser {
 
 }  // namespace
 
-// Last touches after parsing: literal collections for operators, the strict flag.
-void finish(ExprNode& n, bool strict) {
+// Last touches after parsing: literal collections for operators, the strict
+// flag, regular expressions given as literals compiled once (and checked now).
+Status finish(ExprNode& n, bool strict) {
   if (n.op == Op::Literal) n.literal_items = {n.literal};
   n.strict = strict;
-  if (n.input) finish(*n.input, strict);
-  if (n.right) finish(*n.right, strict);
-  for (auto& a : n.args) finish(*a, strict);
+  if (n.op == Op::Call && (n.name == "matches" || n.name == "matchesFull" || n.name == "replaceMatches") &&
+      !n.args.empty() && n.args[0]->op == Op::Literal && n.args[0]->literal.kind() == ValueKind::String &&
+      !n.args[0]->literal.as_string().empty()) {
+    auto re = std::make_shared<Regex>();
+    std::string error;
+    if (!re->compile(n.args[0]->literal.as_string(), n.name == "matchesFull", &error))
+      return syntax_error(n.args[0]->column, "invalid regular expression: " + error);
+    n.regex = std::move(re);
+  }
+  for (ExprNode* child : {n.input.get(), n.right.get()})
+    if (child) {
+      Status st = finish(*child, strict);
+      if (!st) return st;
+    }
+  for (auto& a : n.args) {
+    Status st = finish(*a, strict);
+    if (!st) return st;
+  }
+  return Status::ok();
 }
 
 Expression::~Expression() = default;
@@ -626,7 +643,8 @@ fhir::Status compile(std::string_view text, const CompileOptions& options, std::
     st = strict_check(*root, *options.definitions, options.root_type);
     if (!st) return st;
   }
-  finish(*root, options.strict);
+  st = finish(*root, options.strict);
+  if (!st) return st;
   std::shared_ptr<Expression> e(new Expression());
   e->text_ = std::string(text);
   e->root_ = std::move(root);

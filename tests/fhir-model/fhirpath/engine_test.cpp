@@ -97,7 +97,9 @@ TEST_CASE("hostile expressions are refused, not crashed on", "[fhirpath][limits]
 TEST_CASE("one compiled expression evaluates concurrently", "[fhirpath][threads]") {
   fhir::Node patient = parse_resource(kPatient);
   std::shared_ptr<const Expression> e;
-  REQUIRE(compile_expr("name.where(use = 'official').given.join(' ') & ' ' & name.family.first()", &e));
+  REQUIRE(compile_expr(
+      "name.where(use = 'official' and family.matches('^[A-Z][a-z]+$')).given.join(' ') & ' ' & name.family.first()",
+      &e));
   std::vector<std::string> results(8);
   std::vector<std::thread> threads;
   for (size_t t = 0; t < results.size(); ++t) {
@@ -311,6 +313,13 @@ TEST_CASE("regular expressions: ECMAScript-style patterns, long inputs, no backt
   CHECK_THAT(eval_display("'aa'.matches('(a)\\\\1')"), Catch::Contains("back-references are not supported"));
   CHECK_THAT(eval_display("'aa'.matches('a(?=a)')"), Catch::Contains("look-around"));
   CHECK_THAT(eval_display("'aa'.matches('[a')"), Catch::StartsWith("ERROR"));
+  // A literal pattern is checked when compiling; a computed one when evaluating.
+  std::shared_ptr<const Expression> e;
+  CompileOptions opts;
+  CHECK_FALSE(compile("'aa'.matches('(a)\\\\1')", opts, &e));
+  REQUIRE(compile("'aa'.matches('(a)' + '\\\\1')", opts, &e));
+  Collection out;
+  CHECK_FALSE(e->evaluate(nullptr, Environment{}, &out));
 
   // 300,000 characters: a recursive matcher would overflow the stack here, and
   // the nested repetition below (R4's own string regex) would never finish.
