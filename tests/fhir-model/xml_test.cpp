@@ -214,6 +214,8 @@ TEST_CASE("xml: the root may carry schema hints and an encoding declaration", "[
       "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:schemaLocation=\"http://hl7.org/fhir patient.xsd\">"
       "<name><family value=\"M\xFCller\"/></name></Patient>");
   CHECK(p.child("name")->child_value("family") == "M\xC3\xBCller");
+  // A UTF-8 byte order mark is allowed, as for JSON.
+  CHECK(from_xml("\xEF\xBB\xBF" + fhir("Patient", "<id value=\"bom\"/>")).child_value("id") == "bom");
 }
 
 TEST_CASE("xml: integers follow the JSON reader's range rules", "[xml]") {
