@@ -488,6 +488,12 @@ TEST_CASE("graceful stop finishes an in-flight request and closes idle connectio
     parked = std::move(respond);
     cv.notify_all();
   });
+  // A Responder keeps its connection alive and must not outlive the Server
+  // (as a worker pool's tasks must not): drop it first, even when a REQUIRE fails.
+  struct DropParked {
+    std::optional<Responder>& r;
+    ~DropParked() { r.reset(); }
+  } drop_parked{parked};
 
   Client idle(ts.port());
   Client busy(ts.port());
