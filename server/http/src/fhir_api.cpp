@@ -179,8 +179,35 @@ Response FhirApi::handle_now(const Request& original) const {
   if (route.kind == RouteKind::OperationSystem || route.kind == RouteKind::OperationType ||
       route.kind == RouteKind::OperationInstance)
     return fail(error(ErrorCategory::NotFound, "not-supported", "unknown operation $" + route.operation));
-  if (route.kind == RouteKind::SearchCompartment)
-    return fail(error(ErrorCategory::NotAllowed, "not-supported", "compartment search is not implemented yet"));
+  req.lenient = request.headers.get("Prefer").find("handling=lenient") != std::string_view::npos;
+  if (route.kind == RouteKind::SearchCompartment) {
+    // /Patient/123/Observation: a search of Observation within Patient/123's compartment.
+    req.compartment_type = route.type;
+    req.compartment_id = route.id;
+    req.id.clear();
+    if (route.compartment == "*") {
+      req.interaction = Interaction::SearchSystem;
+      req.type.clear();
+    } else {
+      req.interaction = Interaction::SearchType;
+      req.type = route.compartment;
+    }
+  }
+  if (route.kind == RouteKind::SearchType && request.method == "POST") {
+    // POST /{type}/_search: criteria in an application/x-www-form-urlencoded body, added to the URL's.
+    BodyKind kind;
+    if (!request.body.empty()) {
+      if (Status s = request_body_kind(request.headers.get("Content-Type"), &kind); !s) return fail(std::move(s));
+      if (kind != BodyKind::FormUrlEncoded)
+        return fail(error(ErrorCategory::UnsupportedMedia, "not-supported",
+                          "_search takes an application/x-www-form-urlencoded body"));
+      std::string ignored_path;
+      std::vector<std::pair<std::string, std::string>> form;
+      if (!parse_target("?" + request.body, &ignored_path, &form))
+        return fail(error(ErrorCategory::Invalid, "invalid", "malformed percent-encoding in the _search body"));
+      req.params.insert(req.params.end(), form.begin(), form.end());
+    }
+  }
 
   if (takes_resource_body(route.kind) || route.kind == RouteKind::Patch || route.kind == RouteKind::ConditionalPatch) {
     if (request.body.empty())

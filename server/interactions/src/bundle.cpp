@@ -410,7 +410,7 @@ FhirResponse run_transaction(const Services& services, const FhirRequest& req, s
     if (!s) return error_response(entry_error(i, s.category(), s.issues().front().code, s.message(), "resource"));
     s = PreparedBody::prepare(*e.resource, ops[i].id, &ops[i].body);
     if (!s) return error_response(std::move(s));
-    ops[i].index = index_entries(*e.resource);
+    ops[i].index = index_entries(*services.defs, *e.resource);
   }
 
   // 3. All writes in one storage transaction, in the processing order.

@@ -9,6 +9,8 @@
 #include <ctime>
 
 #include "espace/fhir/json.h"
+#include "search/query.h"
+#include "search/registry.h"
 
 namespace espace::interactions {
 
@@ -245,20 +247,8 @@ std::string PreparedBody::finalize(int64_t version, int64_t last_updated_us) con
   return out;
 }
 
-std::vector<storage::IndexEntry> index_entries(const fhir::Node& resource) {
-  std::vector<storage::IndexEntry> out;
-  resource.for_each_child("identifier", [&](const fhir::Node& ident) {
-    if (!ident.type || ident.type->name != "Identifier") return;
-    std::string_view value = ident.child_value("value");
-    if (value.empty()) return;
-    storage::IndexEntry e;
-    e.param = "identifier";
-    e.kind = "token";
-    e.system = std::string(ident.child_value("system"));
-    e.value = std::string(value);
-    out.push_back(std::move(e));
-  });
-  return out;
+std::vector<storage::IndexEntry> index_entries(const fhir::Definitions& defs, const fhir::Node& resource) {
+  return search::Registry::get(defs).index(resource);
 }
 
 bool split_query(std::string_view query, std::vector<std::pair<std::string, std::string>>* params) {
@@ -306,54 +296,26 @@ Status resolve_criteria(const Services& services, const std::string& type, std::
 Status resolve_criteria(const Services& services, const std::string& type,
                         const std::vector<std::pair<std::string, std::string>>& params,
                         std::vector<std::string>* ids) {
-  // Intersection of the candidate sets of every criterion.
-  std::optional<std::vector<std::string>> result;
-  bool any = false;
-  for (const auto& [name, value] : params) {
-    if (name == "_format" || name == "_pretty") continue;
-    any = true;
-    std::vector<std::string> found;
-    if (name == "_id") {
-      storage::ResourceVersion v;
-      Status s = services.store->read(type, value, &v);
-      if (s && !v.deleted) found.push_back(value);
-    } else if (name == "identifier") {
-      std::string system, code = value;
-      size_t bar = value.find('|');
-      if (bar != std::string::npos) {
-        system = value.substr(0, bar);
-        code = value.substr(bar + 1);
-      }
-      Status s = services.store->find_by_token(type, "identifier", system, code, &found);
-      if (!s) return s;
-      if (bar != std::string::npos && system.empty()) {
-        // "|code": only identifiers without a system. find_by_token treats an
-        // empty system as "any", so this form is refused rather than misread.
-        return Status::error(ErrorCategory::Invalid, "not-supported",
-                             "conditional criteria 'identifier=|code' is not supported yet", "identifier");
-      }
-    } else {
-      return Status::error(ErrorCategory::Invalid, "not-supported",
-                           "conditional criteria support _id and identifier only until the search engine lands; got '" +
-                               name + "'",
-                           name);
-    }
-    if (!result) {
-      result = std::move(found);
-    } else {
-      std::vector<std::string> kept;
-      for (auto& id : *result)
-        for (auto& f : found)
-          if (f == id) {
-            kept.push_back(id);
-            break;
-          }
-      result = std::move(kept);
-    }
-  }
-  if (!any)
+  ids->clear();
+  std::vector<std::pair<std::string, std::string>> criteria;
+  for (const auto& p : params)
+    if (p.first != "_format" && p.first != "_pretty") criteria.push_back(p);
+  if (criteria.empty())
     return Status::error(ErrorCategory::Invalid, "invalid", "conditional interaction without any criteria");
-  *ids = std::move(*result);
+  search::ParseContext ctx;
+  ctx.registry = &search::Registry::get(*services.defs);
+  ctx.defs = services.defs;
+  ctx.limits = services.limits;
+  search::ParsedSearch parsed;
+  if (Status s = search::parse_search(ctx, type, criteria, &parsed); !s) return s;
+  if (!parsed.query.includes.empty() || !parsed.query.sort.empty())
+    return Status::error(ErrorCategory::Invalid, "invalid", "conditional criteria take search parameters only");
+  // Callers only need to tell none, one and several apart, but the ids are
+  // reported; a bounded page keeps a runaway criteria cheap.
+  parsed.query.count = 1000;
+  storage::SearchPage page;
+  if (Status s = services.store->search(parsed.query, &page); !s) return s;
+  for (const auto& m : page.matches) ids->push_back(m.resource.id);
   return Status::ok();
 }
 

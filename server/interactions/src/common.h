@@ -55,16 +55,17 @@ class PreparedBody {
   size_t time_at_ = 0, time_len_ = 0;
 };
 
-// Search index rows for a resource (stepping stone until the search engine:
-// the `identifier` tokens, used by conditional interactions).
-std::vector<storage::IndexEntry> index_entries(const fhir::Node& resource);
+// Search index rows for a resource: every SearchParameter of its type,
+// evaluated from its FHIRPath expression (search/registry.h has the layout).
+std::vector<storage::IndexEntry> index_entries(const fhir::Definitions& defs, const fhir::Node& resource);
 
 // Splits "a=1&b=x%7Cy" into decoded pairs ('+' is a space); false on a
 // malformed percent-escape.
 bool split_query(std::string_view query, std::vector<std::pair<std::string, std::string>>* params);
 
 // Resolves a conditional criteria query ("identifier=sys|val&_id=x") for
-// `type` to matching current ids. Supported criteria: _id, identifier.
+// `type` to matching current ids with the search engine (unknown parameters
+// are errors).
 Status resolve_criteria(const Services& services, const std::string& type, std::string_view query,
                         std::vector<std::string>* ids);
 Status resolve_criteria(const Services& services, const std::string& type,
@@ -117,5 +118,6 @@ FhirResponse do_conditional_delete(const Services&, const FhirRequest&);
 FhirResponse do_history(const Services&, const FhirRequest&);
 FhirResponse do_capabilities(const Services&, const FhirRequest&);
 FhirResponse do_bundle(const Services&, const FhirRequest&);
+FhirResponse do_search(const Services&, const FhirRequest&);
 
 }  // namespace espace::interactions

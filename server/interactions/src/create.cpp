@@ -40,7 +40,7 @@ FhirResponse do_create(const Services& services, const FhirRequest& req) {
   op.method = "POST";
   s = PreparedBody::prepare(resource, op.id, &op.body);
   if (!s) return error_response(std::move(s));
-  op.index = index_entries(resource);
+  op.index = index_entries(*services.defs, resource);
 
   WriteOutcome outcome;
   s = services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });

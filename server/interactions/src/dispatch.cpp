@@ -76,7 +76,7 @@ FhirResponse dispatch(const Services& services, const FhirRequest& req) {
       case Interaction::Batch:
       case Interaction::Transaction: return do_bundle(services, req);
       case Interaction::SearchType:
-      case Interaction::SearchSystem:
+      case Interaction::SearchSystem: return do_search(services, req);
       case Interaction::ConditionalPatch:
         return error_response(ErrorCategory::NotAllowed, "not-supported",
                               std::string(interaction_code(req.interaction)) + " is not implemented yet");

@@ -338,7 +338,7 @@ FhirResponse do_patch(const Services& services, const FhirRequest& req) {
     op.if_match = current.version;
     s = PreparedBody::prepare(patched, req.id, &op.body);
     if (!s) return error_response(std::move(s));
-    op.index = index_entries(patched);
+    op.index = index_entries(*services.defs, patched);
     WriteOutcome outcome;
     s = services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });
     if (s) return write_response(req, op, outcome);

@@ -21,7 +21,7 @@ FhirResponse update_with_id(const Services& services, const FhirRequest& req, co
   }
   Status s = PreparedBody::prepare(resource, id, &op.body);
   if (!s) return error_response(std::move(s));
-  op.index = index_entries(resource);
+  op.index = index_entries(*services.defs, resource);
   WriteOutcome outcome;
   s = services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });
   if (!s) return error_response(std::move(s));

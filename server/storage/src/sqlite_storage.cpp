@@ -21,6 +21,7 @@
 
 #include "espace/storage/sqlite_storage.h"
 #include "sqlite_connection.h"
+#include "sqlite_search.h"
 
 namespace espace::storage {
 
@@ -584,6 +585,11 @@ class SqliteStorageImpl final : public SqliteStorage {
     while ((rc = st.step()) == SQLITE_ROW) ids->push_back(st.text(0));
     if (rc != SQLITE_DONE) return sqlite::error(c->db(), "looking up a token");
     return Status::ok();
+  }
+
+  Status search(const SearchQuery& q, SearchPage* out) override {
+    ReaderPool::Lease c(readers_);
+    return sqlite::run_search(*c, q, out);
   }
 
   // ---- writes ----

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -41,6 +42,12 @@ struct FhirRequest {
   // Conditional headers, verbatim.
   std::string if_match, if_none_match, if_modified_since, if_none_exist;
   PreferReturn prefer_return = PreferReturn::Representation;
+  // Prefer: handling=lenient — searches ignore unknown or unsupported
+  // parameters (and say so in the Bundle) instead of answering 400.
+  bool lenient = false;
+  // Compartment search (GET /Patient/123/Observation, /Patient/123/*):
+  // SearchType with `type` the member type, or SearchSystem for "*".
+  std::string compartment_type, compartment_id;
   // "http://127.0.0.1:8080" — base for absolute URLs (Location, fullUrl).
   std::string base_url;
 };
@@ -65,11 +72,19 @@ struct Limits {
   int max_page_size = 1000;
 };
 
+// The single point every search result set passes through (matches,
+// _include/_revinclude resources, totals, paging) before it is rendered:
+// search-type, search-system, compartment search and POST _search alike.
+// The policy module installs its filter here; it may drop resources from
+// the page (and should then lower page.total) or fail the whole search.
+using SearchResultFilter = std::function<fhir::Status(const FhirRequest&, storage::SearchPage&)>;
+
 // What every interaction needs. Definitions and storage outlive it.
 struct Services {
   const fhir::Definitions* defs = nullptr;
   storage::Storage* store = nullptr;
   Limits limits;
+  SearchResultFilter search_filter;  // empty: results pass unchanged
 };
 
 // The one mapping from error categories to HTTP status codes, used for

@@ -73,6 +73,99 @@ struct HistoryPage {
   int64_t last_seq = 0;                   // sequence of the last returned version (paging cursor)
 };
 
+// ---- search (hl7.org/fhir/R4/search.html) ----
+//
+// A storage-neutral search plan built by the interactions layer from the
+// SearchParameter definitions; a storage implementation translates it into
+// its own query language (SQLite: one SQL statement, sqlite_search.cpp).
+// Index rows are matched per the IndexEntry layout documented in
+// server/interactions/src/search/registry.h.
+
+struct SearchQuery;
+
+// How an IndexTest compares the value column.
+enum class TextOp { Any, Equal, StartsWith, Contains, EndsWith, IsPrefixOf };
+
+// A comparison of a row's low or high column with a number.
+struct Bound {
+  enum class Column { Low, High } column = Column::Low;
+  enum class Op { Lt, Le, Gt, Ge, Eq } op = Op::Eq;
+  double number = 0;
+};
+
+// Holds when one index row of the resource has this param and kind and
+// passes every test given.
+struct IndexTest {
+  std::string param;
+  std::string kind;                       // empty: any kind
+  std::optional<std::string> system;      // equality on the system column
+  TextOp value_op = TextOp::Any;
+  std::string value;
+  std::vector<Bound> bounds;              // all must hold (AND)
+  // Chaining: the row's (system, value) must name a current resource of type
+  // `system` whose id matches `target` (target->type names the type).
+  std::shared_ptr<const SearchQuery> target;
+};
+
+struct Condition {
+  enum class Kind {
+    AnyOf,        // at least one test of any_of holds (OR over values)
+    Id,           // the logical id is one of ids
+    LastUpdated,  // any_of[i].bounds hold on the version's last_updated (Low and High both mean that column)
+    Missing,      // no index row for missing_param (negate: at least one)
+    Has,          // reverse chaining: a resource of has_type whose has_param references
+                  // this one matches has_query
+  } kind = Kind::AnyOf;
+  std::vector<IndexTest> any_of;
+  std::vector<std::string> ids;
+  std::string missing_param;
+  std::string has_type, has_param;
+  std::shared_ptr<const SearchQuery> has_query;
+  bool negate = false;  // the whole condition is negated (:not, ne, :missing=false)
+};
+
+struct SortKey {
+  enum class Source { Index, Id, LastUpdated } source = Source::Index;
+  std::string param;
+  bool numeric = false;   // sort on the low/high columns instead of value
+  bool descending = false;
+};
+
+// _include / _revinclude: rows of `param` (a reference parameter) of
+// resources of `source_type` ("*" param: every reference parameter).
+struct IncludeSpec {
+  std::string source_type;
+  std::string param;        // "*" for all
+  std::string target_type;  // empty: any
+  bool reverse = false;     // _revinclude
+  bool iterate = false;
+};
+
+struct SearchQuery {
+  std::string type;               // empty: every type (system search)
+  std::vector<std::string> types; // system search restricted by _type (empty: all)
+  std::vector<Condition> all_of;  // AND
+  std::vector<SortKey> sort;      // empty: creation order
+  int count = 50;                 // page size (0: no entries, totals only)
+  int64_t offset = 0;             // rows to skip (paging with explicit sorts)
+  int64_t after_key = 0;          // keyset cursor for creation order: resources created after this key
+  bool want_total = false;
+  std::vector<IncludeSpec> includes;
+  int max_included = 1000;        // bound on included resources per page
+};
+
+struct SearchMatch {
+  ResourceVersion resource;
+  int64_t key = 0;   // creation-order key (cursor for the next page)
+};
+
+struct SearchPage {
+  std::vector<SearchMatch> matches;     // in result order
+  std::vector<ResourceVersion> included;
+  bool more = false;                    // another page follows
+  int64_t total = -1;                   // with want_total
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -98,6 +191,9 @@ class Storage {
   virtual Status find_by_token(const std::string& type, const std::string& param,
                                const std::string& system, const std::string& value,
                                std::vector<std::string>* ids) = 0;
+
+  // Runs a search plan against the current versions, all in one snapshot.
+  virtual Status search(const SearchQuery& q, SearchPage* out) = 0;
 };
 
 struct SqliteOptions {

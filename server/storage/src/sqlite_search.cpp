@@ -1,0 +1,423 @@
+// SearchQuery -> SQL. Every condition becomes a subquery on search_index (or
+// on the resource tables for _id/_lastUpdated), combined with AND; values
+// are always bound parameters, never spliced into the text.
+//
+// Statements are prepared uncached: their text depends on the shape of the
+// search, which clients choose, and Connection's cache is meant for a
+// bounded set of texts.
+#include "sqlite_search.h"
+
+#include <set>
+#include <utility>
+#include <variant>
+
+namespace espace::storage::sqlite {
+
+namespace {
+
+using fhir::ErrorCategory;
+
+Status invalid(std::string msg) {
+  return Status::error(ErrorCategory::Invalid, "invalid", "search: " + std::move(msg));
+}
+
+using Param = std::variant<std::string, double, int64_t>;
+
+// Accumulates SQL text and the values bound to its ?N placeholders.
+class SqlBuilder {
+ public:
+  std::string placeholder(Param p) {
+    params_.push_back(std::move(p));
+    return "?" + std::to_string(params_.size());
+  }
+  std::string alias(const char* prefix) { return prefix + std::to_string(++aliases_); }
+  const std::vector<Param>& params() const { return params_; }
+
+ private:
+  std::vector<Param> params_;
+  int aliases_ = 0;
+};
+
+// An uncached statement, finalized on scope exit.
+class OwnedStmt {
+ public:
+  OwnedStmt() = default;
+  ~OwnedStmt() {
+    if (s_) sqlite3_finalize(s_);
+  }
+  OwnedStmt(const OwnedStmt&) = delete;
+  OwnedStmt& operator=(const OwnedStmt&) = delete;
+
+  Status prepare(Connection& c, const std::string& sql, const std::vector<Param>& params) {
+    if (sqlite3_prepare_v2(c.db(), sql.c_str(), static_cast<int>(sql.size()), &s_, nullptr) != SQLITE_OK)
+      return error(c.db(), "preparing a search");
+    for (size_t i = 0; i < params.size(); ++i) {
+      int n = static_cast<int>(i + 1);
+      if (auto* s = std::get_if<std::string>(&params[i]))
+        sqlite3_bind_text(s_, n, s->data(), static_cast<int>(s->size()), SQLITE_TRANSIENT);
+      else if (auto* d = std::get_if<double>(&params[i]))
+        sqlite3_bind_double(s_, n, *d);
+      else
+        sqlite3_bind_int64(s_, n, std::get<int64_t>(params[i]));
+    }
+    return Status::ok();
+  }
+  sqlite3_stmt* get() const { return s_; }
+  int step() { return sqlite3_step(s_); }
+  std::string text(int col) const {
+    const void* p = sqlite3_column_blob(s_, col);
+    int n = sqlite3_column_bytes(s_, col);
+    return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+  }
+  int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+const char* op_sql(Bound::Op op) {
+  switch (op) {
+    case Bound::Op::Lt: return " < ";
+    case Bound::Op::Le: return " <= ";
+    case Bound::Op::Gt: return " > ";
+    case Bound::Op::Ge: return " >= ";
+    case Bound::Op::Eq: return " = ";
+  }
+  return " = ";
+}
+
+Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& alias, int depth, int* budget,
+                    std::string* out);
+
+// The rows of search_index (alias `s`) passing one IndexTest.
+Status index_test_sql(SqlBuilder& b, const IndexTest& t, const std::string& s, int depth, int* budget,
+                      std::string* out) {
+  std::string sql = s + ".param = " + b.placeholder(t.param);
+  if (!t.kind.empty()) sql += " AND " + s + ".kind = " + b.placeholder(t.kind);
+  if (t.system) sql += " AND " + s + ".system = " + b.placeholder(*t.system);
+  switch (t.value_op) {
+    case TextOp::Any: break;
+    case TextOp::Equal: sql += " AND " + s + ".value = " + b.placeholder(t.value); break;
+    case TextOp::StartsWith:
+      // A range on the value index; 0xFF never occurs in UTF-8, so it bounds every continuation.
+      sql += " AND " + s + ".value >= " + b.placeholder(t.value) + " AND " + s + ".value < " +
+             b.placeholder(t.value + "\xff");
+      break;
+    case TextOp::Contains: sql += " AND instr(" + s + ".value, " + b.placeholder(t.value) + ") > 0"; break;
+    case TextOp::EndsWith: {
+      std::string p = b.placeholder(t.value);
+      sql += " AND length(" + s + ".value) >= length(" + p + ") AND substr(" + s + ".value, length(" + s +
+             ".value) - length(" + p + ") + 1) = " + p;
+      break;
+    }
+    case TextOp::IsPrefixOf:
+      sql += " AND " + s + ".value <> '' AND substr(" + b.placeholder(t.value) + ", 1, length(" + s + ".value)) = " +
+             s + ".value";
+      break;
+  }
+  for (const Bound& bound : t.bounds)
+    sql += " AND " + s + (bound.column == Bound::Column::Low ? ".low" : ".high") + op_sql(bound.op) +
+           b.placeholder(bound.number);
+  if (t.target) {
+    if (depth >= kMaxChainDepth) return invalid("chains are limited to " + std::to_string(kMaxChainDepth) + " levels");
+    std::string c = b.alias("c");
+    std::string inner;
+    if (Status st = where_clause(b, *t.target, c, depth + 1, budget, &inner); !st) return st;
+    sql += " AND " + s + ".system = " + b.placeholder(t.target->type) + " AND " + s + ".value IN (SELECT " + c +
+           ".id FROM resource_current " + c + " WHERE " + inner + ")";
+  }
+  *out = std::move(sql);
+  return Status::ok();
+}
+
+Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q, const std::string& a, int depth,
+                     int* budget, std::string* out) {
+  if (--*budget < 0) return invalid("too many search conditions (at most " + std::to_string(kMaxSearchConditions) + ")");
+  std::string sql;
+  switch (cond.kind) {
+    case Condition::Kind::AnyOf: {
+      if (cond.any_of.empty()) return invalid("a condition without values");
+      // One uncorrelated subquery per condition: SQLite builds its key set
+      // once, from the (type, param, value, system) index when it applies.
+      sql = a + ".res_key IN (";
+      bool first = true;
+      for (const IndexTest& t : cond.any_of) {
+        std::string s = b.alias("s");
+        std::string test;
+        if (Status st = index_test_sql(b, t, s, depth, budget, &test); !st) return st;
+        if (!first) sql += " UNION ";
+        first = false;
+        sql += "SELECT " + s + ".res_key FROM search_index " + s + " WHERE " +
+               (q.type.empty() ? std::string() : s + ".type = " + b.placeholder(q.type) + " AND ") + test;
+      }
+      sql += ")";
+      break;
+    }
+    case Condition::Kind::Id: {
+      if (cond.ids.empty()) return invalid("_id without values");
+      sql = a + ".id IN (";
+      for (size_t i = 0; i < cond.ids.size(); ++i) sql += (i ? ", " : "") + b.placeholder(cond.ids[i]);
+      sql += ")";
+      break;
+    }
+    case Condition::Kind::LastUpdated: {
+      if (cond.any_of.empty()) return invalid("_lastUpdated without values");
+      std::string lv = b.alias("lv");
+      sql = "EXISTS(SELECT 1 FROM resource_version " + lv + " WHERE " + lv + ".seq = " + a + ".seq AND (";
+      for (size_t i = 0; i < cond.any_of.size(); ++i) {
+        sql += i ? " OR (" : "(";
+        std::string tests = "1";
+        for (const Bound& bound : cond.any_of[i].bounds)
+          tests += " AND " + lv + ".last_updated" + op_sql(bound.op) + b.placeholder(bound.number);
+        sql += tests + ")";
+      }
+      sql += "))";
+      break;
+    }
+    case Condition::Kind::Missing: {
+      std::string s = b.alias("s");
+      sql = "NOT EXISTS(SELECT 1 FROM search_index " + s + " WHERE " + s + ".res_key = " + a + ".res_key AND " + s +
+            ".param = " + b.placeholder(cond.missing_param) + ")";
+      break;
+    }
+    case Condition::Kind::Has: {
+      if (!cond.has_query) return invalid("_has without criteria");
+      if (q.type.empty()) return invalid("_has needs a resource type");
+      if (depth >= kMaxChainDepth) return invalid("chains are limited to " + std::to_string(kMaxChainDepth) + " levels");
+      std::string s = b.alias("s");
+      std::string c = b.alias("c");
+      std::string inner;
+      if (Status st = where_clause(b, *cond.has_query, c, depth + 1, budget, &inner); !st) return st;
+      sql = a + ".id IN (SELECT " + s + ".value FROM search_index " + s + " JOIN resource_current " + c + " ON " + c +
+            ".type = " + s + ".type AND " + c + ".id = " + s + ".id WHERE " + s + ".type = " + b.placeholder(cond.has_type) + " AND " + s +
+            ".param = " + b.placeholder(cond.has_param) + " AND " + s + ".kind = 'reference' AND " + s +
+            ".system = " + b.placeholder(q.type) + " AND " + inner + ")";
+      break;
+    }
+  }
+  *out = cond.negate ? "NOT (" + sql + ")" : sql;
+  return Status::ok();
+}
+
+// Current, non-deleted resources of the query's type(s) (alias `a`) meeting every condition.
+Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& a, int depth, int* budget,
+                    std::string* out) {
+  std::string sql = a + ".deleted = 0";
+  if (!q.type.empty()) {
+    sql += " AND " + a + ".type = " + b.placeholder(q.type);
+  } else if (!q.types.empty()) {
+    sql += " AND " + a + ".type IN (";
+    for (size_t i = 0; i < q.types.size(); ++i) sql += (i ? ", " : "") + b.placeholder(q.types[i]);
+    sql += ")";
+  }
+  for (const Condition& cond : q.all_of) {
+    std::string part;
+    if (Status s = condition_sql(b, cond, q, a, depth, budget, &part); !s) return s;
+    sql += " AND " + part;
+  }
+  *out = std::move(sql);
+  return Status::ok();
+}
+
+std::string order_by(SqlBuilder& b, const SearchQuery& q) {
+  std::string sql;
+  for (const SortKey& k : q.sort) {
+    std::string expr;
+    switch (k.source) {
+      case SortKey::Source::Id: expr = "c.id"; break;
+      case SortKey::Source::LastUpdated: expr = "v.last_updated"; break;
+      case SortKey::Source::Index: {
+        // A resource with several values sorts by its smallest ascending and
+        // by its largest descending.
+        std::string s = b.alias("s");
+        const char* agg = k.descending ? "max" : "min";
+        const char* col = k.numeric ? (k.descending ? "high" : "low") : "value";
+        expr = std::string("(SELECT ") + agg + "(" + s + "." + col + ") FROM search_index " + s + " WHERE " + s +
+               ".res_key = c.res_key AND " + s + ".param = " + b.placeholder(k.param) + ")";
+        break;
+      }
+    }
+    sql += expr + (k.descending ? " DESC NULLS LAST, " : " ASC NULLS LAST, ");
+  }
+  return sql + "c.res_key";
+}
+
+constexpr const char* kMatchColumns =
+    "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, c.res_key "
+    "FROM resource_current c JOIN resource_version v ON v.seq = c.seq";
+
+void load(const OwnedStmt& st, ResourceVersion* out) {
+  out->type = st.text(0);
+  out->id = st.text(1);
+  out->version = st.int64(2);
+  out->last_updated_us = st.int64(3);
+  out->deleted = st.int64(4) != 0;
+  out->method = st.text(5);
+  out->json = st.text(6);
+}
+
+// Reads current resources by key; appends those not yet seen.
+Status read_keys(Connection& c, const std::vector<int64_t>& keys, std::set<int64_t>* seen,
+                 std::vector<std::pair<int64_t, ResourceVersion>>* out) {
+  for (int64_t key : keys) {
+    if (!seen->insert(key).second) continue;
+    OwnedStmt st;
+    if (Status s = st.prepare(c, "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.res_key "
+                              "FROM resource_version v JOIN resource_current c ON c.type = v.type AND c.id = v.id "
+                              "WHERE v.res_key = ?1 AND v.seq = c.seq AND c.deleted = 0",
+                              {Param(key)});
+        !s)
+      return s;
+    int rc = st.step();
+    if (rc == SQLITE_ROW) {
+      ResourceVersion v;
+      load(st, &v);
+      out->emplace_back(key, std::move(v));
+    } else if (rc != SQLITE_DONE) {
+      return error(c.db(), "reading an included resource");
+    }
+  }
+  return Status::ok();
+}
+
+// Keys of the resources that `from` (type, key) include per one spec.
+Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<std::pair<std::string, int64_t>>& from,
+                    const std::vector<std::pair<std::string, std::string>>& from_ids, std::vector<int64_t>* out) {
+  if (!spec.reverse) {
+    for (const auto& [type, key] : from) {
+      if (spec.source_type != "*" && type != spec.source_type) continue;
+      std::vector<Param> params{Param(key)};
+      std::string sql =
+          "SELECT t.res_key FROM search_index s JOIN resource_current t ON t.type = s.system AND t.id = s.value "
+          "WHERE s.res_key = ?1 AND s.kind = 'reference' AND t.deleted = 0";
+      if (spec.param != "*") {
+        params.emplace_back(spec.param);
+        sql += " AND s.param = ?" + std::to_string(params.size());
+      }
+      if (!spec.target_type.empty()) {
+        params.emplace_back(spec.target_type);
+        sql += " AND s.system = ?" + std::to_string(params.size());
+      }
+      OwnedStmt st;
+      if (Status s = st.prepare(c, sql, params); !s) return s;
+      int rc;
+      while ((rc = st.step()) == SQLITE_ROW) out->push_back(st.int64(0));
+      if (rc != SQLITE_DONE) return error(c.db(), "following _include");
+    }
+  } else {
+    for (const auto& [type, id] : from_ids) {
+      if (!spec.target_type.empty() && type != spec.target_type) continue;
+      std::vector<Param> params{Param(type), Param(id)};
+      std::string sql =
+          "SELECT s.res_key FROM search_index s WHERE s.kind = 'reference' AND s.system = ?1 AND s.value = ?2";
+      if (spec.source_type != "*") {
+        params.emplace_back(spec.source_type);
+        sql += " AND s.type = ?" + std::to_string(params.size());
+      }
+      if (spec.param != "*") {
+        params.emplace_back(spec.param);
+        sql += " AND s.param = ?" + std::to_string(params.size());
+      }
+      OwnedStmt st;
+      if (Status s = st.prepare(c, sql, params); !s) return s;
+      int rc;
+      while ((rc = st.step()) == SQLITE_ROW) out->push_back(st.int64(0));
+      if (rc != SQLITE_DONE) return error(c.db(), "following _revinclude");
+    }
+  }
+  return Status::ok();
+}
+
+// Ends a read transaction on scope exit so every statement of a search sees one snapshot.
+class Snapshot {
+ public:
+  explicit Snapshot(Connection& c) : c_(c) { ok_ = c_.exec("BEGIN").is_ok(); }
+  ~Snapshot() {
+    if (ok_) c_.exec("COMMIT");
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  Connection& c_;
+  bool ok_ = false;
+};
+
+}  // namespace
+
+Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
+  *out = SearchPage{};
+  if (q.count < 0 || q.count > kMaxSearchPage)
+    return invalid("page size must be between 0 and " + std::to_string(kMaxSearchPage));
+  if (q.offset < 0) return invalid("negative page offset");
+
+  SqlBuilder b;
+  int budget = kMaxSearchConditions;
+  std::string where;
+  if (Status s = where_clause(b, q, "c", 0, &budget, &where); !s) return s;
+
+  Snapshot snapshot(c);
+  if (!snapshot.ok()) return error(c.db(), "starting a search snapshot");
+
+  if (q.want_total) {
+    OwnedStmt st;
+    if (Status s = st.prepare(c, "SELECT count(*) FROM resource_current c WHERE " + where, b.params()); !s) return s;
+    if (st.step() != SQLITE_ROW) return error(c.db(), "counting search matches");
+    out->total = st.int64(0);
+  }
+  if (q.count == 0) return Status::ok();
+
+  SqlBuilder page = b;  // the page statement adds the cursor, order and limit
+  std::string sql = std::string(kMatchColumns) + " WHERE " + where;
+  if (q.after_key > 0) sql += " AND c.res_key > " + page.placeholder(q.after_key);
+  sql += " ORDER BY " + order_by(page, q);
+  sql += " LIMIT " + page.placeholder(int64_t{q.count} + 1);
+  if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
+  {
+    OwnedStmt st;
+    if (Status s = st.prepare(c, sql, page.params()); !s) return s;
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) {
+      if (static_cast<int>(out->matches.size()) == q.count) {
+        out->more = true;  // the extra row only says that another page exists
+        break;
+      }
+      SearchMatch m;
+      load(st, &m.resource);
+      m.key = st.int64(7);
+      out->matches.push_back(std::move(m));
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return error(c.db(), "running a search");
+  }
+
+  if (q.includes.empty() || out->matches.empty()) return Status::ok();
+  std::set<int64_t> seen;
+  std::vector<std::pair<std::string, int64_t>> frontier;
+  std::vector<std::pair<std::string, std::string>> frontier_ids;
+  for (const SearchMatch& m : out->matches) {
+    seen.insert(m.key);
+    frontier.emplace_back(m.resource.type, m.key);
+    frontier_ids.emplace_back(m.resource.type, m.resource.id);
+  }
+  // Round 0 applies every spec to the matches; later rounds apply only the
+  // :iterate specs to what the previous round added.
+  for (int round = 0; round < 8 && !frontier.empty(); ++round) {
+    std::vector<int64_t> keys;
+    for (const IncludeSpec& spec : q.includes) {
+      if (round > 0 && !spec.iterate) continue;
+      if (Status s = include_keys(c, spec, frontier, frontier_ids, &keys); !s) return s;
+    }
+    std::vector<std::pair<int64_t, ResourceVersion>> added;
+    if (Status s = read_keys(c, keys, &seen, &added); !s) return s;
+    frontier.clear();
+    frontier_ids.clear();
+    for (auto& [key, v] : added) {
+      if (static_cast<int>(out->included.size()) >= q.max_included) break;
+      frontier.emplace_back(v.type, key);
+      frontier_ids.emplace_back(v.type, v.id);
+      out->included.push_back(std::move(v));
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace espace::storage::sqlite
