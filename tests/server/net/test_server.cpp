@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "espace/http/worker_pool.h"
 #include "espace/net/server.h"
 
 using espace::http::Request;
@@ -595,4 +596,46 @@ TEST_CASE("start reports a port already in use and bad addresses", "[net]") {
   half_tls.tls_cert_file = "/nonexistent/cert.pem";
   Server h(half_tls, echo_handler);
   CHECK_FALSE(h.start().is_ok());
+}
+
+TEST_CASE("concurrent keep-alive clients answered through a worker pool", "[net]") {
+  espace::http::WorkerPool pool(4, 1000);
+  std::atomic<int> refused{0};
+  {
+    TestServer ts(small_options(), [&](Request&& r, Responder respond) {
+      auto shared = std::make_shared<Request>(std::move(r));
+      bool queued = pool.post([shared, respond] {
+        Response res;
+        res.body = "n=" + shared->query.at(0).second;
+        respond(std::move(res));
+      });
+      if (!queued) {
+        refused++;
+        Response busy;
+        busy.status = 503;
+        respond(std::move(busy));
+      }
+    });
+    constexpr int kClients = 8, kRequests = 40;
+    std::atomic<int> good{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, c] {
+        Client client(ts.port());
+        if (!client.connected()) return;
+        for (int i = 0; i < kRequests; ++i) {
+          std::string n = std::to_string(c * 1000 + i);
+          if (!client.send(get("/x?n=" + n))) return;
+          auto r = client.read_response();
+          if (!r) return;
+          if (r->status == 200 && r->body == "n=" + n) good++;
+        }
+      });
+    }
+    for (auto& t : clients) t.join();
+    CHECK(good.load() == kClients * kRequests);
+    CHECK(refused.load() == 0);
+    ts.stop_and_join();
+    pool.shutdown();  // the pool's tasks end before the Server is destroyed
+  }
 }
