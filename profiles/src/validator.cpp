@@ -1,0 +1,657 @@
+// The base-spec validator: a single walk over the Node tree.
+//
+// Message ids (stable; tests assert them):
+//   card-min / card-max        element present fewer / more times than allowed
+//   format-invalid             primitive value breaks its type's format or calendar
+//   xhtml-invalid              narrative div is not well-formed XHTML
+//   ele-1, ext-1               the two universal invariants (evaluated natively)
+//   inv-<key>                  any other invariant, e.g. inv-dom-3, inv-pat-1
+//   invariant-not-run          an invariant could not be compiled or evaluated
+//   binding-required           code not in a required value set (error)
+//   binding-extensible         code not in an extensible value set (warning)
+//   binding-not-checked        membership cannot be decided here (information)
+//   ref-wrong-type             reference to a resource type the element does not allow
+//   ref-contained-missing      "#id" names no contained resource
+//   profile-not-checked        a profile was asked for; this slice checks the base spec only
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "espace/fhir/xml.h"
+#include "espace/fhirpath/fhirpath.h"
+#include "espace/profiles/validator.h"
+
+namespace espace::profiles {
+
+using fhir::ElementDef;
+using fhir::Issue;
+using fhir::Node;
+using fhir::Severity;
+using fhir::TypeDef;
+
+namespace {
+
+constexpr std::string_view kCoreSd = "http://hl7.org/fhir/StructureDefinition/";
+const std::string kIdType = "id";
+
+bool read_file(const std::string& path, std::string* out) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  std::fseek(f, 0, SEEK_END);
+  long size = std::ftell(f);
+  std::fseek(f, 0, SEEK_SET);
+  if (size < 0) {
+    std::fclose(f);
+    return false;
+  }
+  out->resize(static_cast<size_t>(size));
+  size_t got = size ? std::fread(out->data(), 1, out->size(), f) : 0;
+  std::fclose(f);
+  return got == out->size();
+}
+
+std::string str_member(const rapidjson::Value& obj, const char* name) {
+  auto it = obj.FindMember(name);
+  if (it == obj.MemberEnd() || !it->value.IsString()) return {};
+  return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+enum class Native { None, Ele1, Ext1 };
+
+}  // namespace
+
+struct Invariant {
+  std::string key;
+  Severity severity = Severity::Error;
+  std::string human;
+  std::string expression;
+  std::shared_ptr<const fhirpath::Expression> compiled;
+  std::string compile_error;  // non-empty: cannot run
+  Native native = Native::None;
+};
+
+struct ElementRules {
+  std::vector<const Invariant*> invariants;
+  // Resource types a Reference may point to; empty with any_target = any.
+  std::vector<std::string> targets;
+  bool any_target = true;
+  uint32_t max_length = 0;
+};
+
+struct TypeRules {
+  const TypeDef* type = nullptr;
+  // Invariants of the type's own root element (data type / resource level).
+  std::vector<const Invariant*> root_invariants;
+  // Indexes of elements with min > 0.
+  std::vector<uint32_t> required;
+  // One per element of `type`, same index.
+  std::vector<ElementRules> elements;
+};
+
+namespace {
+
+struct RawConstraint {
+  std::string key, severity, human, expression;
+};
+struct RawElement {
+  std::vector<RawConstraint> constraints;
+  std::vector<std::string> target_profiles;
+  bool has_reference = false;
+  uint32_t max_length = 0;
+};
+using RawSnapshot = std::unordered_map<std::string, RawElement>;
+
+}  // namespace
+
+struct Validator::Loaded {
+  std::unordered_map<std::string, std::unique_ptr<RawSnapshot>> snapshots;  // by root type name
+  std::unordered_map<std::string, std::unique_ptr<Invariant>> invariants;   // by key + expression
+  size_t native = 0;
+  std::vector<std::string> not_compiled;
+};
+
+Validator::Validator(const fhir::Definitions& defs, const terminology::Store* terminology)
+    : defs_(defs), terminology_(terminology), loaded_(std::make_unique<Loaded>()) {
+  // Every reachable type gets a slot now, so that lookups never insert.
+  std::vector<const TypeDef*> pending;
+  for (const std::string& name : defs.resource_type_names()) pending.push_back(defs.type(name));
+  for (const char* name : {"Resource", "DomainResource", "Element", "BackboneElement"})
+    if (const TypeDef* t = defs.type(name)) pending.push_back(t);
+  while (!pending.empty()) {
+    const TypeDef* t = pending.back();
+    pending.pop_back();
+    if (!t || slots_.count(t)) continue;
+    slots_.emplace(t, std::make_unique<std::atomic<const TypeRules*>>(nullptr));
+    for (const ElementDef& e : t->elements)
+      for (const TypeDef* et : e.types) pending.push_back(et);
+    if (t->base) pending.push_back(t->base);
+  }
+}
+
+Validator::~Validator() = default;
+
+const TypeRules& Validator::rules(const TypeDef* type) const {
+  auto it = slots_.find(type);
+  if (it != slots_.end()) {
+    const TypeRules* r = it->second->load(std::memory_order_acquire);
+    if (r) return *r;
+  }
+  std::lock_guard<std::mutex> lock(build_mutex_);
+  if (it != slots_.end()) {
+    const TypeRules* r = it->second->load(std::memory_order_acquire);
+    if (r) return *r;
+  }
+  const TypeRules* built = build_rules(type);
+  if (it != slots_.end()) it->second->store(built, std::memory_order_release);
+  return *built;
+}
+
+// Called with build_mutex_ held.
+const TypeRules* Validator::build_rules(const TypeDef* type) const {
+  std::string root = type->name.substr(0, type->name.find('.'));
+  auto snap_it = loaded_->snapshots.find(root);
+  if (snap_it == loaded_->snapshots.end()) {
+    auto snap = std::make_unique<RawSnapshot>();
+    const TypeDef* root_type = defs_.type(root);
+    std::string file = root_type ? defs_.structure_definition_file(root_type->url) : std::string();
+    std::string text;
+    rapidjson::Document doc;
+    if (!file.empty() && read_file(file, &text)) doc.ParseInsitu(text.data());
+    if (!file.empty() && !doc.HasParseError() && doc.IsObject() && doc.HasMember("snapshot") &&
+        doc["snapshot"].IsObject() && doc["snapshot"].HasMember("element") && doc["snapshot"]["element"].IsArray()) {
+      for (const auto& e : doc["snapshot"]["element"].GetArray()) {
+        if (!e.IsObject() || e.HasMember("sliceName")) continue;
+        RawElement raw;
+        if (e.HasMember("constraint") && e["constraint"].IsArray())
+          for (const auto& c : e["constraint"].GetArray())
+            if (c.IsObject())
+              raw.constraints.push_back(
+                  {str_member(c, "key"), str_member(c, "severity"), str_member(c, "human"), str_member(c, "expression")});
+        if (e.HasMember("type") && e["type"].IsArray())
+          for (const auto& t : e["type"].GetArray()) {
+            if (!t.IsObject() || str_member(t, "code") != "Reference") continue;
+            raw.has_reference = true;
+            if (t.HasMember("targetProfile") && t["targetProfile"].IsArray())
+              for (const auto& p : t["targetProfile"].GetArray())
+                if (p.IsString()) raw.target_profiles.emplace_back(p.GetString());
+          }
+        if (e.HasMember("maxLength") && e["maxLength"].IsUint()) raw.max_length = e["maxLength"].GetUint();
+        (*snap)[str_member(e, "path")] = std::move(raw);
+      }
+    }
+    snap_it = loaded_->snapshots.emplace(root, std::move(snap)).first;
+  }
+  const RawSnapshot& snap = *snap_it->second;
+
+  auto intern = [&](const RawConstraint& c) -> const Invariant* {
+    std::string id = c.key + "\n" + c.expression;
+    auto it = loaded_->invariants.find(id);
+    if (it != loaded_->invariants.end()) return it->second.get();
+    auto inv = std::make_unique<Invariant>();
+    inv->key = c.key;
+    inv->severity = c.severity == "error" ? Severity::Error : Severity::Warning;
+    inv->human = c.human;
+    inv->expression = c.expression;
+    if (c.key == "ele-1") inv->native = Native::Ele1;
+    if (c.key == "ext-1") inv->native = Native::Ext1;
+    if (inv->native != Native::None) {
+      ++loaded_->native;
+    } else if (c.expression.empty()) {
+      inv->compile_error = "no FHIRPath expression";
+    } else {
+      fhirpath::CompileOptions opts;
+      opts.definitions = &defs_;
+      fhir::Status st = fhirpath::compile(c.expression, opts, &inv->compiled);
+      if (!st) inv->compile_error = st.message();
+    }
+    if (!inv->compile_error.empty())
+      loaded_->not_compiled.push_back(c.key + " (" + root + "): " + inv->compile_error);
+    return loaded_->invariants.emplace(id, std::move(inv)).first->second.get();
+  };
+
+  auto rules = std::make_unique<TypeRules>();
+  rules->type = type;
+  if (type->kind != fhir::TypeKind::Backbone) {
+    auto it = snap.find(type->name);
+    if (it != snap.end())
+      for (const RawConstraint& c : it->second.constraints) rules->root_invariants.push_back(intern(c));
+  }
+  rules->elements.resize(type->elements.size());
+  for (uint32_t i = 0; i < type->elements.size(); ++i) {
+    const ElementDef& e = type->elements[i];
+    if (e.min > 0) rules->required.push_back(i);
+    auto it = snap.find(e.path);
+    if (it == snap.end()) continue;
+    ElementRules& er = rules->elements[i];
+    for (const RawConstraint& c : it->second.constraints) er.invariants.push_back(intern(c));
+    er.max_length = it->second.max_length;
+    if (it->second.has_reference) {
+      for (const std::string& p : it->second.target_profiles) {
+        if (!std::string_view(p).starts_with(kCoreSd)) continue;  // profiles: later slice
+        std::string name = p.substr(kCoreSd.size());
+        if (name == "Resource" || name == "DomainResource") {
+          er.targets.clear();
+          break;
+        }
+        er.targets.push_back(std::move(name));
+      }
+      er.any_target = er.targets.empty();
+    }
+  }
+  owned_.push_back(std::move(rules));
+  return owned_.back().get();
+}
+
+void Validator::precompile_all() const {
+  for (const auto& [type, slot] : slots_) rules(type);
+}
+
+ValidatorStats Validator::stats() const {
+  std::lock_guard<std::mutex> lock(build_mutex_);
+  ValidatorStats s;
+  s.invariants = loaded_->invariants.size();
+  s.invariants_native = loaded_->native;
+  s.not_compiled = loaded_->not_compiled;
+  return s;
+}
+
+bool has_errors(const std::vector<Issue>& issues) {
+  for (const Issue& i : issues)
+    if (i.severity == Severity::Error || i.severity == Severity::Fatal) return true;
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// The walk.
+
+namespace {
+
+struct Frame {
+  const Node* node;
+  int index;  // position among the items of a repeating element, -1 otherwise
+};
+
+class Walker {
+ public:
+  Walker(const Validator& v, const ValidationOptions& opts, std::vector<Issue>* out)
+      : v_(v), defs_(v.definitions()), tx_(v.terminology()), opts_(opts), out_(out) {}
+
+  void run(const Node& resource) {
+    bundle_ = resource_type(resource) == "Bundle" ? &resource : nullptr;
+    walk(resource, nullptr, -1);
+  }
+
+ private:
+  std::string location() const {
+    std::string p = opts_.location_prefix;
+    for (size_t i = 0; i < stack_.size(); ++i) {
+      const Node* n = stack_[i].node;
+      if (i == 0) {
+        if (p.empty()) p = std::string(n->name);
+        continue;
+      }
+      p += '.';
+      if (n->def && n->def->is_choice && n->type) {
+        p += n->def->name;
+        p += ".ofType(";
+        p += n->type->name;
+        p += ')';
+      } else {
+        p += n->name;
+      }
+      if (stack_[i].index >= 0) p += "[" + std::to_string(stack_[i].index) + "]";
+    }
+    return p;
+  }
+
+  void report(Severity severity, const char* code, std::string message, std::string id,
+              std::string location_suffix = {}) {
+    Issue i;
+    i.severity = severity;
+    i.code = code;
+    i.diagnostics = std::move(message);
+    i.expression = location() + location_suffix;
+    i.message_id = std::move(id);
+    out_->push_back(std::move(i));
+  }
+
+  void walk(const Node& node, const ElementDef* def, int index) {
+    if (!node.type) return;
+    if (stack_.size() > 256) return;  // the parsers bound depth far below this
+    stack_.push_back({&node, index});
+    const Node* saved_resource = resource_;
+    const Node* saved_container = container_;
+    if (node.is_resource()) {
+      // A contained resource keeps its container for "#id" references.
+      bool contained = def && def->name == "contained";
+      if (!contained) container_ = &node;
+      resource_ = &node;
+    }
+    const TypeRules& rules = v_.rules(node.type);
+
+    if (node.is_primitive()) check_primitive_value(node, def, rules);
+    check_children(node, rules);
+    if (opts_.check_invariants) check_invariants(node, def, rules);
+    if (def && opts_.check_bindings && !def->binding_strength.empty()) check_binding(node, *def);
+    if (def && node.type->name == "Reference") check_reference(node, *def);
+
+    resource_ = saved_resource;
+    container_ = saved_container;
+    stack_.pop_back();
+  }
+
+  void check_primitive_value(const Node& node, const ElementDef* def, const TypeRules&) {
+    if (!node.has_value) return;
+    const std::string& type = node.type->name;
+    if (type == "xhtml") {
+      fhir::Status st = fhir::check_xhtml_div(node.value);
+      if (!st) report(Severity::Error, "value", "the narrative is not well-formed XHTML: " + st.message(), "xhtml-invalid");
+      return;
+    }
+    // Resource.id is typed System.String in the R4 snapshots, but the spec
+    // defines a resource's logical id as an `id` (resource.html#id).
+    bool logical_id = def && def->name == "id" && def->owner && def->owner->is_resource();
+    const std::string& format = logical_id ? kIdType : type;
+    std::string why = check_primitive(format, node.value);
+    if (!why.empty()) {
+      report(Severity::Error, "value", "invalid " + format + ": " + why, "format-invalid");
+      return;
+    }
+    if (def) {
+      const ElementDef* owner_def = def;
+      const TypeRules& owner_rules = v_.rules(owner_def->owner);
+      size_t i = static_cast<size_t>(owner_def - owner_def->owner->elements.data());
+      uint32_t max = i < owner_rules.elements.size() ? owner_rules.elements[i].max_length : 0;
+      if (max && node.value.size() > max)
+        report(Severity::Error, "value",
+               "value is longer than the maximum length of " + std::to_string(max) + " characters", "max-length");
+    }
+  }
+
+  void check_children(const Node& node, const TypeRules& rules) {
+    // Minimum cardinality: children are in definition order, but a count is
+    // simplest and the required lists are short.
+    for (uint32_t i : rules.required) {
+      const ElementDef& e = node.type->elements[i];
+      uint32_t count = 0;
+      for (const Node& c : node.children)
+        if (c.def == &e) ++count;
+      if (count < e.min)
+        report(Severity::Error, "required",
+               "element '" + (e.is_choice ? e.name + "[x]" : e.name) + "' is required (minimum " +
+                   std::to_string(e.min) + ", found " + std::to_string(count) + ")",
+               "card-min", "." + e.name);
+    }
+    // Walk children; items of one element are adjacent.
+    const ElementDef* run_def = nullptr;
+    int run = 0;
+    for (const Node& c : node.children) {
+      if (c.def != run_def) {
+        run_def = c.def;
+        run = 0;
+      }
+      int position = run++;
+      if (c.def && static_cast<uint32_t>(run) == c.def->max + 1u && c.def->max != UINT32_MAX)
+        report(Severity::Error, "structure",
+               "element '" + c.def->name + "' may occur at most " + std::to_string(c.def->max) + " time(s)",
+               "card-max", "." + c.def->name);
+      walk(c, c.def, c.def && c.def->is_array() ? position : -1);
+    }
+  }
+
+  void check_invariants(const Node& node, const ElementDef* def, const TypeRules& rules) {
+    const std::vector<const Invariant*>* lists[2] = {nullptr, &rules.root_invariants};
+    if (def) {
+      const TypeRules& owner_rules = v_.rules(def->owner);
+      size_t i = static_cast<size_t>(def - def->owner->elements.data());
+      if (i < owner_rules.elements.size()) lists[0] = &owner_rules.elements[i].invariants;
+    }
+    // ele-1 etc. appear both on the element and on the type's root: once each.
+    const Invariant* done[32];
+    size_t ndone = 0;
+    // dom-6 (narrative) is advice for stand-alone resources: a contained
+    // resource is described by its container's narrative.
+    bool contained = def && def->name == "contained" && node.is_resource();
+    for (const auto* list : lists) {
+      if (!list) continue;
+      for (const Invariant* inv : *list) {
+        if (contained && inv->key == "dom-6") continue;
+        bool seen = false;
+        for (size_t k = 0; k < ndone; ++k)
+          if (done[k]->key == inv->key) seen = true;
+        if (seen) continue;
+        if (ndone < 32) done[ndone++] = inv;
+        evaluate(node, *inv);
+      }
+    }
+  }
+
+  void evaluate(const Node& node, const Invariant& inv) {
+    bool ok = true;
+    switch (inv.native) {
+      case Native::Ele1: {
+        // hasValue() or (children().count() > id.count())
+        ok = node.has_value;
+        for (const Node& c : node.children)
+          if (!(c.def && c.def->name == "id")) ok = true;
+        break;
+      }
+      case Native::Ext1: {
+        // extension.exists() != value.exists()
+        bool ext = false, value = false;
+        for (const Node& c : node.children) {
+          if (!c.def) continue;
+          if (c.def->name == "extension") ext = true;
+          if (c.def->name == "value") value = true;
+        }
+        ok = ext != value;
+        break;
+      }
+      case Native::None: {
+        if (!inv.compiled) {
+          report(Severity::Information, "informational",
+                 "invariant " + inv.key + " was not checked: " + inv.compile_error, "invariant-not-run");
+          return;
+        }
+        fhirpath::Environment env;
+        env.resource = resource_;
+        env.root_resource = bundle_ ? bundle_ : container_;
+        env.terminology = nullptr;
+        fhirpath::Collection input{fhirpath::Value::of_node(&node)}, out;
+        fhir::Status st = inv.compiled->evaluate(input, env, &out);
+        if (!st) {
+          report(Severity::Information, "informational",
+                 "invariant " + inv.key + " could not be evaluated: " + st.message(), "invariant-not-run");
+          return;
+        }
+        // Only an explicit false fails; an empty result means "not applicable".
+        ok = !(out.size() == 1 && out[0].kind() == fhirpath::ValueKind::Boolean && !out[0].as_bool());
+        break;
+      }
+    }
+    if (!ok)
+      report(inv.severity, "invariant", "constraint " + inv.key + " failed: " + inv.human,
+             inv.native != Native::None ? inv.key : "inv-" + inv.key);
+  }
+
+  // ----- bindings
+
+  struct Coded {
+    std::string_view system, code;
+  };
+
+  void check_binding(const Node& node, const ElementDef& def) {
+    const std::string& strength = def.binding_strength;
+    bool required = strength == "required";
+    if (!required && strength != "extensible") return;
+    const std::string& type = node.type->name;
+    std::vector<Coded> codes;
+    if (type == "code" || type == "string" || type == "uri") {
+      if (!node.has_value) return;
+      codes.push_back({{}, node.value});
+    } else if (type == "Coding") {
+      std::string_view code = node.child_value("code");
+      if (code.empty()) return;
+      codes.push_back({node.child_value("system"), code});
+    } else if (type == "CodeableConcept") {
+      node.for_each_child("coding", [&](const Node& coding) {
+        std::string_view code = coding.child_value("code");
+        if (!code.empty()) codes.push_back({coding.child_value("system"), code});
+      });
+      if (codes.empty()) return;  // text only: nothing to check against the value set
+    } else {
+      return;  // Quantity units etc.: not this slice
+    }
+    const std::string& vs = def.binding_value_set;
+    if (!tx_) {
+      report(Severity::Information, "informational", "binding to " + vs + " not checked: no terminology store",
+             "binding-not-checked");
+      return;
+    }
+    bool any_valid = false, any_unchecked = false;
+    std::string message;
+    for (const Coded& c : codes) {
+      terminology::CodeResult r = tx_->validate_code(vs, c.system, c.code);
+      if (r.validity == terminology::Validity::Valid) {
+        any_valid = true;
+        break;
+      }
+      if (r.validity == terminology::Validity::NotChecked) any_unchecked = true;
+      if (message.empty()) message = r.message;
+    }
+    if (any_valid) return;
+    if (any_unchecked) {
+      report(Severity::Information, "informational", "code not checked: " + message, "binding-not-checked");
+      return;
+    }
+    if (required)
+      report(Severity::Error, "code-invalid", message + " (required binding)", "binding-required");
+    else
+      report(Severity::Warning, "code-invalid", message + " (extensible binding)", "binding-extensible");
+  }
+
+  // ----- references
+
+  const Node* find_contained(std::string_view id) const {
+    if (!container_) return nullptr;
+    const Node* found = nullptr;
+    container_->for_each_child("contained", [&](const Node& c) {
+      if (!found && resource_id(c) == id) found = &c;
+    });
+    return found;
+  }
+
+  const Node* find_in_bundle(std::string_view full_url) const {
+    if (!bundle_) return nullptr;
+    const Node* found = nullptr;
+    bundle_->for_each_child("entry", [&](const Node& entry) {
+      if (found || entry.child_value("fullUrl") != full_url) return;
+      found = entry.child("resource");
+    });
+    return found;
+  }
+
+  // The resource type a RESTful reference names: "Patient/1", ".../Patient/1",
+  // ".../Patient/1/_history/2", "Patient?identifier=..." (conditional).
+  std::string_view type_in_reference(std::string_view ref) const {
+    size_t q = ref.find('?');
+    if (q != std::string_view::npos) {
+      std::string_view head = ref.substr(0, q);
+      size_t slash = head.rfind('/');
+      return slash == std::string_view::npos ? head : head.substr(slash + 1);
+    }
+    std::vector<std::string_view> parts;
+    size_t start = 0;
+    while (start <= ref.size()) {
+      size_t slash = ref.find('/', start);
+      if (slash == std::string_view::npos) slash = ref.size();
+      parts.push_back(ref.substr(start, slash - start));
+      start = slash + 1;
+    }
+    size_t n = parts.size();
+    if (n >= 4 && parts[n - 2] == "_history") return parts[n - 4];
+    if (n >= 2) return parts[n - 2];
+    return {};
+  }
+
+  void check_reference(const Node& node, const ElementDef& def) {
+    std::string_view ref = node.child_value("reference");
+    if (ref.empty()) return;
+    const TypeRules& owner_rules = v_.rules(def.owner);
+    size_t i = static_cast<size_t>(&def - def.owner->elements.data());
+    const ElementRules* er = i < owner_rules.elements.size() ? &owner_rules.elements[i] : nullptr;
+
+    std::string_view target_type;
+    if (ref.front() == '#') {
+      if (ref.size() == 1) return;  // the container itself
+      const Node* target = find_contained(ref.substr(1));
+      if (!target) {
+        report(Severity::Error, "not-found", "reference " + std::string(ref) + " names no contained resource",
+               "ref-contained-missing", ".reference");
+        return;
+      }
+      target_type = resource_type(*target);
+    } else if (ref.starts_with("urn:uuid:") || ref.starts_with("urn:oid:")) {
+      const Node* target = find_in_bundle(ref);
+      if (!target) return;  // resolved elsewhere (e.g. by the transaction) or external
+      target_type = resource_type(*target);
+    } else {
+      target_type = type_in_reference(ref);
+      if (!defs_.resource_type(target_type)) {
+        if (const Node* target = find_in_bundle(ref)) target_type = resource_type(*target);
+        else return;  // not a RESTful reference: nothing to say about its type
+      }
+    }
+    if (!er || er->any_target || target_type.empty()) return;
+    if (std::find(er->targets.begin(), er->targets.end(), target_type) != er->targets.end()) return;
+    std::string allowed;
+    for (const std::string& t : er->targets) allowed += (allowed.empty() ? "" : ", ") + t;
+    report(Severity::Error, "structure",
+           "reference to a " + std::string(target_type) + " where only " + allowed + " is allowed", "ref-wrong-type",
+           ".reference");
+  }
+
+  const Validator& v_;
+  const fhir::Definitions& defs_;
+  const terminology::Store* tx_;
+  const ValidationOptions& opts_;
+  std::vector<Issue>* out_;
+  std::vector<Frame> stack_;
+  const Node* bundle_ = nullptr;
+  const Node* resource_ = nullptr;
+  const Node* container_ = nullptr;
+};
+
+}  // namespace
+
+std::vector<Issue> Validator::validate(const Node& resource, const ValidationOptions& options) const {
+  std::vector<Issue> issues;
+  if (!resource.type || !resource.is_resource()) {
+    Issue i;
+    i.code = "structure";
+    i.diagnostics = "not a resource";
+    i.message_id = "not-a-resource";
+    issues.push_back(std::move(i));
+    return issues;
+  }
+  Walker walker(*this, options, &issues);
+  walker.run(resource);
+  auto declared = [&](std::string_view url) {
+    Issue i;
+    i.severity = Severity::Information;
+    i.code = "informational";
+    i.diagnostics = "profile " + std::string(url) + " was not checked (only the base specification is validated)";
+    i.expression = options.location_prefix.empty() ? std::string(resource.name) : options.location_prefix;
+    i.message_id = "profile-not-checked";
+    issues.push_back(std::move(i));
+  };
+  for (const std::string& p : options.profiles) declared(p);
+  if (const Node* meta = resource.child("meta"))
+    meta->for_each_child("profile", [&](const Node& p) {
+      if (p.has_value) declared(p.value);
+    });
+  return issues;
+}
+
+}  // namespace espace::profiles

@@ -1,0 +1,57 @@
+// Shared by the validator tests: R4 definitions, terminology and validator, loaded once.
+#pragma once
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "espace/fhir/definitions.h"
+#include "espace/fhir/json.h"
+#include "espace/profiles/validator.h"
+#include "espace/terminology/terminology.h"
+
+namespace profiles_test {
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline const espace::fhir::Definitions& definitions() {
+  static std::unique_ptr<espace::fhir::Definitions> defs = [] {
+    std::unique_ptr<espace::fhir::Definitions> d;
+    espace::fhir::Status st = espace::fhir::Definitions::load(espace::fhir::Definitions::default_package_dir(), &d);
+    if (!st) throw std::runtime_error("cannot load the R4 definitions: " + st.message());
+    return d;
+  }();
+  return *defs;
+}
+
+inline const espace::terminology::Store& terminology() {
+  static std::unique_ptr<espace::terminology::Store> store = [] {
+    std::unique_ptr<espace::terminology::Store> s;
+    espace::fhir::Status st = espace::terminology::Store::load(espace::fhir::Definitions::default_package_dir(), &s);
+    if (!st) throw std::runtime_error("cannot load terminology: " + st.message());
+    return s;
+  }();
+  return *store;
+}
+
+inline const espace::profiles::Validator& validator() {
+  static espace::profiles::Validator v(definitions(), &terminology());
+  return v;
+}
+
+inline espace::fhir::Node parse(const std::string& json) {
+  espace::fhir::Node n;
+  espace::fhir::Status st = espace::fhir::parse_json(definitions(), json, &n);
+  if (!st) throw std::runtime_error("test resource does not parse: " + st.message());
+  return n;
+}
+
+}  // namespace profiles_test
