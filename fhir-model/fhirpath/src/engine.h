@@ -42,6 +42,7 @@ using FnImpl = fhir::Status (*)(const ExprNode& call, const Frame& f, const Coll
 struct ExprNode {
   Op op = Op::Empty;
   int column = 0;               // 1-based, for messages
+  int height = 1;               // of this subtree: bounds evaluation recursion
   std::string name;             // member / function / variable name
   Value literal;                // Literal; Variable Constant value
   Collection literal_items;     // Literal: {literal}, used by operators without copying

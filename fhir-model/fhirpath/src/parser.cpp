@@ -283,6 +283,19 @@ class Parser {
  private:
   Status advance() { return lex_.next(&tok_); }
 
+  // Left-deep chains (1+1+1..., a.b.c...) nest without recursing in the parser;
+  // the tree height bounds the evaluator's recursion.
+  Status seal(ExprNode& n) {
+    int h = 0;
+    for (const ExprNode* c : {n.input.get(), n.right.get()})
+      if (c && c->height > h) h = c->height;
+    for (const auto& a : n.args)
+      if (a->height > h) h = a->height;
+    n.height = h + 1;
+    if (n.height > opts_.max_depth) return syntax_error(n.column, "expression nested too deeply");
+    return Status::ok();
+  }
+
   bool punct(const char* p) const { return tok_.kind == Tok::Punct && tok_.text == p; }
 
   Status expect(const char* p) {
@@ -316,6 +329,8 @@ class Parser {
         st = expression(prec + 1, &node->right);
         if (!st) return st;
       }
+      st = seal(*node);
+      if (!st) return st;
       left = std::move(node);
     }
     --depth_;
@@ -334,6 +349,8 @@ class Parser {
       st = unary(&node->input);
       --depth_;
       if (!st) return st;
+      st = seal(*node);
+      if (!st) return st;
       *out = std::move(node);
       return Status::ok();
     }
@@ -351,6 +368,8 @@ class Parser {
         st = invocation(&inv);
         if (!st) return st;
         inv->input = std::move(*inout);
+        st = seal(*inv);
+        if (!st) return st;
         *inout = std::move(inv);
       } else if (punct("[")) {
         auto node = std::make_unique<ExprNode>();
@@ -363,6 +382,8 @@ class Parser {
         st = expect("]");
         if (!st) return st;
         node->input = std::move(*inout);
+        st = seal(*node);
+        if (!st) return st;
         *inout = std::move(node);
       } else {
         return Status::ok();
@@ -422,6 +443,8 @@ class Parser {
     std::string err;
     node->fn = find_function(node->name, node->args.size(), &err);
     if (!node->fn) return syntax_error(node->column, err);
+    st = seal(*node);
+    if (!st) return st;
     *out = std::move(node);
     return Status::ok();
   }

@@ -348,3 +348,18 @@ TEST_CASE("string positions count characters, not bytes", "[fhirpath][string]") 
   CHECK(eval_display("'Hélène'.substring(6)").empty());
   CHECK(eval_display("'Hélène'.toChars().count()") == "6");
 }
+
+TEST_CASE("long operator and path chains are bounded", "[fhirpath][limits]") {
+  std::shared_ptr<const Expression> e;
+  std::string sum = "1";
+  for (int i = 0; i < 20000; ++i) sum += "+1";
+  Status st = compile_expr(sum, &e);
+  REQUIRE_FALSE(st);
+  CHECK_THAT(st.message(), Catch::Contains("nested too deeply"));
+  std::string path = "name";
+  for (int i = 0; i < 20000; ++i) path += ".given";
+  CHECK_FALSE(compile_expr(path, &e));
+  std::string ok = "1";
+  for (int i = 0; i < 150; ++i) ok += "+1";
+  CHECK(eval_display(ok) == "151");
+}
