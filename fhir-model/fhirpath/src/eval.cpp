@@ -186,7 +186,13 @@ std::optional<Value> to_system(const Value& v) {
 }
 
 std::string Value::type_name() const {
-  if (kind_ == ValueKind::Node) return u_.node && u_.node->type ? u_.node->type->name : std::string();
+  if (kind_ == ValueKind::Node) {
+    const TypeDef* t = u_.node ? u_.node->type : nullptr;
+    if (!t) return {};
+    // Anonymous structures ("Patient.contact") are known to FHIRPath by their base type.
+    if (t->kind == fhir::TypeKind::Backbone && t->base) return t->base->name;
+    return t->name;
+  }
   return system_name(kind_);
 }
 

@@ -128,6 +128,9 @@ TEST_CASE("navigation: type steps, choice elements, contained resources", "[fhir
   CHECK(eval_display("value.ofType(string).exists()", &obs) == "false");
   CHECK(eval_display("(effective as dateTime) > @2024-01-01T00:00:00Z", &obs) == "true");
   CHECK(eval_display("contained.ofType(Organization).name", &patient) == "Clinique du Lac");
+  fhir::Node with_contact = parse_resource(R"({"resourceType":"Patient","contact":[{"gender":"male"}]})");
+  CHECK(eval_display("contact.type().name", &with_contact) == "BackboneElement");
+  CHECK(eval_display("contact.is(BackboneElement)", &with_contact) == "true");
   CHECK(eval_display("value > 70 'kg'", &obs) == "true");
   CHECK(eval_display("value = 72500 'g'", &obs) == "true");
 }
