@@ -327,7 +327,14 @@ TEST_CASE("metadata describes what is implemented", "[rest]") {
     CHECK(codes.count("read"));
     CHECK(codes.count("vread"));
     CHECK(codes.count("patch"));
-    CHECK_FALSE(codes.count("search-type"));  // not implemented yet, so not claimed
+    CHECK(codes.count("search-type"));
+    // Only parameters the engine evaluates are claimed: composites (not supported yet) are absent.
+    std::set<std::string> params;
+    for (auto& p : res["searchParam"].GetArray()) params.insert(str(p, "name"));
+    CHECK(params.count("family"));
+    CHECK(params.count("_id"));
+    CHECK(params.count("_lastUpdated"));
+    CHECK_FALSE(params.count("_text"));
   }
   CHECK(patient);
 }

@@ -5,14 +5,16 @@
 #include <rapidjson/writer.h>
 
 #include "common.h"
+#include "search/registry.h"
 
 namespace espace::interactions {
 
 namespace {
 const Interaction kTypeLevel[] = {Interaction::Read,   Interaction::VRead,           Interaction::Update,
                                   Interaction::Patch,  Interaction::Delete,          Interaction::HistoryInstance,
-                                  Interaction::HistoryType, Interaction::Create};
-const Interaction kSystemLevel[] = {Interaction::Transaction, Interaction::Batch, Interaction::HistorySystem};
+                                  Interaction::HistoryType, Interaction::Create, Interaction::SearchType};
+const Interaction kSystemLevel[] = {Interaction::Transaction, Interaction::Batch, Interaction::HistorySystem,
+                                    Interaction::SearchSystem};
 }  // namespace
 
 FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
@@ -54,6 +56,7 @@ FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
   str("mode", "server");
   w.Key("resource");
   w.StartArray();
+  const search::Registry& registry = search::Registry::get(*services.defs);
   for (const std::string& type : services.defs->resource_type_names()) {
     w.StartObject();
     str("type", type);
@@ -76,6 +79,32 @@ FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
     w.Key("conditionalUpdate");
     w.Bool(true);
     str("conditionalDelete", "single");
+    // The parameters the engine evaluates: those with an expression of a
+    // supported type, plus _id and _lastUpdated (from the version rows).
+    w.Key("searchInclude");
+    w.StartArray();
+    w.String("*");
+    w.EndArray();
+    w.Key("searchRevInclude");
+    w.StartArray();
+    w.String("*");
+    w.EndArray();
+    w.Key("searchParam");
+    w.StartArray();
+    if (const auto* params = registry.params_of(type)) {
+      for (const auto& [code, def] : *params) {
+        bool works = code == "_id" || code == "_lastUpdated" ||
+                     (def.expression && def.type != search::ParamType::Composite &&
+                      def.type != search::ParamType::Special);
+        if (!works) continue;
+        w.StartObject();
+        str("name", code);
+        if (!def.url.empty()) str("definition", def.url);
+        str("type", search::param_type_name(def.type));
+        w.EndObject();
+      }
+    }
+    w.EndArray();
     w.EndObject();
   }
   w.EndArray();

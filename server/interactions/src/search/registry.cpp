@@ -216,8 +216,30 @@ const Registry& Registry::get(const fhir::Definitions& defs) {
   return *slot;
 }
 
+TypeOnlyResolver::TypeOnlyResolver(const fhir::Definitions& defs) {
+  for (const std::string& name : defs.resource_type_names()) {
+    fhir::Node n;
+    n.type = defs.resource_type(name);
+    n.name = n.type->name;
+    stubs_.emplace(name, std::move(n));
+  }
+}
+
+const fhir::Node* TypeOnlyResolver::resolve(std::string_view ref) const {
+  size_t hist = ref.find("/_history/");
+  if (hist != std::string_view::npos) ref = ref.substr(0, hist);
+  size_t slash = ref.rfind('/');
+  if (slash == std::string_view::npos || slash == 0) return nullptr;
+  size_t prev = ref.rfind('/', slash - 1);
+  std::string_view type = ref.substr(prev == std::string_view::npos ? 0 : prev + 1,
+                                     slash - (prev == std::string_view::npos ? 0 : prev + 1));
+  auto it = stubs_.find(type);
+  return it == stubs_.end() ? nullptr : &it->second;
+}
+
 Status Registry::build(const fhir::Definitions& defs) {
   defs_ = &defs;
+  resolver_ = std::make_unique<TypeOnlyResolver>(defs);
   std::vector<std::string> types = defs.resource_type_names();
   std::set<std::string, std::less<>> type_set(types.begin(), types.end());
   for (const std::string& text : defs.search_parameters_json()) {
@@ -470,6 +492,7 @@ std::vector<IndexEntry> Registry::index(const fhir::Node& resource) const {
   if (!params) return out;
   fhirpath::Environment env;
   env.resource = &resource;
+  env.resolver = resolver_.get();
   for (const auto& [code, def] : *params) {
     if (!def.expression || code == "_id" || code == "_lastUpdated") continue;  // those two come from the version row
     fhirpath::Collection values;

@@ -50,6 +50,18 @@ struct SearchParamDef {
   std::vector<std::string> targets;  // reference target types
 };
 
+// resolve() during indexing: the target is not loaded, but expressions only
+// ask for its type ("subject.where(resolve() is Patient)"), so a reference
+// "Type/id" (relative or absolute) resolves to an empty resource of that type.
+class TypeOnlyResolver final : public fhirpath::ReferenceResolver {
+ public:
+  explicit TypeOnlyResolver(const fhir::Definitions& defs);
+  const fhir::Node* resolve(std::string_view reference) const override;
+
+ private:
+  std::map<std::string, fhir::Node, std::less<>> stubs_;
+};
+
 class Registry {
  public:
   // The registry for these definitions, built on first use (thread-safe).
@@ -75,6 +87,7 @@ class Registry {
  private:
   Status build(const fhir::Definitions& defs);
   const fhir::Definitions* defs_ = nullptr;
+  std::unique_ptr<TypeOnlyResolver> resolver_;
   std::map<std::string, std::map<std::string, SearchParamDef, std::less<>>, std::less<>> by_type_;
   std::vector<std::string> failures_;
   std::map<std::string, std::map<std::string, std::vector<std::string>, std::less<>>, std::less<>> compartments_;
