@@ -121,7 +121,8 @@ inline std::vector<std::string> entry_refs(const std::string& bundle_json, const
   if (d.HasParseError() || !d.HasMember("entry")) return out;
   for (auto& e : d["entry"].GetArray())
     if (std::string(e["search"]["mode"].GetString()) == mode)
-      out.push_back(std::string(e["resource"]["resourceType"].GetString()) + "/" + e["resource"]["id"].GetString());
+      out.push_back(std::string(e["resource"]["resourceType"].GetString()) + "/" +
+                    (e["resource"].HasMember("id") ? e["resource"]["id"].GetString() : ""));
   return out;
 }
 
