@@ -14,7 +14,9 @@
 #include "espace/fhir/definitions.h"
 #include "espace/fhir/json.h"
 #include "espace/interactions/api.h"
+#include "espace/profiles/validator.h"
 #include "espace/storage/storage.h"
+#include "espace/terminology/terminology.h"
 #include "options.h"
 
 namespace espace::app {
@@ -55,9 +57,18 @@ int cmd_import(int argc, char** argv) {
     std::fprintf(stderr, "espace import: cannot open %s: %s\n", sopts.path.c_str(), s.message().c_str());
     return 1;
   }
+  std::unique_ptr<terminology::Store> terms;
+  if (fhir::Status s = terminology::Store::load(package, &terms); !s) {
+    std::fprintf(stderr, "espace import: cannot load the terminology from %s: %s\n", package.c_str(),
+                 s.message().c_str());
+    return 1;
+  }
+  // Imported resources pass the same validation as REST writes.
+  profiles::Validator validator(*defs, terms.get());
   interactions::Services services;
   services.defs = defs.get();
   services.store = store.get();
+  services.validator = &validator;
 
   std::vector<std::filesystem::path> files;
   for (const std::string& arg : o.positional()) {

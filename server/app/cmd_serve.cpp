@@ -16,7 +16,9 @@
 #include "espace/http/worker_pool.h"
 #include "espace/net/server.h"
 #include "espace/policy/policy.h"
+#include "espace/profiles/validator.h"
 #include "espace/storage/storage.h"
+#include "espace/terminology/terminology.h"
 #include "options.h"
 
 namespace espace::app {
@@ -116,6 +118,15 @@ int cmd_serve(int argc, char** argv) {
                  package.c_str(), s.message().c_str());
     return 1;
   }
+  // Writes are validated against the base specification always;
+  // --relaxed-profiles will only lift the French profiles.
+  std::unique_ptr<terminology::Store> terms;
+  if (fhir::Status s = terminology::Store::load(package, &terms); !s) {
+    std::fprintf(stderr, "espace serve: cannot load the terminology from %s: %s\n", package.c_str(),
+                 s.message().c_str());
+    return 1;
+  }
+  profiles::Validator validator(*defs, terms.get());
   auto t1 = std::chrono::steady_clock::now();
 
   storage::SqliteOptions sopts;
@@ -130,6 +141,7 @@ int cmd_serve(int argc, char** argv) {
   interactions::Services services;
   services.defs = defs.get();
   services.store = store.get();
+  services.validator = &validator;
   services.limits.max_bundle_entries = static_cast<size_t>(max_entries);
   std::unique_ptr<policy::Policy> policy = policy::make_open_policy();
 
@@ -189,7 +201,7 @@ int cmd_serve(int argc, char** argv) {
     }
     std::rename(tmp.c_str(), pf->c_str());
   }
-  std::fprintf(stderr, "espace: FHIR R4 server on %s://%s:%u (definitions loaded in %lld ms, database %s, auth %s)\n",
+  std::fprintf(stderr, "espace: FHIR R4 server on %s://%s:%u (definitions and terminology loaded in %lld ms, database %s, auth %s)\n",
                nopts.tls_cert_file.empty() ? "http" : "https", nopts.address.c_str(), server.port(),
                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count()),
                sopts.path.c_str(), policy->name());

@@ -14,6 +14,7 @@ void usage(FILE* out) {
       "commands:\n"
       "  serve      run the FHIR server (espace serve --help)\n"
       "  import     load FHIR JSON files or directories into a database\n"
+      "  validate   validate FHIR JSON/XML files: espace validate [--profile URL] FILE...\n"
       "  fhirpath   evaluate a FHIRPath expression: espace fhirpath [--input FILE] EXPRESSION\n",
       out);
 }
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   if (command == "serve") return espace::app::cmd_serve(argc - 1, argv + 1);
   if (command == "import") return espace::app::cmd_import(argc - 1, argv + 1);
+  if (command == "validate") return espace::app::cmd_validate(argc - 1, argv + 1);
   if (command == "fhirpath") return cmd_fhirpath(argc - 1, argv + 1);
   if (command == "--help" || command == "-h" || command == "help") {
     usage(stdout);

@@ -13,6 +13,7 @@
 #include "espace/http/negotiation.h"
 #include "espace/http/routes.h"
 #include "espace/http/worker_pool.h"
+#include "espace/interactions/validate.h"
 
 namespace espace::http {
 
@@ -176,9 +177,15 @@ Response FhirApi::handle_now(const Request& original) const {
     std::string_view host = request.headers.get("Host");
     req.base_url = "http://" + std::string(plausible_host(host) ? host : std::string_view("localhost"));
   }
-  if (route.kind == RouteKind::OperationSystem || route.kind == RouteKind::OperationType ||
-      route.kind == RouteKind::OperationInstance)
+  // $validate on a type or an instance (resource-operation-validate.html); no other operation yet.
+  const bool validate_op = (route.kind == RouteKind::OperationType || route.kind == RouteKind::OperationInstance) &&
+                           route.operation == "validate";
+  if ((route.kind == RouteKind::OperationSystem || route.kind == RouteKind::OperationType ||
+       route.kind == RouteKind::OperationInstance) &&
+      !validate_op)
     return fail(error(ErrorCategory::NotFound, "not-supported", "unknown operation $" + route.operation));
+  if (validate_op && request.method != "POST")
+    return fail(error(ErrorCategory::NotAllowed, "not-supported", "$validate takes POST"), "POST");
   req.lenient = request.headers.get("Prefer").find("handling=lenient") != std::string_view::npos;
   if (route.kind == RouteKind::SearchCompartment) {
     // /Patient/123/Observation: a search of Observation within Patient/123's compartment.
@@ -209,7 +216,8 @@ Response FhirApi::handle_now(const Request& original) const {
     }
   }
 
-  if (takes_resource_body(route.kind) || route.kind == RouteKind::Patch || route.kind == RouteKind::ConditionalPatch) {
+  if (takes_resource_body(route.kind) || validate_op || route.kind == RouteKind::Patch ||
+      route.kind == RouteKind::ConditionalPatch) {
     if (request.body.empty())
       return fail(error(ErrorCategory::Invalid, "required", "this interaction needs a request body"));
     BodyKind kind;
@@ -242,7 +250,8 @@ Response FhirApi::handle_now(const Request& original) const {
   caller.remote_address = request.remote_address;
   if (Status s = policy_.authorize(caller, req); !s) return fail(std::move(s));
 
-  FhirResponse out = interactions::dispatch(services_, req);
+  FhirResponse out =
+      validate_op ? interactions::validate_operation(services_, req) : interactions::dispatch(services_, req);
   if (!out.error.is_ok()) return fail(std::move(out.error));
 
   response.status = out.status;

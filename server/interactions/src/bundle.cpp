@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common.h"
+#include "espace/interactions/validate.h"
 #include "espace/fhir/json.h"
 
 namespace espace::interactions {
@@ -495,6 +496,11 @@ FhirResponse do_bundle(const Services& services, const FhirRequest& req) {
   if (type != "batch" && type != "transaction")
     return error_response(ErrorCategory::Invalid, "invalid",
                           "Bundle.type must be batch or transaction (got '" + std::string(type) + "')", "Bundle.type");
+  // A transaction is all or nothing: the whole Bundle is validated first, so
+  // issues carry Bundle.entry[i] locations and Bundle-internal references are
+  // checked. Batch entries are validated one by one as they run.
+  if (type == "transaction")
+    if (Status v = validate_for_write(services, bundle); !v) return error_response(std::move(v));
   std::vector<Entry> entries;
   Status s = read_entries(services, req, bundle, &entries);
   if (!s) return error_response(std::move(s));

@@ -1,10 +1,13 @@
 // create and conditional create — hl7.org/fhir/R4/http.html#create, #ccreate.
 #include "common.h"
+#include "espace/interactions/validate.h"
 
 namespace espace::interactions {
 
 FhirResponse do_create(const Services& services, const FhirRequest& req) {
   Status s = check_body_type(req);
+  if (!s) return error_response(std::move(s));
+  s = validate_for_write(services, *req.resource);
   if (!s) return error_response(std::move(s));
 
   if (!req.if_none_exist.empty()) {

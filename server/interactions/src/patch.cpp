@@ -11,6 +11,7 @@
 #include <rapidjson/writer.h>
 
 #include "common.h"
+#include "espace/interactions/validate.h"
 #include "espace/fhir/json.h"
 
 namespace espace::interactions {
@@ -329,6 +330,9 @@ FhirResponse do_patch(const Services& services, const FhirRequest& req) {
     if (fhir::resource_type(patched) != req.type || fhir::resource_id(patched) != req.id)
       return error_response(ErrorCategory::Unprocessable, "processing",
                             "a patch may not change the resource type or id");
+
+    s = validate_for_write(services, patched);
+    if (!s) return error_response(std::move(s));
 
     WriteOp op;
     op.kind = WriteOp::Kind::Update;

@@ -1,5 +1,6 @@
 // update, update-as-create and conditional update — hl7.org/fhir/R4/http.html#update, #cond-update.
 #include "common.h"
+#include "espace/interactions/validate.h"
 
 namespace espace::interactions {
 
@@ -7,6 +8,7 @@ namespace {
 
 FhirResponse update_with_id(const Services& services, const FhirRequest& req, const std::string& id,
                             const char* method) {
+  if (Status v = validate_for_write(services, *req.resource); !v) return error_response(std::move(v));
   fhir::Node resource = *req.resource;
   WriteOp op;
   op.kind = WriteOp::Kind::Update;

@@ -15,6 +15,10 @@
 #include "espace/fhir/status.h"
 #include "espace/storage/storage.h"
 
+namespace espace::profiles {
+class Validator;
+}
+
 namespace espace::interactions {
 
 enum class Interaction {
@@ -85,6 +89,9 @@ struct Services {
   storage::Storage* store = nullptr;
   Limits limits;
   SearchResultFilter search_filter;  // empty: results pass unchanged
+  // Checks every created/updated/patched resource and transaction before the
+  // write (errors -> 422, nothing stored). Null: no validation.
+  const profiles::Validator* validator = nullptr;
 };
 
 // The one mapping from error categories to HTTP status codes, used for
