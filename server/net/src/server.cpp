@@ -28,6 +28,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <mutex>
 #include <optional>
@@ -63,6 +64,21 @@ constexpr size_t kMaxRejecting = 64;
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// RFC 9110 IMF-fixdate, which origin servers with a clock must send.
+std::string http_date_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  // Names spelled out rather than strftime's %a/%b, which follow the locale.
+  static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char buf[64];
+  int n = std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7], tm.tm_mday,
+                        kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
 }
 
 std::string json_escape(std::string_view s) {
@@ -457,6 +473,7 @@ class Session : public SessionBase {
       res.insert(name, value);
     }
     res.set(bhttp::field::server, "espace");
+    if (res.find(bhttp::field::date) == res.end()) res.set(bhttp::field::date, http_date_now());
     const bool keep = keep_alive_ && !close_after_ && !server_.stopping.load();
     res.keep_alive(keep);
     const bool no_body = status < 200 || status == 204 || status == 304;

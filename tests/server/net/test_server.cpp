@@ -246,6 +246,8 @@ TEST_CASE("a request reaches the handler decoded and the answer comes back", "[n
   REQUIRE(r);
   CHECK(r->status == 200);
   CHECK(r->header("server") == "espace");
+  CHECK(r->header("date").size() == 29);  // "Sun, 06 Nov 1994 08:49:37 GMT"
+  CHECK(r->header("date").substr(25) == " GMT");
   CHECK(r->header("content-type") == "text/plain");
   CHECK(r->header("content-length") == std::to_string(r->body.size()));
   CHECK(r->body == "POST /Patient/_search\nq:name=José M\nq:x=1\nremote:127.0.0.1\nx-test:hello\nbody:abcde");
