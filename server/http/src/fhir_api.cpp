@@ -210,7 +210,7 @@ Response FhirApi::handle_now(const Request& original) const {
                           "_search takes an application/x-www-form-urlencoded body"));
       std::string ignored_path;
       std::vector<std::pair<std::string, std::string>> form;
-      if (!parse_target("?" + request.body, &ignored_path, &form))
+      if (!parse_target("/?" + request.body, &ignored_path, &form))
         return fail(error(ErrorCategory::Invalid, "invalid", "malformed percent-encoding in the _search body"));
       req.params.insert(req.params.end(), form.begin(), form.end());
     }
