@@ -5,6 +5,7 @@
 //   format-invalid             primitive value breaks its type's format or calendar
 //   xhtml-invalid              narrative div is not well-formed XHTML
 //   ele-1, ext-1               the two universal invariants (evaluated natively)
+//   txt-1, txt-2               narrative: allowed elements/attributes, some content
 //   inv-<key>                  any other invariant, e.g. inv-dom-3, inv-pat-1
 //   invariant-not-run          an invariant could not be compiled or evaluated
 //   binding-required           code not in a required value set (error)
@@ -21,6 +22,7 @@
 #include "espace/fhir/xml.h"
 #include "espace/fhirpath/fhirpath.h"
 #include "espace/profiles/validator.h"
+#include "xhtml_rules.h"
 
 namespace espace::profiles {
 
@@ -57,7 +59,10 @@ std::string str_member(const rapidjson::Value& obj, const char* name) {
   return std::string(it->value.GetString(), it->value.GetStringLength());
 }
 
-enum class Native { None, Ele1, Ext1 };
+// Invariants the validator evaluates itself: ele-1 and ext-1 for speed (they
+// apply to nearly every element); txt-1/txt-2 because their R4 expression is
+// just htmlChecks(), checked with the narrative's XHTML.
+enum class Native { None, Ele1, Ext1, NarrativeRules };
 
 }  // namespace
 
@@ -195,6 +200,7 @@ const TypeRules* Validator::build_rules(const TypeDef* type) const {
     inv->expression = c.expression;
     if (c.key == "ele-1") inv->native = Native::Ele1;
     if (c.key == "ext-1") inv->native = Native::Ext1;
+    if (c.key == "txt-1" || c.key == "txt-2") inv->native = Native::NarrativeRules;
     if (inv->native != Native::None) {
       ++loaded_->native;
     } else if (c.expression.empty()) {
@@ -345,8 +351,20 @@ class Walker {
     if (!node.has_value) return;
     const std::string& type = node.type->name;
     if (type == "xhtml") {
-      fhir::Status st = fhir::check_xhtml_div(node.value);
-      if (!st) report(Severity::Error, "value", "the narrative is not well-formed XHTML: " + st.message(), "xhtml-invalid");
+      std::string normalised;
+      fhir::Status st = fhir::check_xhtml_div(node.value, &normalised);
+      if (!st) {
+        report(Severity::Error, "value", "the narrative is not well-formed XHTML: " + st.message(), "xhtml-invalid");
+        return;
+      }
+      if (!opts_.check_invariants) return;
+      bool has_content = false;
+      std::string why_not = narrative_rule_violation(normalised, &has_content);
+      if (!why_not.empty())
+        report(Severity::Error, "invariant", "constraint txt-1 failed: " + why_not, "txt-1");
+      else if (!has_content)
+        report(Severity::Error, "invariant", "constraint txt-2 failed: the narrative has no non-whitespace content",
+               "txt-2");
       return;
     }
     // Resource.id is typed System.String in the R4 snapshots, but the spec
@@ -448,6 +466,8 @@ class Walker {
         ok = ext != value;
         break;
       }
+      case Native::NarrativeRules:
+        return;  // reported with the div's value (check_primitive_value)
       case Native::None: {
         if (!inv.compiled) {
           report(Severity::Information, "informational",

@@ -8,7 +8,8 @@
 //   (required -> error, extensible -> warning, codes the store cannot check ->
 //   information), invariants (every constraint of the element definitions and
 //   of the data types' root elements, compiled once with the FHIRPath engine;
-//   ele-1 and ext-1 are evaluated natively for speed), reference target types
+//   ele-1, ext-1 and the narrative rules txt-1/txt-2 are evaluated natively),
+//   reference target types
 //   (relative, absolute, contained "#id" and Bundle-internal references).
 //
 // A Validator is immutable after create() apart from internal caches that are
@@ -45,7 +46,7 @@ struct ValidationOptions {
 
 struct ValidatorStats {
   size_t invariants = 0;           // distinct invariants compiled so far
-  size_t invariants_native = 0;    // evaluated by the validator itself (ele-1, ext-1)
+  size_t invariants_native = 0;    // evaluated by the validator itself (ele-1, ext-1, txt-1, txt-2)
   // "key (type): reason" of every invariant that could not be compiled;
   // validations meeting one report it as information "invariant-not-run".
   std::vector<std::string> not_compiled;
