@@ -139,7 +139,9 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
       if (cond.any_of.empty()) return invalid("a condition without values");
       // One uncorrelated subquery per condition: SQLite builds its key set
       // once, from the (type, param, value, system) index when it applies.
-      sql = a + ".res_key IN (";
+      // Matched by (type, id), the primary key of resource_current, so that
+      // SQLite may equally drive the search from the index rows.
+      sql = "(" + a + ".type, " + a + ".id) IN (";
       bool first = true;
       for (const IndexTest& t : cond.any_of) {
         std::string s = b.alias("s");
@@ -147,7 +149,7 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
         if (Status st = index_test_sql(b, t, s, depth, budget, &test); !st) return st;
         if (!first) sql += " UNION ";
         first = false;
-        sql += "SELECT " + s + ".res_key FROM search_index " + s + " WHERE " +
+        sql += "SELECT " + s + ".type, " + s + ".id FROM search_index " + s + " WHERE " +
                (q.type.empty() ? std::string() : s + ".type = " + b.placeholder(q.type) + " AND ") + test;
       }
       sql += ")";

@@ -311,3 +311,36 @@ TEST_CASE("conditional interactions use the engine", "[search]") {
   CHECK(espace::interactions::dispatch(s.services(), del).error.category() ==
         espace::fhir::ErrorCategory::PreconditionFailed);
 }
+
+TEST_CASE("composite parameters: token with quantity, token, date and string", "[search]") {
+  Server s;
+  REQUIRE(s.put(R"({"resourceType":"Observation","id":"bp","status":"final",)"
+                R"("code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},)"
+                R"("component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},)"
+                R"("valueQuantity":{"value":120,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}},)"
+                R"({"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},)"
+                R"("valueQuantity":{"value":80,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Observation","id":"eye","status":"final",)"
+                R"("code":{"coding":[{"system":"http://loinc.org","code":"eyes"}]},)"
+                R"("valueCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"blue"}]}})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Observation","id":"when","status":"final",)"
+                R"("code":{"coding":[{"system":"urn:c","code":"onset"}]},"valueDateTime":"2020-02-03"})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Observation","id":"txt","status":"final",)"
+                R"("code":{"coding":[{"system":"urn:c","code":"note"}]},"valueString":"Très bien"})") == 201);
+  CHECK(ids(s.search("Observation", "component-code-value-quantity=http://loinc.org|8480-6$gt100")) ==
+        std::vector<std::string>{"bp"});
+  // The pairs stay pairs: the systolic code with the diastolic value does not match.
+  CHECK(ids(s.search("Observation", "component-code-value-quantity=8480-6$lt100")).empty());
+  CHECK(ids(s.search("Observation", "component-code-value-quantity=8462-4$80|http://unitsofmeasure.org|mm[Hg]")) ==
+        std::vector<std::string>{"bp"});
+  CHECK(ids(s.search("Observation", "component-code-value-quantity=8462-4$80||kg")).empty());
+  CHECK(ids(s.search("Observation", "combo-code-value-quantity=8462-4$80")) == std::vector<std::string>{"bp"});
+  CHECK(ids(s.search("Observation", "code-value-concept=eyes$http://snomed.info/sct|blue")) ==
+        std::vector<std::string>{"eye"});
+  CHECK(ids(s.search("Observation", "code-value-concept=http://loinc.org|eyes$blue")) == std::vector<std::string>{"eye"});
+  CHECK(ids(s.search("Observation", "code-value-concept=urn:other|eyes$blue")).empty());
+  CHECK(ids(s.search("Observation", "code-value-date=onset$2020-02")) == std::vector<std::string>{"when"});
+  CHECK(ids(s.search("Observation", "code-value-date=onset$gt2020-02")).empty());
+  CHECK(ids(s.search("Observation", "code-value-string=note$tres")) == std::vector<std::string>{"txt"});
+  CHECK_FALSE(s.search("Observation", "code-value-string=note").error.is_ok());
+}

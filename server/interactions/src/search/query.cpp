@@ -280,10 +280,72 @@ struct Parser {
         return Status::ok();
       }
       case ParamType::Composite:
+        if (!modifier.empty()) return unsupported(name, "modifier ':" + modifier + "' is not supported on composites");
+        return composite_values(name, *def, values, base, out);
       case ParamType::Special: break;
     }
     return unsupported(name, "search parameter '" + code + "' (" + param_type_name(def->type) +
                                  ") is not supported yet");
+  }
+
+  // "system|code$value": the first component a token, the second per its type.
+  Status composite_values(const std::string& name, const SearchParamDef& def, const std::vector<std::string>& values,
+                          IndexTest base, Condition* out) {
+    if (def.components.size() != 2) return unsupported(name, "this composite parameter is not supported yet");
+    base.kind = "composite";
+    for (auto& raw : values) {
+      std::vector<std::string> parts = split_escaped(raw, '$');
+      if (parts.size() != 2) return bad(name, "composite value must be first$second");
+      std::vector<std::string> token = split_escaped(parts[0], '|');
+      if (token.size() > 2 || unescape(token.back()).empty()) return bad(name, "the first component must be [system|]code");
+      IndexTest t = base;
+      t.system = (token.size() == 2 ? unescape(token[0]) : std::string("*")) + "|" + unescape(token.back());
+      Condition second;
+      IndexTest second_base = t;
+      switch (def.components[1].type) {
+        case ParamType::Token: {
+          std::vector<std::string> p2 = split_escaped(parts[1], '|');
+          if (p2.size() > 2 || unescape(p2.back()).empty()) return bad(name, "the second component must be [system|]code");
+          if (p2.size() == 2) {
+            t.value = unescape(p2[0]) + "|" + unescape(p2[1]);
+            t.value_op = TextOp::Equal;
+          } else {
+            t.value = "|" + unescape(p2[0]);
+            t.value_op = TextOp::EndsWith;
+          }
+          out->any_of.push_back(std::move(t));
+          continue;
+        }
+        case ParamType::String:
+          t.value = normalize_string(unescape(parts[1]));
+          t.value_op = TextOp::StartsWith;
+          out->any_of.push_back(std::move(t));
+          continue;
+        case ParamType::Quantity:
+        case ParamType::Number: {
+          // The system column holds the first component, so units match on the code only.
+          std::vector<std::string> q = split_escaped(parts[1], '|');
+          if (q.size() != 1 && q.size() != 3) return bad(name, "the second component must be [prefix]number[|system|code]");
+          if (Status s = number_values(name, false, {q[0]}, second_base, &second); !s) return s;
+          if (q.size() == 3 && !unescape(q[2]).empty())
+            for (auto& test : second.any_of) {
+              test.value = unescape(q[2]);
+              test.value_op = TextOp::Equal;
+            }
+          break;
+        }
+        case ParamType::Date:
+          if (Status s = date_values(name, {parts[1]}, second_base, &second); !s) return s;
+          break;
+        default: return unsupported(name, "this composite parameter is not supported yet");
+      }
+      if (second.negate) return unsupported(name, "'ne' is not supported inside a composite value");
+      for (auto& test : second.any_of) {
+        test.kind = "composite";
+        out->any_of.push_back(std::move(test));
+      }
+    }
+    return Status::ok();
   }
 
   Status token_values(const std::string& name, const std::string& modifier, const std::vector<std::string>& values,

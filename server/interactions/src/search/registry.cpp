@@ -242,6 +242,16 @@ Status Registry::build(const fhir::Definitions& defs) {
   resolver_ = std::make_unique<TypeOnlyResolver>(defs);
   std::vector<std::string> types = defs.resource_type_names();
   std::set<std::string, std::less<>> type_set(types.begin(), types.end());
+  // Composite components name other parameters by URL; their types come from there.
+  std::map<std::string, ParamType> type_of_url;
+  for (const std::string& text : defs.search_parameters_json()) {
+    rapidjson::Document doc;
+    doc.Parse(text.data(), text.size());
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("url") || !doc["url"].IsString() ||
+        !doc.HasMember("type") || !doc["type"].IsString())
+      continue;
+    type_of_url[doc["url"].GetString()] = parse_type(doc["type"].GetString());
+  }
   for (const std::string& text : defs.search_parameters_json()) {
     rapidjson::Document doc;
     doc.Parse(text.data(), text.size());
@@ -299,7 +309,47 @@ Status Registry::build(const fhir::Definitions& defs) {
         if (!expr.empty()) expr += " | ";
         expr += p;
       }
-      if (!expr.empty() && type != ParamType::Composite && type != ParamType::Special) {
+      if (type == ParamType::Composite && !expr.empty()) {
+        auto comps = doc.FindMember("component");
+        bool ok = comps != doc.MemberEnd() && comps->value.IsArray();
+        std::vector<SearchParamDef::Component> components;
+        if (ok) {
+          for (auto& c : comps->value.GetArray()) {
+            if (!c.IsObject() || !c.HasMember("definition") || !c["definition"].IsString() ||
+                !c.HasMember("expression") || !c["expression"].IsString()) {
+              ok = false;
+              break;
+            }
+            SearchParamDef::Component comp;
+            auto t = type_of_url.find(c["definition"].GetString());
+            comp.type = t == type_of_url.end() ? ParamType::Special : t->second;
+            fhirpath::CompileOptions opts;
+            opts.definitions = &defs;
+            std::string comp_expr = c["expression"].GetString();
+            // R4's code-value-date says as(DateTime), the System type, where the
+            // FHIR element is a dateTime: read it as the FHIR type it means.
+            for (size_t at = comp_expr.find("as(DateTime)"); at != std::string::npos; at = comp_expr.find("as(DateTime)"))
+              comp_expr.replace(at, 12, "as(dateTime)");
+            if (Status s = fhirpath::compile(comp_expr, opts, &comp.expression); !s) {
+              failures_.push_back(rtype + "." + code + " component: " + s.message());
+              ok = false;
+              break;
+            }
+            components.push_back(std::move(comp));
+          }
+        }
+        if (ok && components.size() == 2 && components[0].type == ParamType::Token) {
+          fhirpath::CompileOptions opts;
+          opts.definitions = &defs;
+          std::shared_ptr<const fhirpath::Expression> compiled;
+          if (Status s = fhirpath::compile(expr, opts, &compiled); s) {
+            def.expression = compiled;
+            def.components = std::move(components);
+          } else {
+            failures_.push_back(rtype + "." + code + ": " + s.message());
+          }
+        }
+      } else if (!expr.empty() && type != ParamType::Composite && type != ParamType::Special) {
         if (generic && shared_expr && shared_expr->text() == expr) {
           def.expression = shared_expr;
         } else {
@@ -484,6 +534,34 @@ void index_value(const SearchParamDef& def, const Value& v, std::vector<IndexEnt
   }
 }
 
+// Rows of one component value, computed as if it were a parameter of its own.
+std::vector<IndexEntry> component_rows(const SearchParamDef::Component& comp, const Value& item,
+                                       const fhirpath::Environment& env) {
+  std::vector<IndexEntry> rows;
+  SearchParamDef as_param;
+  as_param.type = comp.type;
+  fhirpath::Collection values;
+  if (!comp.expression->evaluate(fhirpath::Collection{item}, env, &values)) return rows;
+  for (const Value& v : values) index_value(as_param, v, &rows);
+  return rows;
+}
+
+void index_composite(const SearchParamDef& def, const Value& item, const fhirpath::Environment& env,
+                     std::vector<IndexEntry>* out) {
+  std::vector<IndexEntry> first = component_rows(def.components[0], item, env);
+  std::vector<IndexEntry> second = component_rows(def.components[1], item, env);
+  for (const IndexEntry& a : first) {
+    if (a.kind != "token") continue;
+    for (const std::string& key : {a.system + "|" + a.value, "*|" + a.value}) {
+      for (const IndexEntry& b : second) {
+        if (b.kind == "text" || b.kind == "of-type") continue;
+        std::string value = b.kind == "token" ? b.system + "|" + b.value : b.value;
+        add_row(out, def.code, "composite", key, value, b.low, b.high);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<IndexEntry> Registry::index(const fhir::Node& resource) const {
@@ -499,6 +577,10 @@ std::vector<IndexEntry> Registry::index(const fhir::Node& resource) const {
     // An expression that fails on this resource (e.g. a cast of an
     // unexpected type) indexes nothing for that parameter.
     if (!def.expression->evaluate(&resource, env, &values)) continue;
+    if (def.type == ParamType::Composite) {
+      for (const Value& v : values) index_composite(def, v, env, &out);
+      continue;
+    }
     for (const Value& v : values) index_value(def, v, &out);
   }
   // Identical rows (the same code in two codings, say) add nothing.

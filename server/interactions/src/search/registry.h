@@ -19,7 +19,11 @@
 //   quantity      low = high = the value (Range: low/high), system = unit system,
 //                 value = unit code (a second row with system "" and the unit text)
 //   uri           value = the URI
-// Composite and special parameters are not indexed (yet).
+//   composite     system = the first (token) component as "system|code" and
+//                 again as "*|code"; second component: token value = "system|code",
+//                 quantity/number low/high (value = unit code), date low/high,
+//                 string value = normalized
+// Special parameters (_text, _content, near) are not indexed (yet).
 #pragma once
 
 #include <map>
@@ -48,6 +52,15 @@ struct SearchParamDef {
   // parameters without one (_text, _content, _query, _filter).
   std::shared_ptr<const fhirpath::Expression> expression;
   std::vector<std::string> targets;  // reference target types
+  // Composite parameters: the components' types and expressions (relative to
+  // each item the parameter's expression yields). Indexed and searchable when
+  // there are two and the first is a token (every R4 composite but the
+  // three-part MolecularSequence coordinates).
+  struct Component {
+    ParamType type = ParamType::Special;
+    std::shared_ptr<const fhirpath::Expression> expression;
+  };
+  std::vector<Component> components;
 };
 
 // resolve() during indexing: the target is not loaded, but expressions only
