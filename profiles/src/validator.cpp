@@ -509,6 +509,11 @@ class Walker {
     std::vector<Coded> codes;
     if (type == "code" || type == "string" || type == "uri") {
       if (!node.has_value) return;
+      // CapabilityStatement.format: "xml", "json" and "ttl" are allowed
+      // besides MIME types (capabilitystatement-definitions.html#CapabilityStatement.format).
+      if (def.path == "CapabilityStatement.format" &&
+          (node.value == "xml" || node.value == "json" || node.value == "ttl"))
+        return;
       codes.push_back({{}, node.value});
     } else if (type == "Coding") {
       std::string_view code = node.child_value("code");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 
@@ -156,6 +157,72 @@ struct CodeSet {
 };
 
 }  // namespace
+
+std::string external_code_syntax(std::string_view system, std::string_view code) {
+  auto all = [&](auto pred, size_t from = 0, size_t to = std::string_view::npos) {
+    std::string_view s = code.substr(from, to == std::string_view::npos ? std::string_view::npos : to - from);
+    return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) { return pred(static_cast<unsigned char>(c)); });
+  };
+  if (system == "urn:ietf:bcp:13") {
+    // type "/" subtype [";" parameters] (RFC 6838 restricted names).
+    size_t slash = code.find('/');
+    size_t semi = code.find(';');
+    auto token = [](unsigned char c) { return std::isalnum(c) || std::strchr("!#$&-^_.+", c) != nullptr; };
+    if (slash == std::string_view::npos || (semi != std::string_view::npos && semi < slash) ||
+        !all(token, 0, slash) || !all(token, slash + 1, semi))
+      return "MIME type (type/subtype, urn:ietf:bcp:13)";
+    return "";
+  }
+  if (system == "urn:ietf:bcp:47") {
+    // Subtags of 1-8 letters/digits separated by '-', the first letters only.
+    size_t start = 0;
+    bool first = true;
+    while (true) {
+      size_t dash = code.find('-', start);
+      std::string_view tag = code.substr(start, dash == std::string_view::npos ? std::string_view::npos : dash - start);
+      bool ok = !tag.empty() && tag.size() <= 8 &&
+                std::all_of(tag.begin(), tag.end(), [&](char c) {
+                  return first ? std::isalpha(static_cast<unsigned char>(c)) : std::isalnum(static_cast<unsigned char>(c));
+                });
+      if (!ok) return "language tag (urn:ietf:bcp:47)";
+      if (dash == std::string_view::npos) return "";
+      start = dash + 1;
+      first = false;
+    }
+  }
+  if (system == "http://loinc.org") {
+    // Codes and parts: optional LP/LA/LG/LL prefix, digits, '-', check digit.
+    std::string_view c = code;
+    for (std::string_view prefix : {"LP", "LA", "LG", "LL"})
+      if (c.starts_with(prefix)) c.remove_prefix(2);
+    size_t dash = c.find('-');
+    if (dash == std::string_view::npos || dash == 0 || dash + 2 != c.size() ||
+        !std::all_of(c.begin(), c.begin() + static_cast<long>(dash), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
+        c.back() < '0' || c.back() > '9')
+      return "LOINC code (digits, '-', check digit)";
+    return "";
+  }
+  if (system == "http://snomed.info/sct") {
+    // SCTID: 6 to 18 digits, no leading zero, Verhoeff check digit last.
+    if (code.size() < 6 || code.size() > 18 || code[0] == '0' ||
+        !std::all_of(code.begin(), code.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+      return "SNOMED CT identifier (6-18 digits)";
+    static const int d[10][10] = {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 2, 3, 4, 0, 6, 7, 8, 9, 5},
+                                  {2, 3, 4, 0, 1, 7, 8, 9, 5, 6}, {3, 4, 0, 1, 2, 8, 9, 5, 6, 7},
+                                  {4, 0, 1, 2, 3, 9, 5, 6, 7, 8}, {5, 9, 8, 7, 6, 0, 4, 3, 2, 1},
+                                  {6, 5, 9, 8, 7, 1, 0, 4, 3, 2}, {7, 6, 5, 9, 8, 2, 1, 0, 4, 3},
+                                  {8, 7, 6, 5, 9, 3, 2, 1, 0, 4}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0}};
+    static const int p[8][10] = {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 5, 7, 6, 2, 8, 3, 0, 9, 4},
+                                 {5, 8, 0, 3, 7, 9, 6, 1, 4, 2}, {8, 9, 1, 6, 0, 4, 3, 5, 2, 7},
+                                 {9, 4, 5, 3, 1, 2, 6, 8, 7, 0}, {4, 2, 8, 6, 5, 7, 3, 9, 0, 1},
+                                 {2, 7, 9, 3, 8, 0, 6, 4, 1, 5}, {7, 0, 4, 6, 9, 1, 3, 2, 5, 8}};
+    int check = 0;
+    for (size_t i = 0; i < code.size(); ++i) check = d[check][p[i % 8][code[code.size() - 1 - i] - '0']];
+    if (check != 0) return "SNOMED CT identifier (Verhoeff check digit)";
+    return "";
+  }
+  return "";
+}
 
 const char* validity_name(Validity v) {
   switch (v) {
@@ -480,6 +547,14 @@ CodeResult Store::validate_code(std::string_view value_set_url, std::string_view
     }
   }
   if (expansion->is_unchecked(system)) {
+    // The content is not here, but the form of the code may be checkable.
+    std::string_view form_system = system;
+    if (form_system.empty() && expansion->unchecked_systems.size() == 1) form_system = expansion->unchecked_systems[0];
+    if (std::string why = external_code_syntax(form_system, code); !why.empty()) {
+      r.validity = Validity::Invalid;
+      r.message = "code '" + std::string(code) + "' is not a valid " + why;
+      return r;
+    }
     r.validity = Validity::NotChecked;
     r.message = "membership of the code in value set " + std::string(value_set_url) +
                 " cannot be checked here (" +

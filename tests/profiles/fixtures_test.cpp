@@ -76,6 +76,8 @@ TEST_CASE("invalid fixtures: exact errors and locations", "[profiles][fixtures]"
       {"invalid-bundle-subject-type.json", {}},  // Group is an allowed subject: see below
       {"invalid-documentreference-hash.json", {"format-invalid @ DocumentReference.content[0].attachment.hash"}},
       {"invalid-documentreference-period.json", {"format-invalid @ DocumentReference.context.period.end"}},
+      {"invalid-documentreference-contenttype.json",
+       {"binding-required @ DocumentReference.content[0].attachment.contentType"}},
       {"invalid-documentreference-attachment.json", {"inv-att-1 @ DocumentReference.content[0].attachment"}},
   };
   for (const Case& c : cases) {

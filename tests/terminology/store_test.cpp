@@ -105,6 +105,32 @@ TEST_CASE("mixed value sets: known part checked, external part not", "[terminolo
         Validity::Invalid);
 }
 
+TEST_CASE("codes of external systems: form checked, existence not claimed", "[terminology]") {
+  CHECK(external_code_syntax("urn:ietf:bcp:13", "application/pdf").empty());
+  CHECK(external_code_syntax("urn:ietf:bcp:13", "text/plain;charset=UTF-8").empty());
+  CHECK_FALSE(external_code_syntax("urn:ietf:bcp:13", "pdf").empty());
+  CHECK_FALSE(external_code_syntax("urn:ietf:bcp:13", "application/").empty());
+  CHECK(external_code_syntax("urn:ietf:bcp:47", "fr-FR").empty());
+  CHECK(external_code_syntax("urn:ietf:bcp:47", "zh-Hant-TW").empty());
+  CHECK_FALSE(external_code_syntax("urn:ietf:bcp:47", "fr_FR").empty());
+  CHECK_FALSE(external_code_syntax("urn:ietf:bcp:47", "1fr").empty());
+  CHECK(external_code_syntax("http://loinc.org", "29463-7").empty());
+  CHECK(external_code_syntax("http://loinc.org", "LP43571-6").empty());
+  CHECK_FALSE(external_code_syntax("http://loinc.org", "29463").empty());
+  CHECK(external_code_syntax("http://snomed.info/sct", "22298006").empty());   // myocardial infarction
+  CHECK(external_code_syntax("http://snomed.info/sct", "404684003").empty());  // clinical finding
+  CHECK_FALSE(external_code_syntax("http://snomed.info/sct", "22298007").empty());  // check digit wrong
+  CHECK_FALSE(external_code_syntax("http://snomed.info/sct", "12345").empty());
+  // Through a value set: the mimetypes set is all of BCP-13, which the store lacks.
+  const char* mime = "http://hl7.org/fhir/ValueSet/mimetypes";
+  CHECK(store().validate_code(mime, "", "application/pdf").validity == Validity::NotChecked);
+  CodeResult r = store().validate_code(mime, "", "pdf");
+  CHECK(r.validity == Validity::Invalid);
+  CHECK(r.message.find("MIME type") != std::string::npos);
+  CHECK(store().validate_code("http://hl7.org/fhir/ValueSet/clinical-findings", "http://snomed.info/sct", "22298007")
+            .validity == Validity::Invalid);
+}
+
 TEST_CASE("lookup", "[terminology]") {
   CodeResult r = store().lookup(kGenderSystem, "other");
   CHECK(r.validity == Validity::Valid);

@@ -92,6 +92,12 @@ struct Expansion {
   std::unordered_set<std::string, fhir::StringHash, std::equal_to<>> keys;
 };
 
+// The form of a code in a system whose content the store lacks: BCP-13 MIME
+// types, BCP-47 language tags, LOINC codes, SNOMED CT identifiers (Verhoeff
+// check digit). "" when well-formed or the system is not one of these; a
+// well-formed code is still not claimed to exist.
+std::string external_code_syntax(std::string_view system, std::string_view code);
+
 enum class Validity { Valid, Invalid, NotChecked };
 const char* validity_name(Validity v);  // "valid", "invalid", "not-checked"
 
