@@ -147,8 +147,15 @@ const TypeRules& Validator::rules(const TypeDef* type) const {
     const TypeRules* r = it->second->load(std::memory_order_acquire);
     if (r) return *r;
   }
+  // A type outside the slots (not reachable from the resource types; not
+  // expected) is cached under the lock so that it is built only once.
+  if (it == slots_.end())
+    if (auto other = unslotted_.find(type); other != unslotted_.end()) return *other->second;
   const TypeRules* built = build_rules(type);
-  if (it != slots_.end()) it->second->store(built, std::memory_order_release);
+  if (it != slots_.end())
+    it->second->store(built, std::memory_order_release);
+  else
+    unslotted_.emplace(type, built);
   return *built;
 }
 

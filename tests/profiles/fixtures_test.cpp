@@ -1,7 +1,11 @@
 // Focused fixtures (test-data/profiles): the valid ones give no error; each
 // invalid one gives exactly the expected error(s), by message id and location.
 #include <catch2/catch.hpp>
+#include <rapidjson/document.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <set>
 #include <atomic>
 #include <iostream>
 #include <thread>
@@ -153,4 +157,35 @@ TEST_CASE("validation from several threads gives the same answers", "[profiles]"
     });
   for (auto& th : threads) th.join();
   CHECK(right == 400);
+}
+
+TEST_CASE("every invariant of every R4 type compiles", "[profiles]") {
+  profiles::Validator v(profiles_test::definitions(), &profiles_test::terminology());
+  v.precompile_all();
+  auto stats = v.stats();
+  for (const std::string& s : stats.not_compiled) INFO(s);
+  CHECK(stats.not_compiled.empty());
+  // Count the distinct constraints of the type-defining StructureDefinitions independently.
+  std::set<std::pair<std::string, std::string>> expected;
+  std::string dir = fhir::Definitions::default_package_dir();
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (!name.starts_with("StructureDefinition-")) continue;
+    rapidjson::Document d;
+    std::string text = profiles_test::read_text(entry.path().string());
+    d.Parse(text.c_str(), text.size());
+    REQUIRE_FALSE(d.HasParseError());
+    std::string kind = d["kind"].GetString();
+    if (!d.HasMember("derivation") || std::string(d["derivation"].GetString()) != "specialization" ||
+        (kind != "resource" && kind != "complex-type" && kind != "primitive-type"))
+      continue;
+    for (const auto& e : d["snapshot"]["element"].GetArray()) {
+      if (!e.HasMember("constraint")) continue;
+      for (const auto& c : e["constraint"].GetArray())
+        expected.emplace(c["key"].GetString(), c.HasMember("expression") ? c["expression"].GetString() : "");
+    }
+  }
+  CHECK(expected.size() > 200);
+  CHECK(stats.invariants == expected.size());
+  CHECK(stats.invariants_native == 4);  // ele-1, ext-1, txt-1, txt-2
 }

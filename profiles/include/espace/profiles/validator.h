@@ -12,7 +12,7 @@
 //   reference target types
 //   (relative, absolute, contained "#id" and Bundle-internal references).
 //
-// A Validator is immutable after create() apart from internal caches that are
+// A Validator is immutable after construction apart from internal caches that are
 // filled once per type behind a lock; validate() may run on any number of
 // threads at once.
 #pragma once
@@ -68,7 +68,8 @@ class Validator {
   std::vector<fhir::Issue> validate(const fhir::Node& resource, const ValidationOptions& options = {}) const;
 
   // Compiles the rules of every resource and data type now instead of on
-  // first use (servers call it at start-up in the background; tests to count).
+  // first use (a server may do it on a background thread at start-up; the
+  // tests do it to check that every invariant of the spec compiles).
   void precompile_all() const;
 
   ValidatorStats stats() const;
@@ -88,6 +89,7 @@ class Validator {
   std::unordered_map<const fhir::TypeDef*, std::unique_ptr<std::atomic<const TypeRules*>>> slots_;
   mutable std::mutex build_mutex_;
   mutable std::vector<std::unique_ptr<TypeRules>> owned_;
+  mutable std::unordered_map<const fhir::TypeDef*, const TypeRules*> unslotted_;  // under build_mutex_
   struct Loaded;  // StructureDefinition snapshots read so far, by root type name
   std::unique_ptr<Loaded> loaded_;
 };
