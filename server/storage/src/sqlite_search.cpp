@@ -244,10 +244,6 @@ std::string order_by(SqlBuilder& b, const SearchQuery& q) {
   return sql + "c.res_key";
 }
 
-constexpr const char* kMatchColumns =
-    "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, c.res_key "
-    "FROM resource_current c JOIN resource_version v ON v.seq = c.seq";
-
 void load(const OwnedStmt& st, ResourceVersion* out) {
   out->type = st.text(0);
   out->id = st.text(1);
@@ -368,27 +364,52 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
   }
   if (q.count == 0) return Status::ok();
 
+  // The page is chosen on keys only, then the bodies of its rows are read:
+  // sorting whole bodies of every match would cost far more than the lookups.
   SqlBuilder page = b;  // the page statement adds the cursor, order and limit
-  std::string sql = std::string(kMatchColumns) + " WHERE " + where;
+  std::string sql = "SELECT c.seq, c.res_key FROM resource_current c";
+  bool needs_version = false;
+  for (const SortKey& k : q.sort) needs_version |= k.source == SortKey::Source::LastUpdated;
+  if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";
+  sql += " WHERE " + where;
   if (q.after_key > 0) sql += " AND c.res_key > " + page.placeholder(q.after_key);
   sql += " ORDER BY " + order_by(page, q);
   sql += " LIMIT " + page.placeholder(int64_t{q.count} + 1);
   if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
+  std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order
   {
     OwnedStmt st;
     if (Status s = st.prepare(c, sql, page.params()); !s) return s;
     int rc;
     while ((rc = st.step()) == SQLITE_ROW) {
-      if (static_cast<int>(out->matches.size()) == q.count) {
+      if (static_cast<int>(keys.size()) == q.count) {
         out->more = true;  // the extra row only says that another page exists
         break;
       }
-      SearchMatch m;
-      load(st, &m.resource);
-      m.key = st.int64(7);
-      out->matches.push_back(std::move(m));
+      keys.emplace_back(st.int64(0), st.int64(1));
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) return error(c.db(), "running a search");
+  }
+  for (const auto& [seq, key] : keys) {
+    sqlite3_stmt* raw = nullptr;
+    if (Status s = c.prepare("SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "
+                             "WHERE seq = ?1",
+                             &raw);
+        !s)
+      return s;
+    Stmt st(raw);
+    st.bind(1, seq);
+    if (st.step() != SQLITE_ROW) return error(c.db(), "reading a search match");
+    SearchMatch m;
+    m.resource.type = st.text(0);
+    m.resource.id = st.text(1);
+    m.resource.version = st.int64(2);
+    m.resource.last_updated_us = st.int64(3);
+    m.resource.deleted = st.int64(4) != 0;
+    m.resource.method = st.text(5);
+    m.resource.json = st.text(6);
+    m.key = key;
+    out->matches.push_back(std::move(m));
   }
 
   if (q.includes.empty() || out->matches.empty()) return Status::ok();

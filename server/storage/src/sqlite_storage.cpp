@@ -95,6 +95,12 @@ CREATE TABLE storage_meta(
 INSERT INTO storage_meta(key, value) VALUES('last_commit_us', 0);
 )sql";
 
+// Version 2: search on ranges (dates, numbers, quantities) reads this index
+// alone, from the bound on low, without visiting the table.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE INDEX search_index_by_range ON search_index(type, param, low, high, id, kind);
+)sql";
+
 constexpr const char* kVersionColumns =
     "SELECT type, id, version, last_updated, deleted, method, body, seq FROM resource_version";
 
@@ -682,10 +688,14 @@ class SqliteStorageImpl final : public SqliteStorage {
       }
       if (tables != 0) return internal("the database file holds tables that are not an espace schema");
       if (Status s = writer_.exec(kSchemaV1); !s) return s;
-      return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
+      version = 1;
     }
-    // Migrations from older versions go here as the schema evolves.
-    return internal("no migration from database schema version " + std::to_string(version));
+    // Migrations, one version at a time, inside the caller's transaction.
+    if (version == 1) {
+      if (Status s = writer_.exec(kSchemaV2); !s) return s;
+      version = 2;
+    }
+    return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
   }
 
   Status load_last_commit() {

@@ -102,7 +102,9 @@ std::vector<IndexTest> range_tests(const IndexTest& base, Prefix p, double lo, d
   };
   double upper = point_ordering ? value : hi;
   double lower = point_ordering ? value : lo;
-  std::vector<Bound> eq = {bound(C::Low, O::Ge, lo), bound(C::High, O::Le, hi)};
+  // low <= high, so eq also bounds low from above: an index on low then
+  // scans only the search range.
+  std::vector<Bound> eq = {bound(C::Low, O::Ge, lo), bound(C::Low, O::Le, hi), bound(C::High, O::Le, hi)};
   switch (p) {
     case Prefix::Eq:
     case Prefix::Ne: with(eq); break;  // ne: the caller negates

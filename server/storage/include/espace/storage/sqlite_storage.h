@@ -7,7 +7,9 @@
 //   resource_version  one immutable row per version, seq = commit order
 //   resource_current  (type, id) -> res_key, seq of the current version
 //   search_index      IndexEntry rows of the current version of each resource
-//                     (none for a delete marker: a deleted resource matches nothing)
+//                     (none for a delete marker: a deleted resource matches nothing);
+//                     indexed by value and (version 2) by range
+// Version 1 databases are migrated to 2 when opened.
 //   storage_meta      small key/value facts (last commit timestamp)
 //
 // Threads: one writer (group commit: every queued body in one transaction,
@@ -25,7 +27,7 @@
 
 namespace espace::storage {
 
-inline constexpr int kSqliteSchemaVersion = 1;
+inline constexpr int kSqliteSchemaVersion = 2;
 
 // Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
 inline constexpr int kMaxHistoryCount = 10000;
