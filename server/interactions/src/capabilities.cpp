@@ -80,7 +80,8 @@ FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
     w.Bool(true);
     str("conditionalDelete", "single");
     // The parameters the engine evaluates: those with an expression of a
-    // supported type, plus _id and _lastUpdated (from the version rows).
+    // supported type, plus _id and _lastUpdated (from the version rows) and
+    // _text (the narrative). Composites have an expression only when supported.
     w.Key("searchInclude");
     w.StartArray();
     w.String("*");
@@ -93,7 +94,7 @@ FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
     w.StartArray();
     if (const auto* params = registry.params_of(type)) {
       for (const auto& [code, def] : *params) {
-        bool works = code == "_id" || code == "_lastUpdated" ||
+        bool works = code == "_id" || code == "_lastUpdated" || code == "_text" ||
                      (def.expression && def.type != search::ParamType::Composite &&
                       def.type != search::ParamType::Special);
         if (!works) continue;

@@ -344,3 +344,23 @@ TEST_CASE("composite parameters: token with quantity, token, date and string", "
   CHECK(ids(s.search("Observation", "code-value-string=note$tres")) == std::vector<std::string>{"txt"});
   CHECK_FALSE(s.search("Observation", "code-value-string=note").error.is_ok());
 }
+
+TEST_CASE("_text searches the narrative and _list the items of a List", "[search]") {
+  Server s;
+  load_basic(s);
+  REQUIRE(s.put(R"({"resourceType":"Condition","id":"n1","subject":{"reference":"Patient/a"},)"
+                R"("text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Asthme <b>sévère</b> &amp; allergie</p></div>"}})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Condition","id":"n2","subject":{"reference":"Patient/b"},)"
+                R"("text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Fracture</div>"}})") == 201);
+  CHECK(ids(s.search("Condition", "_text=severe")) == std::vector<std::string>{"n1"});
+  CHECK(ids(s.search("Condition", "_text=asthme severe")) == std::vector<std::string>{"n1"});
+  CHECK(ids(s.search("Condition", "_text=%26%20allergie")) == std::vector<std::string>{"n1"});
+  CHECK(id_set(s.search("Condition", "_text=fracture,allergie")) == std::set<std::string>{"n1", "n2"});
+  CHECK(ids(s.search("Condition", "_text=div")).empty());  // markup is not text
+
+  REQUIRE(s.put(R"({"resourceType":"List","id":"l1","status":"current","mode":"working",)"
+                R"("entry":[{"item":{"reference":"Patient/a"}},{"item":{"reference":"Patient/c"}},{"item":{"reference":"Condition/n2"}}]})") == 201);
+  CHECK(id_set(s.search("Patient", "_list=l1")) == std::set<std::string>{"a", "c"});
+  CHECK(id_set(s.search("Condition", "_list=l1")) == std::set<std::string>{"n2"});
+  CHECK(ids(s.search("Patient", "_list=nolist")).empty());
+}

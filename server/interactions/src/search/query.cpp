@@ -163,6 +163,25 @@ struct Parser {
     if (depth > kMaxChain) return bad(name, "search chains are limited to " + std::to_string(kMaxChain) + " levels");
     if (value.size() > kMaxValueLength) return bad(name, "search value too long");
     if (name.starts_with("_has:")) return has(type, name, value, depth, out);
+    if (name == "_list") {
+      // Resources named by List.entry.item of the given Lists: reverse chaining on List.item.
+      if (type.empty()) return bad(name, "_list needs a resource type");
+      auto sub = std::make_shared<SearchQuery>();
+      sub->type = "List";
+      Condition lists;
+      lists.kind = Condition::Kind::Id;
+      for (auto& v : split_escaped(value, ',')) {
+        std::string id = unescape(v);
+        if (!is_valid_id(id)) return bad(name, "_list takes List ids");
+        lists.ids.push_back(id);
+      }
+      sub->all_of.push_back(std::move(lists));
+      out->kind = Condition::Kind::Has;
+      out->has_type = "List";
+      out->has_param = "item";
+      out->has_query = std::move(sub);
+      return Status::ok();
+    }
     size_t dot = name.find('.');
     std::string head = name.substr(0, dot);
     std::string rest = dot == std::string::npos ? std::string() : name.substr(dot + 1);
@@ -195,6 +214,22 @@ struct Parser {
       out->kind = Condition::Kind::Missing;
       out->missing_param = code;
       out->negate = value == "false";
+      return Status::ok();
+    }
+    if (code == "_text") {
+      // Basic narrative search: every value must occur in the narrative's words.
+      if (!rest.empty() || (!modifier.empty() && modifier != "contains"))
+        return unsupported(name, "_text supports no modifiers or chains");
+      out->kind = Condition::Kind::AnyOf;
+      for (auto& raw : split_escaped(value, ',')) {
+        IndexTest t;
+        t.param = "_text";
+        t.kind = "text";
+        t.value = normalize_string(unescape(raw));
+        if (t.value.empty()) return bad(name, "empty _text value");
+        t.value_op = TextOp::Contains;
+        out->any_of.push_back(std::move(t));
+      }
       return Status::ok();
     }
     if (!def->expression && code != "_id")

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <unordered_map>
@@ -205,6 +206,12 @@ const char* param_type_name(ParamType t) {
 }
 
 const Registry& Registry::get(const fhir::Definitions& defs) {
+  // Every write and search asks; one process has one Definitions, so the
+  // last answer is kept where readers need no lock.
+  static std::atomic<const fhir::Definitions*> last_defs{nullptr};
+  static std::atomic<const Registry*> last{nullptr};
+  const Registry* cached = last.load(std::memory_order_acquire);
+  if (cached && last_defs.load(std::memory_order_acquire) == &defs && cached->defs_ == &defs) return *cached;
   static std::mutex mutex;
   static std::unordered_map<const fhir::Definitions*, std::unique_ptr<Registry>> registries;
   std::lock_guard lock(mutex);
@@ -213,6 +220,8 @@ const Registry& Registry::get(const fhir::Definitions& defs) {
     slot = std::make_unique<Registry>();
     slot->build(defs);
   }
+  last_defs.store(&defs, std::memory_order_release);
+  last.store(slot.get(), std::memory_order_release);
   return *slot;
 }
 
@@ -534,6 +543,51 @@ void index_value(const SearchParamDef& def, const Value& v, std::vector<IndexEnt
   }
 }
 
+// The normalized words of an XHTML narrative (tags dropped, common entities
+// decoded, white space collapsed), at most kMaxNarrative bytes.
+std::string narrative_words(std::string_view xhtml) {
+  constexpr size_t kMaxNarrative = 4096;
+  std::string plain;
+  bool in_tag = false;
+  for (size_t i = 0; i < xhtml.size() && plain.size() < kMaxNarrative * 2; ++i) {
+    char c = xhtml[i];
+    if (in_tag) {
+      if (c == '>') {
+        in_tag = false;
+        plain.push_back(' ');
+      }
+    } else if (c == '<') {
+      in_tag = true;
+    } else if (c == '&') {
+      static const std::pair<std::string_view, char> kEntities[] = {
+          {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}, {"&#39;", '\''}, {"&nbsp;", ' '}};
+      bool done = false;
+      for (const auto& [entity, ch] : kEntities)
+        if (xhtml.substr(i, entity.size()) == entity) {
+          plain.push_back(ch);
+          i += entity.size() - 1;
+          done = true;
+          break;
+        }
+      if (!done) plain.push_back(c);
+    } else {
+      plain.push_back(std::isspace(static_cast<unsigned char>(c)) ? ' ' : c);
+    }
+  }
+  std::string words;
+  for (char c : normalize_string(plain)) {
+    if (c == ' ' && (words.empty() || words.back() == ' ')) continue;
+    words.push_back(c);
+  }
+  while (!words.empty() && words.back() == ' ') words.pop_back();
+  if (words.size() > kMaxNarrative) {
+    size_t n = kMaxNarrative;
+    while (n > 0 && (static_cast<unsigned char>(words[n]) & 0xC0) == 0x80) --n;
+    words.resize(n);
+  }
+  return words;
+}
+
 // Rows of one component value, computed as if it were a parameter of its own.
 std::vector<IndexEntry> component_rows(const SearchParamDef::Component& comp, const Value& item,
                                        const fhirpath::Environment& env) {
@@ -583,6 +637,11 @@ std::vector<IndexEntry> Registry::index(const fhir::Node& resource) const {
     }
     for (const Value& v : values) index_value(def, v, &out);
   }
+  // _text (basic): the narrative's words, tags removed, for :contains-style matching.
+  if (params->count("_text"))
+    if (const fhir::Node* text = resource.child("text"))
+      if (const fhir::Node* div = text->child("div"); div && div->has_value)
+        add_row(&out, "_text", "text", "", narrative_words(div->value));
   // Identical rows (the same code in two codings, say) add nothing.
   std::sort(out.begin(), out.end(), [](const IndexEntry& a, const IndexEntry& b) {
     return std::tie(a.param, a.kind, a.system, a.value, a.low, a.high) <

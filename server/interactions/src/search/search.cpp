@@ -93,6 +93,8 @@ std::string subset(const fhir::Definitions& defs, const std::string& json, Summa
 
 }  // namespace
 
+void prepare_search(const fhir::Definitions& defs) { search::Registry::get(defs); }
+
 FhirResponse do_search(const Services& services, const FhirRequest& req) {
   const search::Registry& registry = search::Registry::get(*services.defs);
   search::ParseContext ctx;

@@ -98,6 +98,10 @@ struct Services {
 // responses and for the entries of batch/transaction responses.
 int http_status(fhir::ErrorCategory category);
 
+// Builds the search parameter registry (every SearchParameter expression
+// compiled) now instead of on the first write or search: call at startup.
+void prepare_search(const fhir::Definitions& defs);
+
 // Runs one interaction. Never throws; failures come back in FhirResponse::error.
 FhirResponse dispatch(const Services& services, const FhirRequest& request);
 
