@@ -285,6 +285,38 @@ struct Frame {
   int index;  // position among the items of a repeating element, -1 otherwise
 };
 
+// resolve() inside a Bundle: entries by fullUrl, by "Type/id" or by a URL
+// ending in "/Type/id". (The engine itself looks in %rootResource, which for
+// an entry is the entry's resource, as ref-1 and dom-3 require.)
+class BundleResolver : public fhirpath::ReferenceResolver {
+ public:
+  explicit BundleResolver(const Node* bundle) : bundle_(bundle) {}
+  const Node* resolve(std::string_view reference) const override {
+    if (!bundle_ || reference.empty()) return nullptr;
+    const Node* found = nullptr;
+    bundle_->for_each_child("entry", [&](const Node& entry) {
+      if (found) return;
+      const Node* resource = entry.child("resource");
+      if (!resource) return;
+      std::string_view full_url = entry.child_value("fullUrl");
+      if (full_url == reference) {
+        found = resource;
+        return;
+      }
+      std::string type_id = std::string(resource_type(*resource)) + "/" + std::string(resource_id(*resource));
+      if (resource_id(*resource).empty()) return;
+      if (reference == type_id ||
+          (reference.size() > type_id.size() && reference.ends_with(type_id) &&
+           reference[reference.size() - type_id.size() - 1] == '/'))
+        found = resource;
+    });
+    return found;
+  }
+
+ private:
+  const Node* bundle_;
+};
+
 class Walker {
  public:
   Walker(const Validator& v, const ValidationOptions& opts, std::vector<Issue>* out)
@@ -292,6 +324,7 @@ class Walker {
 
   void run(const Node& resource) {
     bundle_ = resource_type(resource) == "Bundle" ? &resource : nullptr;
+    resolver_ = BundleResolver(bundle_);
     walk(resource, nullptr, -1);
   }
 
@@ -483,8 +516,8 @@ class Walker {
         }
         fhirpath::Environment env;
         env.resource = resource_;
-        env.root_resource = bundle_ ? bundle_ : container_;
-        env.terminology = nullptr;
+        env.root_resource = container_;  // the container of a contained resource, else the resource
+        env.resolver = &resolver_;
         fhirpath::Collection input{fhirpath::Value::of_node(&node)}, out;
         fhir::Status st = inv.compiled->evaluate(input, env, &out);
         if (!st) {
@@ -651,6 +684,7 @@ class Walker {
   std::vector<Issue>* out_;
   std::vector<Frame> stack_;
   const Node* bundle_ = nullptr;
+  BundleResolver resolver_{nullptr};
   const Node* resource_ = nullptr;
   const Node* container_ = nullptr;
 };

@@ -189,3 +189,21 @@ TEST_CASE("every invariant of every R4 type compiles", "[profiles]") {
   CHECK(stats.invariants == expected.size());
   CHECK(stats.invariants_native == 4);  // ele-1, ext-1, txt-1, txt-2
 }
+
+TEST_CASE("contained references inside Bundle entries resolve against the entry, not the Bundle", "[profiles]") {
+  // ref-1 reads %rootResource.contained: inside a Bundle %rootResource is the
+  // entry's resource (the container), not the Bundle.
+  std::string patient = fixture("valid-patient.json");
+  std::string bundle = R"({"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"http://example.org/fhir/Patient/p1","resource":)" +
+                       patient + "}]}";
+  auto issues = profiles_test::validator().validate(profiles_test::parse(bundle));
+  CHECK(errors(issues).empty());
+  for (const auto& i : issues) INFO(i.message_id + " @ " + i.expression + ": " + i.diagnostics);
+  // And a dangling one is still caught at the right place.
+  std::string dangling = bundle;
+  dangling.replace(dangling.find("\"#gp\""), 5, "\"#zz\"");
+  auto bad = profiles_test::validator().validate(profiles_test::parse(dangling));
+  CHECK(errors(bad) == std::vector<std::string>{"inv-ref-1 @ Bundle.entry[0].resource.generalPractitioner[0]",
+                                                "ref-contained-missing @ Bundle.entry[0].resource.generalPractitioner[0].reference",
+                                                "inv-dom-3 @ Bundle.entry[0].resource"});
+}
