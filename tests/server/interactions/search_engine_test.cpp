@@ -364,3 +364,21 @@ TEST_CASE("_text searches the narrative and _list the items of a List", "[search
   CHECK(id_set(s.search("Condition", "_list=l1")) == std::set<std::string>{"n2"});
   CHECK(ids(s.search("Patient", "_list=nolist")).empty());
 }
+
+TEST_CASE("date prefixes ap, sa and eb; _count=0 gives the total only", "[search]") {
+  Server s;
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"old","birthDate":"1900-06-01"})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"mid","birthDate":"1990-06-01"})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"new","birthDate":"2020-06-01"})") == 201);
+  // ap: within 10% of the distance from now (about 3.6 years around 1990).
+  CHECK(ids(s.search("Patient", "birthdate=ap1992-01-01")) == std::vector<std::string>{"mid"});
+  CHECK(ids(s.search("Patient", "birthdate=ap2000-01-01")).empty());
+  CHECK(id_set(s.search("Patient", "birthdate=sa1990-06-01")) == std::set<std::string>{"new"});
+  CHECK(id_set(s.search("Patient", "birthdate=eb1990-06-01")) == std::set<std::string>{"old"});
+  CHECK(id_set(s.search("Patient", "birthdate=ne1990-06-01")) == std::set<std::string>{"old", "new"});
+  CHECK_FALSE(s.search("Patient", "birthdate=ne1990,ne2020").error.is_ok());  // said, not misread
+  auto count = parse(s.search("Patient", "_count=0").json);
+  CHECK(count["total"].GetInt64() == 3);
+  CHECK_FALSE(count.HasMember("entry"));
+  CHECK_FALSE(s.search("Patient", "_sort=a,b,c,d,e,f,g,h,i").error.is_ok());
+}

@@ -660,7 +660,12 @@ Status parse_search(const ParseContext& ctx, const std::string& type,
       for (auto& e : split_escaped(value, ','))
         if (!e.empty()) out->elements.push_back(e);
     } else if (name == "_sort") {
-      for (auto& raw : split_escaped(value, ',')) {
+      std::vector<std::string> keys = split_escaped(value, ',');
+      if (keys.size() + q.sort.size() > 8) {
+        s = bad(name, "at most 8 sort keys");
+        keys.clear();
+      }
+      for (auto& raw : keys) {
         storage::SortKey k;
         std::string code = raw;
         if (code.starts_with("-")) {

@@ -134,7 +134,9 @@ FhirResponse do_search(const Services& services, const FhirRequest& req) {
 
   bool count_only = parsed.summary == SummaryMode::Count;
   q.count = count_only ? 0 : parsed.count;
-  q.want_total = count_only || parsed.total == TotalMode::Accurate || parsed.total == TotalMode::Estimate;
+  // _count=0 asks for the number of matches only, like _summary=count.
+  q.want_total = count_only || q.count == 0 || parsed.total == TotalMode::Accurate ||
+                 parsed.total == TotalMode::Estimate;
 
   storage::SearchPage page;
   if (Status s = services.store->search(q, &page); !s) return error_response(std::move(s));
