@@ -13,6 +13,8 @@
 //   binding-not-checked        membership cannot be decided here (information)
 //   ref-wrong-type             reference to a resource type the element does not allow
 //   ref-contained-missing      "#id" names no contained resource
+//   ext-value-type             an extension defined in the package given a value of a type it does not allow
+//   ext-no-value               a complex extension (value[x] max 0) given a value
 //   profile-not-checked        a profile was asked for; this slice checks the base spec only
 #include <rapidjson/document.h>
 
@@ -256,6 +258,35 @@ const TypeRules* Validator::build_rules(const TypeDef* type) const {
   return owned_.back().get();
 }
 
+const Validator::ExtensionRule* Validator::extension_rule(std::string_view url) const {
+  {
+    std::shared_lock lock(extensions_mutex_);
+    auto it = extensions_.find(url);
+    if (it != extensions_.end()) return it->second.get();
+  }
+  std::unique_ptr<ExtensionRule> rule;
+  std::string file = defs_.structure_definition_file(url);
+  std::string text;
+  rapidjson::Document doc;
+  if (!file.empty() && read_file(file, &text)) doc.ParseInsitu(text.data());
+  if (!file.empty() && !doc.HasParseError() && doc.IsObject() && str_member(doc, "type") == "Extension" &&
+      doc.HasMember("snapshot") && doc["snapshot"].IsObject() && doc["snapshot"].HasMember("element") &&
+      doc["snapshot"]["element"].IsArray()) {
+    for (const auto& e : doc["snapshot"]["element"].GetArray()) {
+      if (!e.IsObject() || str_member(e, "path") != "Extension.value[x]" || e.HasMember("sliceName")) continue;
+      rule = std::make_unique<ExtensionRule>();
+      rule->no_value = str_member(e, "max") == "0";
+      if (e.HasMember("type") && e["type"].IsArray())
+        for (const auto& t : e["type"].GetArray())
+          if (t.IsObject()) rule->value_types.push_back(str_member(t, "code"));
+      break;
+    }
+  }
+  std::unique_lock lock(extensions_mutex_);
+  auto [it, inserted] = extensions_.emplace(std::string(url), std::move(rule));
+  return it->second.get();
+}
+
 void Validator::precompile_all() const {
   for (const auto& [type, slot] : slots_) rules(type);
 }
@@ -381,6 +412,7 @@ class Walker {
     if (opts_.check_invariants) check_invariants(node, def, rules);
     if (def && opts_.check_bindings && !def->binding_strength.empty()) check_binding(node, *def);
     if (def && node.type->name == "Reference") check_reference(node, *def);
+    if (node.type->name == "Extension") check_extension(node);
 
     resource_ = saved_resource;
     container_ = saved_container;
@@ -533,6 +565,33 @@ class Walker {
     if (!ok)
       report(inv.severity, "invariant", "constraint " + inv.key + " failed: " + inv.human,
              inv.native != Native::None ? inv.key : "inv-" + inv.key);
+  }
+
+  // ----- extensions defined in the package: value type (context: later)
+
+  void check_extension(const Node& node) {
+    std::string_view url = node.child_value("url");
+    if (url.empty()) return;
+    const Validator::ExtensionRule* rule = v_.extension_rule(url);
+    if (!rule) return;  // not defined in the package: profiles decide (later slice)
+    const Node* value = nullptr;
+    for (const Node& c : node.children)
+      if (c.def && c.def->name == "value") value = &c;
+    if (!value || !value->type) return;
+    if (rule->no_value) {
+      report(Severity::Error, "structure",
+             "extension " + std::string(url) + " is complex: it takes nested extensions, not a value",
+             "ext-no-value", ".value.ofType(" + value->type->name + ")");
+      return;
+    }
+    if (rule->value_types.empty() ||
+        std::find(rule->value_types.begin(), rule->value_types.end(), value->type->name) != rule->value_types.end())
+      return;
+    std::string allowed;
+    for (const std::string& t : rule->value_types) allowed += (allowed.empty() ? "" : ", ") + t;
+    report(Severity::Error, "structure",
+           "extension " + std::string(url) + " takes a value of type " + allowed + ", not " + value->type->name,
+           "ext-value-type", ".value.ofType(" + value->type->name + ")");
   }
 
   // ----- bindings

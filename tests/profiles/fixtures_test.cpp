@@ -42,7 +42,7 @@ std::vector<std::string> errors(const std::vector<fhir::Issue>& issues) {
 
 TEST_CASE("valid fixtures have no errors", "[profiles][fixtures]") {
   for (const char* name : {"valid-patient.json", "valid-observation.json", "valid-bundle-transaction.json",
-                           "valid-documentreference.json"}) {
+                           "valid-documentreference.json", "valid-patient-extensions.json"}) {
     INFO(name);
     auto issues = validate_file(name);
     CHECK(errors(issues).empty());
@@ -66,6 +66,10 @@ TEST_CASE("invalid fixtures: exact errors and locations", "[profiles][fixtures]"
       {"invalid-patient-unreferenced-contained.json", {"inv-dom-3 @ Patient"}},
       {"invalid-patient-extension.json", {"ext-1 @ Patient.extension[0]"}},
       {"invalid-patient-div.json", {"xhtml-invalid @ Patient.text.div"}},
+      {"invalid-patient-extension-type.json",
+       {"ext-value-type @ Patient.extension[0].value.ofType(string)"}},
+      {"invalid-patient-extension-complex.json",
+       {"ext-no-value @ Patient.extension[0].value.ofType(code)"}},
       {"invalid-patient-div-script.json", {"txt-1 @ Patient.text.div"}},
       {"invalid-patient-div-onclick.json", {"txt-1 @ Patient.text.div"}},
       {"invalid-patient-div-javascript.json", {"txt-1 @ Patient.text.div"}},

@@ -9,7 +9,7 @@
 //   information), invariants (every constraint of the element definitions and
 //   of the data types' root elements, compiled once with the FHIRPath engine;
 //   ele-1, ext-1 and the narrative rules txt-1/txt-2 are evaluated natively),
-//   reference target types
+//   reference target types, value types of the extensions the package defines
 //   (relative, absolute, contained "#id" and Bundle-internal references).
 //
 // A Validator is immutable after construction apart from internal caches that are
@@ -20,6 +20,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -80,6 +81,14 @@ class Validator {
   // Internal: the rules of a type, compiled on first use.
   const TypeRules& rules(const fhir::TypeDef* type) const;
 
+  // Internal: what an extension definition of the package allows as value
+  // (nullptr when `url` is not an extension definition of the package).
+  struct ExtensionRule {
+    std::vector<std::string> value_types;  // allowed value[x] types; empty with no_value
+    bool no_value = false;                 // complex extension: value[x] max 0
+  };
+  const ExtensionRule* extension_rule(std::string_view url) const;
+
  private:
   const TypeRules* build_rules(const fhir::TypeDef* type) const;
 
@@ -90,6 +99,9 @@ class Validator {
   mutable std::mutex build_mutex_;
   mutable std::vector<std::unique_ptr<TypeRules>> owned_;
   mutable std::unordered_map<const fhir::TypeDef*, const TypeRules*> unslotted_;  // under build_mutex_
+  mutable std::shared_mutex extensions_mutex_;
+  mutable std::unordered_map<std::string, std::unique_ptr<ExtensionRule>, fhir::StringHash, std::equal_to<>>
+      extensions_;  // by URL; null entries for URLs that are not extension definitions
   struct Loaded;  // StructureDefinition snapshots read so far, by root type name
   std::unique_ptr<Loaded> loaded_;
 };
