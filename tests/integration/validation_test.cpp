@@ -121,3 +121,51 @@ TEST_CASE("espace validate exits 1 on errors, 0 otherwise", "[validation]") {
   CHECK(out.find("error binding-required @ Patient.gender") != std::string::npos);
   CHECK(espace::testing::run_espace({"validate"}, &out) == 2);
 }
+
+TEST_CASE("terminology operations: $expand, $validate-code, $lookup", "[validation][terminology]") {
+  ServerProcess server;
+  HttpClient c("127.0.0.1", server.port());
+  const std::string gender = "http://hl7.org/fhir/ValueSet/administrative-gender";
+  const std::string gender_cs = "http://hl7.org/fhir/administrative-gender";
+
+  HttpResponse r = c.get("/ValueSet/$expand?url=" + gender);
+  REQUIRE(r.status == 200);
+  auto vs = json_of(r);
+  CHECK(std::string(vs["resourceType"].GetString()) == "ValueSet");
+  CHECK(vs["expansion"]["total"].GetInt() == 4);
+  CHECK(vs["expansion"]["contains"].Size() == 4);
+  // Instance form, by id.
+  CHECK(c.get("/ValueSet/administrative-gender/$expand").status == 200);
+  // SNOMED CT is not here: refuse rather than return a partial expansion.
+  CHECK(c.get("/ValueSet/$expand?url=http://hl7.org/fhir/ValueSet/clinical-findings").status == 422);
+  CHECK(c.get("/ValueSet/$expand?url=http://example.org/none").status == 404);
+
+  auto result_of = [&](const HttpResponse& resp) {
+    auto p = json_of(resp);
+    return p["parameter"][0]["valueBoolean"].GetBool();
+  };
+  r = c.get("/ValueSet/$validate-code?url=" + gender + "&system=" + gender_cs + "&code=female");
+  REQUIRE(r.status == 200);
+  CHECK(result_of(r));
+  r = c.get("/ValueSet/$validate-code?url=" + gender + "&system=" + gender_cs + "&code=F");
+  REQUIRE(r.status == 200);
+  CHECK_FALSE(result_of(r));
+  r = c.get("/ValueSet/$validate-code?url=http://hl7.org/fhir/ValueSet/clinical-findings&system=http://snomed.info/sct&code=22298006");
+  REQUIRE(r.status == 200);
+  CHECK_FALSE(result_of(r));
+  CHECK(r.body.find("not checked") != std::string::npos);
+  // POST with a Parameters body and a Coding.
+  r = c.request("POST", "/ValueSet/$validate-code",
+                R"({"resourceType":"Parameters","parameter":[{"name":"url","valueUri":")" + gender +
+                    R"("},{"name":"coding","valueCoding":{"system":")" + gender_cs + R"(","code":"other"}}]})",
+                {{"Content-Type", "application/fhir+json"}});
+  REQUIRE(r.status == 200);
+  CHECK(result_of(r));
+
+  r = c.get("/CodeSystem/$lookup?system=" + gender_cs + "&code=male");
+  REQUIRE(r.status == 200);
+  CHECK(r.body.find("\"Male\"") != std::string::npos);
+  CHECK(c.get("/CodeSystem/$lookup?system=" + gender_cs + "&code=nope").status == 404);
+  CHECK(c.get("/CodeSystem/$lookup?system=http://loinc.org&code=29463-7").status == 404);
+  CHECK(c.get("/Patient/$lookup?system=x&code=y").status == 404);
+}

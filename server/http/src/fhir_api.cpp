@@ -13,6 +13,7 @@
 #include "espace/http/negotiation.h"
 #include "espace/http/routes.h"
 #include "espace/http/worker_pool.h"
+#include "espace/interactions/terminology_ops.h"
 #include "espace/interactions/validate.h"
 
 namespace espace::http {
@@ -177,12 +178,13 @@ Response FhirApi::handle_now(const Request& original) const {
     std::string_view host = request.headers.get("Host");
     req.base_url = "http://" + std::string(plausible_host(host) ? host : std::string_view("localhost"));
   }
-  // $validate on a type or an instance (resource-operation-validate.html); no other operation yet.
-  const bool validate_op = (route.kind == RouteKind::OperationType || route.kind == RouteKind::OperationInstance) &&
-                           route.operation == "validate";
-  if ((route.kind == RouteKind::OperationSystem || route.kind == RouteKind::OperationType ||
-       route.kind == RouteKind::OperationInstance) &&
-      !validate_op)
+  // $validate on a type or an instance (resource-operation-validate.html);
+  // $expand, $validate-code, $lookup on ValueSet/CodeSystem (terminology-service.html).
+  const bool type_or_instance_op =
+      route.kind == RouteKind::OperationType || route.kind == RouteKind::OperationInstance;
+  const bool validate_op = type_or_instance_op && route.operation == "validate";
+  const bool terminology_op = type_or_instance_op && interactions::is_terminology_operation(route.operation);
+  if ((route.kind == RouteKind::OperationSystem || type_or_instance_op) && !validate_op && !terminology_op)
     return fail(error(ErrorCategory::NotFound, "not-supported", "unknown operation $" + route.operation));
   if (validate_op && request.method != "POST")
     return fail(error(ErrorCategory::NotAllowed, "not-supported", "$validate takes POST"), "POST");
@@ -216,7 +218,8 @@ Response FhirApi::handle_now(const Request& original) const {
     }
   }
 
-  if (takes_resource_body(route.kind) || validate_op || route.kind == RouteKind::Patch ||
+  const bool terminology_body = terminology_op && request.method == "POST" && !request.body.empty();
+  if (takes_resource_body(route.kind) || validate_op || terminology_body || route.kind == RouteKind::Patch ||
       route.kind == RouteKind::ConditionalPatch) {
     if (request.body.empty())
       return fail(error(ErrorCategory::Invalid, "required", "this interaction needs a request body"));
@@ -250,8 +253,9 @@ Response FhirApi::handle_now(const Request& original) const {
   caller.remote_address = request.remote_address;
   if (Status s = policy_.authorize(caller, req); !s) return fail(std::move(s));
 
-  FhirResponse out =
-      validate_op ? interactions::validate_operation(services_, req) : interactions::dispatch(services_, req);
+  FhirResponse out = validate_op      ? interactions::validate_operation(services_, req)
+                     : terminology_op ? interactions::terminology_operation(services_, req, route.operation)
+                                      : interactions::dispatch(services_, req);
   if (!out.error.is_ok()) return fail(std::move(out.error));
 
   response.status = out.status;
