@@ -7,6 +7,7 @@
 // bounded set of texts.
 #include "sqlite_search.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 #include <variant>
@@ -376,7 +377,11 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
   if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";
   sql += " WHERE " + where;
   if (q.after_key > 0) sql += " AND c.res_key > " + page.placeholder(q.after_key);
-  sql += " ORDER BY " + order_by(page, q);
+  // A previous page in creation order: the rows just below the key, read
+  // backwards, then put back in order.
+  bool backwards = q.before_key > 0 && q.sort.empty();
+  if (backwards) sql += " AND c.res_key < " + page.placeholder(q.before_key);
+  sql += " ORDER BY " + (backwards ? std::string("c.res_key DESC") : order_by(page, q));
   sql += " LIMIT " + page.placeholder(int64_t{q.count} + 1);
   if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
   std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order
@@ -393,6 +398,7 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) return error(c.db(), "running a search");
   }
+  if (backwards) std::reverse(keys.begin(), keys.end());
   for (const auto& [seq, key] : keys) {
     sqlite3_stmt* raw = nullptr;
     if (Status s = c.prepare("SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "

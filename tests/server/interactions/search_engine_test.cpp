@@ -202,6 +202,14 @@ TEST_CASE("paging: next links stay correct while data changes", "[search]") {
   auto third = s.search("Patient", query_of(link(parse(second.json), "next")));
   CHECK(ids(third) == std::vector<std::string>{"p6", "p7"});
   CHECK(link(parse(third.json), "next").empty());
+  // Previous links walk back by key as well.
+  auto back = s.search("Patient", query_of(link(parse(third.json), "previous")));
+  CHECK(ids(back) == std::vector<std::string>{"p3", "p4", "p5"});
+  auto back2 = s.search("Patient", query_of(link(parse(back.json), "previous")));
+  CHECK(ids(back2) == std::vector<std::string>{"p0", "p2"});
+  CHECK(link(parse(back2.json), "previous").empty());
+  CHECK(ids(s.search("Patient", query_of(link(parse(back2.json), "next")))) ==
+        std::vector<std::string>{"p3", "p4", "p5"});
 
   // With an explicit sort, pages follow by offset and link back.
   auto sorted = s.search("Patient", "_sort=-_id&_count=4");

@@ -638,11 +638,12 @@ Status parse_search(const ParseContext& ctx, const std::string& type,
       int64_t n = 0;
       if (!parse_int(value, ctx.limits.max_page_size, &n)) s = bad(name, "_count must be a non-negative integer");
       else out->count = static_cast<int>(n);
-    } else if (name == "_offset" || name == "_after") {
+    } else if (name == "_offset" || name == "_after" || name == "_before") {
       int64_t n = 0;
       if (!parse_int(value, INT64_MAX / 2, &n)) s = bad(name, name + " must be a non-negative integer");
       else if (name == "_offset") q.offset = n;
-      else q.after_key = n;
+      else if (name == "_after") q.after_key = n;
+      else q.before_key = n;
       keep = false;
     } else if (name == "_total") {
       if (value == "none") out->total = TotalMode::None;

@@ -144,7 +144,8 @@ FhirResponse do_search(const Services& services, const FhirRequest& req) {
     if (Status s = services.search_filter(req, page); !s) return error_response(std::move(s));
 
   int64_t total = page.total;
-  if (total < 0 && parsed.total != TotalMode::None && q.offset == 0 && q.after_key == 0 && !page.more)
+  if (total < 0 && parsed.total != TotalMode::None && q.offset == 0 && q.after_key == 0 && q.before_key == 0 &&
+      !page.more)
     total = static_cast<int64_t>(page.matches.size());  // the whole result is on this page
 
   rapidjson::StringBuffer buf;
@@ -178,18 +179,28 @@ FhirResponse do_search(const Services& services, const FhirRequest& req) {
   std::vector<std::pair<std::string, std::string>> self = parsed.used;
   if (q.offset > 0) self.emplace_back("_offset", std::to_string(q.offset));
   if (q.after_key > 0) self.emplace_back("_after", std::to_string(q.after_key));
+  if (q.before_key > 0) self.emplace_back("_before", std::to_string(q.before_key));
   link("self", self);
-  if (page.more && !page.matches.empty()) {
+  // Creation order pages by key, so inserts and deletes elsewhere never
+  // shift the pages; explicit sorts page by offset.
+  bool keyset = q.sort.empty();
+  bool backwards = keyset && q.before_key > 0;
+  bool has_next = backwards ? !page.matches.empty() : page.more;
+  bool has_prev = keyset ? (backwards ? page.more : q.after_key > 0) && !page.matches.empty() : q.offset > 0;
+  if (has_next && !page.matches.empty()) {
     auto next = parsed.used;
-    // Creation order pages by key, so inserts and deletes elsewhere never
-    // shift the next page; explicit sorts page by offset.
-    if (q.sort.empty())
+    if (keyset)
       next.emplace_back("_after", std::to_string(page.matches.back().key));
     else
       next.emplace_back("_offset", std::to_string(q.offset + q.count));
     link("next", next);
   }
-  if (q.offset > 0 && !q.sort.empty()) {
+  if (has_prev && keyset) {
+    auto prev = parsed.used;
+    prev.emplace_back("_before", std::to_string(page.matches.front().key));
+    link("previous", prev);
+  }
+  if (has_prev && !keyset) {
     auto prev = parsed.used;
     int64_t o = q.offset - q.count;
     if (o > 0) prev.emplace_back("_offset", std::to_string(o));

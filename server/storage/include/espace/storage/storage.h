@@ -149,6 +149,7 @@ struct SearchQuery {
   int count = 50;                 // page size (0: no entries, totals only)
   int64_t offset = 0;             // rows to skip (paging with explicit sorts)
   int64_t after_key = 0;          // keyset cursor for creation order: resources created after this key
+  int64_t before_key = 0;         // ... or the page just before this key (previous links)
   bool want_total = false;
   std::vector<IncludeSpec> includes;
   int max_included = 1000;        // bound on included resources per page
@@ -162,7 +163,7 @@ struct SearchMatch {
 struct SearchPage {
   std::vector<SearchMatch> matches;     // in result order
   std::vector<ResourceVersion> included;
-  bool more = false;                    // another page follows
+  bool more = false;                    // another page follows (with before_key: precedes)
   int64_t total = -1;                   // with want_total
 };
 
