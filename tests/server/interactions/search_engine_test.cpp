@@ -390,3 +390,34 @@ TEST_CASE("date prefixes ap, sa and eb; _count=0 gives the total only", "[search
   CHECK_FALSE(count.HasMember("entry"));
   CHECK_FALSE(s.search("Patient", "_sort=a,b,c,d,e,f,g,h,i").error.is_ok());
 }
+
+TEST_CASE("malformed searches are refused with an error naming the parameter, never a crash", "[search]") {
+  Server s;
+  load_basic(s);
+  const char* bad[] = {
+      "_sort=-", "_sort=", "=x", "_has:Observation=x", "_has::::=x", "_has:Observation:subject=x",
+      "birthdate=ge", "birthdate=gt2024-02-30T25:00Z", "value-quantity=1e400", "identifier=a|b|c",
+      "organization=Patient/", "organization=Organization/a/b/c", "_include=Patient", "_include=:",
+      "_include=Patient:organization:Nope", "_revinclude=Observation:code", "_count=99999999999999999999",
+      "_type=Patient", "_list=", "_text=", "general-practitioner.name.family=x", "family.name=x",
+      "organization:Organization.partof:Organization.partof:Organization.partof:Organization.name=x",
+      "_has:Observation:subject:_has:Observation:subject:_has:Observation:subject:_has:Observation:subject:status=x",
+      "_summary=maybe", "_total=all", "_contained=true", "gender:in=http://x", "birthdate:missing=maybe",
+      "family:exact="};
+  for (const char* q : bad) {
+    INFO(q);
+    auto r = s.search("Patient", q);
+    CHECK_FALSE(r.error.is_ok());
+    CHECK(r.error.category() == espace::fhir::ErrorCategory::Invalid);
+    CHECK_FALSE(r.error.message().empty());
+    // Lenient handling never fails on them: each is ignored and reported.
+    auto lenient = s.search("Patient", q, true);
+    CHECK(lenient.error.is_ok());
+  }
+  CHECK(ids(s.search("Patient", "name=%00")).empty());  // odd but harmless: matches nothing
+  std::string many = "_id=";
+  for (int i = 0; i < 500; ++i) many += "x" + std::to_string(i) + ",";
+  CHECK_FALSE(s.search("Patient", many).error.is_ok());
+  CHECK(s.search("Patient", "family=" + std::string(3000, 'a')).error.category() ==
+        espace::fhir::ErrorCategory::Invalid);
+}
