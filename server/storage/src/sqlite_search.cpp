@@ -33,6 +33,11 @@ class SqlBuilder {
   }
   std::string alias(const char* prefix) { return prefix + std::to_string(++aliases_); }
   const std::vector<Param>& params() const { return params_; }
+  // Top-level index conditions as correlated EXISTS probes (per candidate
+  // resource) instead of key sets: for plans that walk resources in order.
+  bool correlated = false;
+  // Per top-level condition (when not empty): correlate that one only.
+  std::vector<bool> correlate;
 
  private:
   std::vector<Param> params_;
@@ -141,6 +146,17 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
   switch (cond.kind) {
     case Condition::Kind::AnyOf: {
       if (cond.any_of.empty()) return invalid("a condition without values");
+      if (b.correlated && depth == 0) {
+        std::string s = b.alias("s");
+        sql = "EXISTS(SELECT 1 FROM search_index " + s + " WHERE " + s + ".res_key = " + a + ".res_key AND (";
+        for (size_t i = 0; i < cond.any_of.size(); ++i) {
+          std::string test;
+          if (Status st = index_test_sql(b, cond.any_of[i], s, depth, budget, &test); !st) return st;
+          sql += (i ? ") OR (" : "(") + test;
+        }
+        sql += ")))";
+        break;
+      }
       // One uncorrelated subquery per condition: SQLite builds its key set
       // once, from the (type, param, value, system) index when it applies.
       // Matched by (type, id), the primary key of resource_current, so that
@@ -216,9 +232,13 @@ Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& a, i
     for (size_t i = 0; i < q.types.size(); ++i) sql += (i ? ", " : "") + b.placeholder(q.types[i]);
     sql += ")";
   }
-  for (const Condition& cond : q.all_of) {
+  for (size_t i = 0; i < q.all_of.size(); ++i) {
+    bool saved = b.correlated;
+    if (depth == 0 && i < b.correlate.size()) b.correlated = b.correlated || b.correlate[i];
     std::string part;
-    if (Status s = condition_sql(b, cond, q, a, depth, budget, &part); !s) return s;
+    Status s = condition_sql(b, q.all_of[i], q, a, depth, budget, &part);
+    b.correlated = saved;
+    if (!s) return s;
     sql += " AND " + part;
   }
   *out = std::move(sql);
@@ -344,6 +364,51 @@ class Snapshot {
   bool ok_ = false;
 };
 
+// How selective each top-level condition is: an index condition matching at
+// least walk_threshold rows is "unselective" and is better probed per
+// candidate (correlated EXISTS) than collected as a key set. When the page is
+// in creation order and every condition is unselective, the plan walks
+// resources in key order and stops at the page size (*walk).
+Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* unselective, bool* walk) {
+  *walk = false;
+  unselective->assign(q.all_of.size(), false);
+  if (q.type.empty() || q.walk_threshold <= 0) return Status::ok();
+  bool all = true;
+  for (size_t i = 0; i < q.all_of.size(); ++i) {
+    const Condition& cond = q.all_of[i];
+    if (cond.kind == Condition::Kind::Missing) continue;  // probed per resource anyway
+    if (cond.kind != Condition::Kind::AnyOf || cond.negate) {
+      all = false;
+      continue;
+    }
+    SqlBuilder b;
+    int budget = kMaxSearchConditions;
+    std::string rows;
+    bool chained = false;
+    for (const IndexTest& t : cond.any_of) {
+      chained |= t.target != nullptr;
+      std::string test;
+      if (Status s = index_test_sql(b, t, "s", 0, &budget, &test); !s) return s;
+      rows += rows.empty() ? "(" + test + ")" : " OR (" + test + ")";
+    }
+    if (chained) {  // chains: judged selective
+      all = false;
+      continue;
+    }
+    OwnedStmt st;
+    std::string sql = "SELECT count(*) FROM (SELECT 1 FROM search_index s WHERE s.type = " + b.placeholder(q.type) +
+                      " AND (" + rows + ") LIMIT " + b.placeholder(q.walk_threshold) + ")";
+    if (Status s = st.prepare(c, sql, b.params()); !s) return s;
+    if (st.step() != SQLITE_ROW) return error(c.db(), "judging a search condition");
+    if (st.int64(0) >= q.walk_threshold)
+      (*unselective)[i] = true;
+    else
+      all = false;
+  }
+  *walk = all && q.sort.empty() && q.count > 0;
+  return Status::ok();
+}
+
 }  // namespace
 
 Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
@@ -371,7 +436,20 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
   // The page is chosen on keys only, then the bodies of its rows are read:
   // sorting whole bodies of every match would cost far more than the lookups.
   SqlBuilder page = b;  // the page statement adds the cursor, order and limit
-  std::string sql = "SELECT c.seq, c.res_key FROM resource_current c";
+  bool walk = false;
+  std::vector<bool> unselective;
+  if (Status s = judge_conditions(c, q, &unselective, &walk); !s) return s;
+  if (walk || std::find(unselective.begin(), unselective.end(), true) != unselective.end()) {
+    // Unselective conditions are probed per candidate; with creation order
+    // and nothing selective, the resources are walked in key order and the
+    // walk stops at the page size, instead of collecting and sorting matches.
+    page = SqlBuilder();
+    page.correlate = unselective;
+    int page_budget = kMaxSearchConditions;
+    if (Status s = where_clause(page, q, "c", 0, &page_budget, &where); !s) return s;
+  }
+  std::string sql = std::string("SELECT c.seq, c.res_key FROM resource_current c") +
+                    (walk ? " INDEXED BY resource_current_by_key" : "");
   bool needs_version = false;
   for (const SortKey& k : q.sort) needs_version |= k.source == SortKey::Source::LastUpdated;
   if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";

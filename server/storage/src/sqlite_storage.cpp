@@ -104,6 +104,12 @@ CREATE INDEX search_index_by_range ON search_index(type, param, low, high, id, k
   WHERE kind IN ('date', 'number', 'quantity', 'composite');
 )sql";
 
+// Version 3: resources of a type in creation order, for searches that walk
+// them page by page.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE INDEX resource_current_by_key ON resource_current(type, res_key);
+)sql";
+
 constexpr const char* kVersionColumns =
     "SELECT type, id, version, last_updated, deleted, method, body, seq FROM resource_version";
 
@@ -697,6 +703,10 @@ class SqliteStorageImpl final : public SqliteStorage {
     if (version == 1) {
       if (Status s = writer_.exec(kSchemaV2); !s) return s;
       version = 2;
+    }
+    if (version == 2) {
+      if (Status s = writer_.exec(kSchemaV3); !s) return s;
+      version = 3;
     }
     return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
   }

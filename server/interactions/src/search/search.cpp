@@ -132,6 +132,7 @@ FhirResponse do_search(const Services& services, const FhirRequest& req) {
     path = "/" + req.compartment_type + "/" + req.compartment_id + "/" + (type.empty() ? "*" : type);
   }
 
+  q.walk_threshold = services.limits.search_walk_threshold;
   bool count_only = parsed.summary == SummaryMode::Count;
   q.count = count_only ? 0 : parsed.count;
   // _count=0 asks for the number of matches only, like _summary=count.

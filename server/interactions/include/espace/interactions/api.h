@@ -74,6 +74,8 @@ struct Limits {
   size_t max_bundle_entries = 20000;  // batch/transaction entries
   int default_page_size = 50;         // _count default for history
   int max_page_size = 1000;
+  // Search planner hint (storage::SearchQuery::walk_threshold).
+  int64_t search_walk_threshold = 5000;
 };
 
 // The single point every search result set passes through (matches,

@@ -9,7 +9,8 @@
 //   search_index      IndexEntry rows of the current version of each resource
 //                     (none for a delete marker: a deleted resource matches nothing);
 //                     indexed by value and (version 2) by range
-// Version 1 databases are migrated to 2 when opened.
+// resource_current is indexed by (type, res_key) since version 3.
+// Older databases are migrated when opened.
 //   storage_meta      small key/value facts (last commit timestamp)
 //
 // Threads: one writer (group commit: every queued body in one transaction,
@@ -27,7 +28,7 @@
 
 namespace espace::storage {
 
-inline constexpr int kSqliteSchemaVersion = 2;
+inline constexpr int kSqliteSchemaVersion = 3;
 
 // Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
 inline constexpr int kMaxHistoryCount = 10000;

@@ -151,6 +151,9 @@ struct SearchQuery {
   int64_t after_key = 0;          // keyset cursor for creation order: resources created after this key
   int64_t before_key = 0;         // ... or the page just before this key (previous links)
   bool want_total = false;
+  // Planner hint: with creation order and no condition matching fewer index
+  // rows than this, walk resources in order instead of collecting matches.
+  int64_t walk_threshold = 5000;
   std::vector<IncludeSpec> includes;
   int max_included = 1000;        // bound on included resources per page
 };
