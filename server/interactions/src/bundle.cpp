@@ -138,22 +138,6 @@ Status resolve_conditional_references(const Services& services, fhir::Node& node
   return Status::ok();
 }
 
-const char* status_text(int status) {
-  switch (status) {
-    case 200: return "200 OK";
-    case 201: return "201 Created";
-    case 204: return "204 No Content";
-    case 304: return "304 Not Modified";
-    case 400: return "400 Bad Request";
-    case 404: return "404 Not Found";
-    case 409: return "409 Conflict";
-    case 410: return "410 Gone";
-    case 412: return "412 Precondition Failed";
-    case 422: return "422 Unprocessable Entity";
-    default: return nullptr;
-  }
-}
-
 // One response entry of a batch/transaction-response Bundle.
 void write_entry(rapidjson::Writer<rapidjson::StringBuffer>& w, const FhirResponse& r, bool include_resource) {
   w.StartObject();
@@ -168,8 +152,7 @@ void write_entry(rapidjson::Writer<rapidjson::StringBuffer>& w, const FhirRespon
   w.Key("response");
   w.StartObject();
   w.Key("status");
-  const char* text = status_text(status);
-  w.String(text ? std::string(text) : std::to_string(status));
+  w.String(std::to_string(status) + " " + reason_phrase(status));
   if (!r.location.empty()) {
     w.Key("location");
     w.String(r.location);

@@ -99,6 +99,8 @@ struct Services {
 // The one mapping from error categories to HTTP status codes, used for
 // responses and for the entries of batch/transaction responses.
 int http_status(fhir::ErrorCategory category);
+// Reason phrase for a status code ("Not Found"); "Unknown" for others.
+const char* reason_phrase(int status);
 
 // Builds the search parameter registry (every SearchParameter expression
 // compiled) now instead of on the first write or search: call at startup.
