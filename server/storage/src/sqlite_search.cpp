@@ -38,6 +38,11 @@ class SqlBuilder {
   bool correlated = false;
   // Per top-level condition (when not empty): correlate that one only.
   std::vector<bool> correlate;
+  // The plan walks resource_current in key order. Otherwise the top-level
+  // type test and the creation-order key are written so that SQLite cannot
+  // use that index ("+c.type"): walking it to find a few selective matches
+  // would visit every resource of the type.
+  bool walk = false;
 
  private:
   std::vector<Param> params_;
@@ -226,7 +231,7 @@ Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& a, i
                     std::string* out) {
   std::string sql = a + ".deleted = 0";
   if (!q.type.empty()) {
-    sql += " AND " + a + ".type = " + b.placeholder(q.type);
+    sql += std::string(" AND ") + (depth == 0 && !b.walk ? "+" : "") + a + ".type = " + b.placeholder(q.type);
   } else if (!q.types.empty()) {
     sql += " AND " + a + ".type IN (";
     for (size_t i = 0; i < q.types.size(); ++i) sql += (i ? ", " : "") + b.placeholder(q.types[i]);
@@ -265,7 +270,7 @@ std::string order_by(SqlBuilder& b, const SearchQuery& q) {
     }
     sql += expr + (k.descending ? " DESC NULLS LAST, " : " ASC NULLS LAST, ");
   }
-  return sql + "c.res_key";
+  return sql + (b.walk ? "c.res_key" : "+c.res_key");
 }
 
 void load(const OwnedStmt& st, ResourceVersion* out) {
@@ -445,6 +450,7 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
     // walk stops at the page size, instead of collecting and sorting matches.
     page = SqlBuilder();
     page.correlate = unselective;
+    page.walk = walk;
     int page_budget = kMaxSearchConditions;
     if (Status s = where_clause(page, q, "c", 0, &page_budget, &where); !s) return s;
   }
@@ -459,7 +465,7 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
   // backwards, then put back in order.
   bool backwards = q.before_key > 0 && q.sort.empty();
   if (backwards) sql += " AND c.res_key < " + page.placeholder(q.before_key);
-  sql += " ORDER BY " + (backwards ? std::string("c.res_key DESC") : order_by(page, q));
+  sql += " ORDER BY " + (backwards ? std::string(walk ? "c.res_key DESC" : "+c.res_key DESC") : order_by(page, q));
   sql += " LIMIT " + page.placeholder(int64_t{q.count} + 1);
   if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
   std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order
