@@ -133,6 +133,9 @@ int cmd_serve(int argc, char** argv) {
     return 1;
   }
   profiles::Validator validator(*defs, terms.get());
+  // Compiles every SearchParameter expression now rather than on the first
+  // write or search.
+  interactions::prepare_search(*defs);
   auto t1 = std::chrono::steady_clock::now();
 
   storage::SqliteOptions sopts;
