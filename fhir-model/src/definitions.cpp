@@ -2,6 +2,7 @@
 // official package. Each snapshot lists elements depth-first, so an element's
 // owner is the type (or backbone) named by its parent path.
 #include "espace/fhir/definitions.h"
+#include "espace/fhir/read_file.h"
 
 #include <rapidjson/document.h>
 
@@ -20,21 +21,6 @@ constexpr std::string_view kFhirTypeExtension =
 constexpr std::string_view kRegexExtension = "http://hl7.org/fhir/StructureDefinition/regex";
 constexpr std::string_view kSystemPrefix = "http://hl7.org/fhirpath/System.";
 
-bool read_file(const std::string& path, std::string* out) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
-  std::fseek(f, 0, SEEK_END);
-  long size = std::ftell(f);
-  std::fseek(f, 0, SEEK_SET);
-  if (size < 0) {
-    std::fclose(f);
-    return false;
-  }
-  out->resize(static_cast<size_t>(size));
-  size_t got = size ? std::fread(out->data(), 1, out->size(), f) : 0;
-  std::fclose(f);
-  return got == out->size();
-}
 
 using JsonValue = rapidjson::Value;
 
@@ -442,6 +428,22 @@ std::vector<std::string> Definitions::profile_urls() const {
     if (file.second) urls.push_back(url);
   std::sort(urls.begin(), urls.end());
   return urls;
+}
+
+bool read_file(const std::string& path, std::string* out) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  std::fseek(f, 0, SEEK_END);
+  long size = std::ftell(f);
+  std::fseek(f, 0, SEEK_SET);
+  if (size < 0) {
+    std::fclose(f);
+    return false;
+  }
+  out->resize(static_cast<size_t>(size));
+  size_t got = size ? std::fread(out->data(), 1, out->size(), f) : 0;
+  std::fclose(f);
+  return got == out->size();
 }
 
 }  // namespace espace::fhir

@@ -21,12 +21,15 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "espace/fhir/read_file.h"
 #include "espace/fhir/xml.h"
 #include "espace/fhirpath/fhirpath.h"
 #include "espace/profiles/validator.h"
 #include "xhtml_rules.h"
 
 namespace espace::profiles {
+
+using fhir::read_file;
 
 using fhir::ElementDef;
 using fhir::Issue;
@@ -39,21 +42,6 @@ namespace {
 constexpr std::string_view kCoreSd = "http://hl7.org/fhir/StructureDefinition/";
 const std::string kIdType = "id";
 
-bool read_file(const std::string& path, std::string* out) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
-  std::fseek(f, 0, SEEK_END);
-  long size = std::ftell(f);
-  std::fseek(f, 0, SEEK_SET);
-  if (size < 0) {
-    std::fclose(f);
-    return false;
-  }
-  out->resize(static_cast<size_t>(size));
-  size_t got = size ? std::fread(out->data(), 1, out->size(), f) : 0;
-  std::fclose(f);
-  return got == out->size();
-}
 
 std::string str_member(const rapidjson::Value& obj, const char* name) {
   auto it = obj.FindMember(name);

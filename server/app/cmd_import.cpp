@@ -3,16 +3,15 @@
 // Each file holds one resource: a batch/transaction Bundle runs as such, a
 // resource with an id is written with update (so importing twice is
 // harmless: it adds a version), one without an id is created.
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "commands.h"
 #include "espace/fhir/definitions.h"
 #include "espace/fhir/json.h"
+#include "espace/fhir/read_file.h"
 #include "espace/interactions/api.h"
 #include "espace/profiles/validator.h"
 #include "espace/storage/storage.h"
@@ -20,19 +19,6 @@
 #include "options.h"
 
 namespace espace::app {
-
-namespace {
-
-bool read_file(const std::filesystem::path& p, std::string* out) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  *out = ss.str();
-  return true;
-}
-
-}  // namespace
 
 int cmd_import(int argc, char** argv) {
   Options o;
@@ -86,7 +72,7 @@ int cmd_import(int argc, char** argv) {
   int loaded = 0, failed = 0;
   for (const auto& file : files) {
     std::string text;
-    if (!read_file(file, &text)) {
+    if (!fhir::read_file(file.string(), &text)) {
       std::fprintf(stderr, "espace import: cannot read %s\n", file.c_str());
       ++failed;
       continue;

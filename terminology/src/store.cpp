@@ -8,9 +8,12 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "espace/fhir/read_file.h"
 #include "espace/terminology/terminology.h"
 
 namespace espace::terminology {
+
+using fhir::read_file;
 
 namespace {
 
@@ -19,21 +22,6 @@ using JsonValue = rapidjson::Value;
 constexpr int kMaxImportDepth = 16;     // ValueSet.compose.include.valueSet nesting
 constexpr size_t kMaxJsonBytes = 64u << 20;
 
-bool read_file(const std::string& path, std::string* out) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
-  std::fseek(f, 0, SEEK_END);
-  long size = std::ftell(f);
-  std::fseek(f, 0, SEEK_SET);
-  if (size < 0) {
-    std::fclose(f);
-    return false;
-  }
-  out->resize(static_cast<size_t>(size));
-  size_t got = size ? std::fread(out->data(), 1, out->size(), f) : 0;
-  std::fclose(f);
-  return got == out->size();
-}
 
 std::string str_member(const JsonValue& obj, const char* name) {
   auto it = obj.FindMember(name);
