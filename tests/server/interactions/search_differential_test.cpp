@@ -1,6 +1,6 @@
 // Differential test: test-data/search/cases.tsv holds searches over the
 // synthetic data set test-data/search/resources.ndjson with the ids each must
-// return, computed independently by test-data/search/generate.py (plain
+// return, computed independently by tools/generate-search-testdata.py (plain
 // Python over the generated values, no FHIRPath, no SQL). Every case runs
 // through the real engine: index extraction, query planning, SQLite.
 #include <fstream>
