@@ -436,17 +436,7 @@ FhirResponse run_transaction(const Services& services, const FhirRequest& req, s
       sub.prefer_return = req.prefer_return;
       responses[i] = write_response(sub, ops[i], outcomes[i]);
     } else if (answered[i] && m == "POST") {
-      storage::ResourceVersion v;
-      Status rs = services.store->read(ops[i].type, ops[i].id, &v);
-      if (rs) {
-        responses[i].status = 200;
-        responses[i].etag = make_etag(v.version);
-        responses[i].last_modified = format_http_date(v.last_updated_us);
-        responses[i].location = version_url(req.base_url, ops[i].type, ops[i].id, v.version);
-        if (req.prefer_return == PreferReturn::Representation) responses[i].json = std::move(v.json);
-      } else {
-        responses[i] = error_response(std::move(rs));
-      }
+      responses[i] = existing_resource_response(services, req, ops[i].type, ops[i].id);
     }
   }
 

@@ -402,6 +402,22 @@ FhirResponse write_response(const FhirRequest& request, const WriteOp& op, const
   return r;
 }
 
+FhirResponse existing_resource_response(const Services& services, const FhirRequest& request,
+                                        const std::string& type, const std::string& id) {
+  storage::ResourceVersion v;
+  Status s = services.store->read(type, id, &v);
+  if (!s) return error_response(std::move(s));
+  FhirResponse r;
+  r.status = 200;
+  r.etag = make_etag(v.version);
+  r.last_modified = format_http_date(v.last_updated_us);
+  r.location = version_url(request.base_url, type, id, v.version);
+  if (request.prefer_return == PreferReturn::Representation) r.json = std::move(v.json);
+  if (request.prefer_return == PreferReturn::OperationOutcome)
+    r.json = informational_outcome("a matching resource exists; nothing was created");
+  return r;
+}
+
 Status check_body_type(const FhirRequest& request) {
   if (!request.resource)
     return Status::error(ErrorCategory::Invalid, "required", "this interaction needs a resource in the body");

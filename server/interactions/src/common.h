@@ -100,6 +100,11 @@ FhirResponse write_response(const FhirRequest& request, const WriteOp& op, const
 std::string resource_url(const std::string& base, const std::string& type, const std::string& id);
 std::string version_url(const std::string& base, const std::string& type, const std::string& id, int64_t version);
 
+// The answer to a conditional create whose criteria matched `type/id`:
+// 200 with the existing resource (per Prefer), nothing written (http.html#ccreate).
+FhirResponse existing_resource_response(const Services& services, const FhirRequest& request,
+                                        const std::string& type, const std::string& id);
+
 // Checks the body of a create/update: present, of the URL's type.
 Status check_body_type(const FhirRequest& request);
 

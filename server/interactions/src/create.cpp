@@ -17,21 +17,8 @@ FhirResponse do_create(const Services& services, const FhirRequest& req) {
     if (ids.size() > 1)
       return error_response(ErrorCategory::PreconditionFailed, "multiple-matches",
                             "If-None-Exist matches " + std::to_string(ids.size()) + " resources");
-    if (ids.size() == 1) {
-      // The resource already exists: answer as a read of it, nothing created.
-      storage::ResourceVersion v;
-      s = services.store->read(req.type, ids[0], &v);
-      if (!s) return error_response(std::move(s));
-      FhirResponse r;
-      r.status = 200;
-      r.etag = make_etag(v.version);
-      r.last_modified = format_http_date(v.last_updated_us);
-      r.location = version_url(req.base_url, req.type, ids[0], v.version);
-      if (req.prefer_return == PreferReturn::Representation) r.json = std::move(v.json);
-      if (req.prefer_return == PreferReturn::OperationOutcome)
-        r.json = informational_outcome("a matching resource exists; nothing was created");
-      return r;
-    }
+    // The resource already exists: answer as a read of it, nothing created.
+    if (ids.size() == 1) return existing_resource_response(services, req, req.type, ids[0]);
   }
 
   // The server assigns the id; a client-supplied id is ignored (http.html#create).
