@@ -5,26 +5,15 @@
 #include <string>
 
 #include "http_client.h"
+#include "json_checks.h"
 #include "server_process.h"
 
 using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
+using espace::testing::json_of;
+using espace::testing::str;
+using espace::testing::history_total;
 using espace::testing::ServerProcess;
-
-namespace {
-rapidjson::Document json_of(const HttpResponse& r) {
-  rapidjson::Document d;
-  d.Parse(r.body.c_str());
-  INFO(r.body.substr(0, 2000));
-  REQUIRE_FALSE(d.HasParseError());
-  return d;
-}
-std::string str(const rapidjson::Value& v, const char* key) {
-  auto it = v.FindMember(key);
-  return it != v.MemberEnd() && it->value.IsString() ? it->value.GetString() : std::string();
-}
-int64_t history_total(HttpClient& c) { return json_of(c.get("/_history?_count=0"))["total"].GetInt64(); }
-}  // namespace
 
 TEST_CASE("transaction resolves urn:uuid references and answers in entry order", "[bundle]") {
   ServerProcess server;

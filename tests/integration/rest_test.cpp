@@ -7,26 +7,16 @@
 #include <string>
 
 #include "http_client.h"
+#include "json_checks.h"
 #include "server_process.h"
 
 using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
+using espace::testing::json_of;
+using espace::testing::str;
 using espace::testing::ServerProcess;
 
 namespace {
-
-rapidjson::Document json_of(const HttpResponse& r) {
-  rapidjson::Document d;
-  d.Parse(r.body.c_str());
-  INFO(r.body);
-  REQUIRE_FALSE(d.HasParseError());
-  return d;
-}
-
-std::string str(const rapidjson::Value& v, const char* key) {
-  auto it = v.FindMember(key);
-  return it != v.MemberEnd() && it->value.IsString() ? it->value.GetString() : std::string();
-}
 
 const char* kPatient = R"({"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"255081416802538"}],"name":[{"family":"Martin","given":["Claire"]}],"gender":"female","birthDate":"1955-08-14","extension":[{"url":"http://example.org/weight","valueDecimal":61.50}]})";
 

@@ -9,21 +9,15 @@
 #include <string>
 
 #include "http_client.h"
+#include "json_checks.h"
 #include "server_process.h"
 
 using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
+using espace::testing::json_of;
 using espace::testing::ServerProcess;
 
 namespace {
-
-rapidjson::Document json_of(const HttpResponse& r) {
-  rapidjson::Document d;
-  d.Parse(r.body.c_str());
-  INFO(r.body);
-  REQUIRE_FALSE(d.HasParseError());
-  return d;
-}
 
 std::set<std::string> match_ids(const HttpResponse& r) {
   INFO(r.status << " " << r.body);

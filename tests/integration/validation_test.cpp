@@ -8,26 +8,16 @@
 #include <string>
 
 #include "http_client.h"
+#include "json_checks.h"
 #include "server_process.h"
 
 using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
+using espace::testing::json_of;
+using espace::testing::history_total;
 using espace::testing::ServerProcess;
 
 namespace {
-
-rapidjson::Document json_of(const HttpResponse& r) {
-  rapidjson::Document d;
-  d.Parse(r.body.c_str());
-  INFO(r.body.substr(0, 2000));
-  REQUIRE_FALSE(d.HasParseError());
-  return d;
-}
-
-int64_t history_total(HttpClient& c) {
-  auto d = json_of(c.get("/_history?_count=0"));
-  return d["total"].GetInt64();
-}
 
 // "severity expression" of every issue.
 std::vector<std::string> issues_of(const rapidjson::Document& oo) {
