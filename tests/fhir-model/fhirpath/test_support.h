@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "model_fixture.h"
 #include "espace/fhir/definitions.h"
 #include "espace/fhir/json.h"
 #include "espace/fhirpath/fhirpath.h"
@@ -22,15 +23,7 @@ inline std::string read_text(const std::string& path) {
   return s.str();
 }
 
-inline const espace::fhir::Definitions& definitions() {
-  static std::unique_ptr<espace::fhir::Definitions> defs = [] {
-    std::unique_ptr<espace::fhir::Definitions> d;
-    espace::fhir::Status st = espace::fhir::Definitions::load(espace::fhir::Definitions::default_package_dir(), &d);
-    if (!st) throw std::runtime_error("cannot load the R4 definitions: " + st.message());
-    return d;
-  }();
-  return *defs;
-}
+inline const espace::fhir::Definitions& definitions() { return test_definitions(); }
 
 // Evaluates `expr` over `root` (may be null) and returns the results' display forms joined by " | ",
 // or "ERROR: ..." when compilation or evaluation fails.

@@ -5,20 +5,10 @@
 
 #include "../../../server/interactions/src/common.h"
 #include "espace/fhir/json.h"
+#include "model_fixture.h"
 
 using namespace espace::interactions;
 
-namespace {
-const espace::fhir::Definitions& defs() {
-  static std::unique_ptr<espace::fhir::Definitions> d = [] {
-    std::unique_ptr<espace::fhir::Definitions> out;
-    auto s = espace::fhir::Definitions::load(espace::fhir::Definitions::default_package_dir(), &out);
-    REQUIRE(s.is_ok());
-    return out;
-  }();
-  return *d;
-}
-}  // namespace
 
 TEST_CASE("FHIR dateTime parsing for _since, with partial precision and offsets", "[interactions]") {
   int64_t us = 0;
@@ -76,7 +66,7 @@ TEST_CASE("server ids are random UUIDs and valid FHIR ids", "[interactions]") {
 
 TEST_CASE("a prepared body gets its version and time filled in without re-serializing", "[interactions]") {
   espace::fhir::Node node;
-  REQUIRE(espace::fhir::parse_json(defs(),
+  REQUIRE(espace::fhir::parse_json(test_definitions(),
                                    R"({"resourceType":"Patient","id":"old","meta":{"versionId":"9","source":"#x",)"
                                    R"("tag":[{"code":"a"}]},"extension":[{"url":"http://x","valueString":"\"versionId\":\"V\u0001\""}],)"
                                    R"("name":[{"family":"Dupont"}]})",
@@ -86,7 +76,7 @@ TEST_CASE("a prepared body gets its version and time filled in without re-serial
   REQUIRE(PreparedBody::prepare(node, "new-id", &body).is_ok());
   std::string json = body.finalize(4, 0);
   espace::fhir::Node back;
-  REQUIRE(espace::fhir::parse_json(defs(), json, &back).is_ok());
+  REQUIRE(espace::fhir::parse_json(test_definitions(), json, &back).is_ok());
   CHECK(espace::fhir::resource_id(back) == "new-id");
   const espace::fhir::Node* meta = back.child("meta");
   REQUIRE(meta);
@@ -100,13 +90,13 @@ TEST_CASE("a prepared body gets its version and time filled in without re-serial
 
 TEST_CASE("identifier tokens are indexed for conditional interactions", "[interactions]") {
   espace::fhir::Node node;
-  REQUIRE(espace::fhir::parse_json(defs(),
+  REQUIRE(espace::fhir::parse_json(test_definitions(),
                                    R"({"resourceType":"Patient","identifier":[{"system":"urn:a","value":"1"},)"
                                    R"({"value":"2"},{"system":"urn:b"}]})",
                                    &node)
               .is_ok());
   std::vector<espace::storage::IndexEntry> rows;
-  for (auto& row : index_entries(defs(), node))
+  for (auto& row : index_entries(test_definitions(), node))
     if (row.param == "identifier" && row.kind == "token") rows.push_back(row);
   REQUIRE(rows.size() == 2);
   std::set<std::pair<std::string, std::string>> pairs;

@@ -15,21 +15,14 @@
 
 #include <rapidjson/document.h>
 
+#include "model_fixture.h"
 #include "espace/fhir/json.h"
 #include "espace/interactions/api.h"
 #include "espace/storage/storage.h"
 
 namespace search_test {
 
-inline const espace::fhir::Definitions& defs() {
-  static std::unique_ptr<espace::fhir::Definitions> d = [] {
-    std::unique_ptr<espace::fhir::Definitions> out;
-    auto s = espace::fhir::Definitions::load(espace::fhir::Definitions::default_package_dir(), &out);
-    REQUIRE(s.is_ok());
-    return out;
-  }();
-  return *d;
-}
+inline const espace::fhir::Definitions& defs() { return test_definitions(); }
 
 // Splits "a=1&b=x%7Cy" into decoded pairs.
 inline std::vector<std::pair<std::string, std::string>> query_params(const std::string& query) {
