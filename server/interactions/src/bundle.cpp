@@ -321,12 +321,8 @@ FhirResponse run_transaction(const Services& services, const FhirRequest& req, s
     WriteOp& op = ops[i];
     op.type = e.request.type;
     op.method = m;
-    if (!e.request.if_match.empty()) {
-      int64_t v = 0;
-      if (!parse_etag(e.request.if_match, &v))
-        return error_response(entry_error(i, ErrorCategory::Invalid, "invalid", "malformed ifMatch", "request.ifMatch"));
-      op.if_match = v;
-    }
+    if (Status s = parse_if_match(e.request.if_match, &op.if_match); !s)
+      return error_response(entry_error(i, ErrorCategory::Invalid, "invalid", "malformed ifMatch", "request.ifMatch"));
     if (m == "POST") {
       op.kind = WriteOp::Kind::Create;
       if (!e.request.if_none_exist.empty()) {

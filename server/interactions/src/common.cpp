@@ -168,6 +168,16 @@ bool parse_etag(std::string_view t, int64_t* version) {
   return true;
 }
 
+Status parse_if_match(std::string_view header, std::optional<int64_t>* out) {
+  out->reset();
+  if (header.empty()) return Status::ok();
+  int64_t version = 0;
+  if (!parse_etag(header, &version))
+    return Status::error(ErrorCategory::Invalid, "invalid", "If-Match must be a version ETag such as W/\"3\"");
+  *out = version;
+  return Status::ok();
+}
+
 bool is_valid_id(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
   for (char c : id)

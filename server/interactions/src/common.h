@@ -30,6 +30,10 @@ std::string make_etag(int64_t version);  // W/"3"
 // Accepts W/"3", "3" and 3; false otherwise.
 bool parse_etag(std::string_view text, int64_t* version);
 
+// An If-Match header (or Bundle entry.request.ifMatch): empty leaves *out
+// unset; otherwise it must be a version ETag. Invalid when malformed.
+Status parse_if_match(std::string_view header, std::optional<int64_t>* out);
+
 bool is_valid_id(std::string_view id);
 
 // Percent-encodes everything but RFC 3986 unreserved characters (for links).

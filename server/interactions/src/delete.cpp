@@ -10,12 +10,7 @@ FhirResponse delete_id(const Services& services, const FhirRequest& req, const s
   op.type = req.type;
   op.id = id;
   op.method = "DELETE";
-  if (!req.if_match.empty()) {
-    int64_t version = 0;
-    if (!parse_etag(req.if_match, &version))
-      return error_response(ErrorCategory::Invalid, "invalid", "If-Match must be a version ETag such as W/\"3\"");
-    op.if_match = version;
-  }
+  if (Status s = parse_if_match(req.if_match, &op.if_match); !s) return error_response(std::move(s));
   WriteOutcome outcome;
   Status s = services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });
   if (!s) return error_response(std::move(s));

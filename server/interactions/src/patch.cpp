@@ -293,12 +293,7 @@ FhirResponse do_patch(const Services& services, const FhirRequest& req) {
   if (!s) return error_response(std::move(s));
 
   std::optional<int64_t> client_if_match;
-  if (!req.if_match.empty()) {
-    int64_t version = 0;
-    if (!parse_etag(req.if_match, &version))
-      return error_response(ErrorCategory::Invalid, "invalid", "If-Match must be a version ETag such as W/\"3\"");
-    client_if_match = version;
-  }
+  if (Status s = parse_if_match(req.if_match, &client_if_match); !s) return error_response(std::move(s));
 
   // Optimistic: read, patch, write with If-Match on the version read. Without
   // a client If-Match a concurrent change is retried a few times.

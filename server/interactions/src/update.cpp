@@ -15,12 +15,7 @@ FhirResponse update_with_id(const Services& services, const FhirRequest& req, co
   op.type = req.type;
   op.id = id;
   op.method = method;
-  if (!req.if_match.empty()) {
-    int64_t version = 0;
-    if (!parse_etag(req.if_match, &version))
-      return error_response(ErrorCategory::Invalid, "invalid", "If-Match must be a version ETag such as W/\"3\"");
-    op.if_match = version;
-  }
+  if (Status s = parse_if_match(req.if_match, &op.if_match); !s) return error_response(std::move(s));
   Status s = PreparedBody::prepare(resource, id, &op.body);
   if (!s) return error_response(std::move(s));
   op.index = index_entries(*services.defs, resource);
