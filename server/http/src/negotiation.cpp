@@ -21,15 +21,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
 
 // Parameters that FHIR and HTTP give a meaning to; others are ignored.
 bool params_acceptable(const MediaType& m) {

@@ -81,48 +81,19 @@ std::string http_date_now() {
   return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
 }
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  return out;
-}
-
 // The net layer answers a few errors itself, before any handler sees the
-// request; the OperationOutcome is built here so net needs nothing above http.
+// request, with the same OperationOutcome rendering as every other layer.
 http::Response outcome_response(int status, std::string_view code, std::string_view diagnostics) {
   http::Response r;
   r.status = status;
   r.headers.set("Content-Type", "application/fhir+json; charset=utf-8");
-  r.body = "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\"code\":\"" + json_escape(code) +
-           "\",\"diagnostics\":\"" + json_escape(diagnostics) + "\"}]}";
+  fhir::Issue issue;
+  issue.code = std::string(code);
+  issue.diagnostics = std::string(diagnostics);
+  r.body = fhir::outcome_json({issue});
   return r;
 }
 
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
 
 // Header values from handlers may carry client-supplied text (a Location with
 // an id, say); CR, LF or NUL there would split the response.
@@ -469,7 +440,7 @@ class Session : public SessionBase {
           http::header_name_equals(name, "Connection") || http::header_name_equals(name, "Server")) {
         continue;
       }
-      if (!is_token(name) || !is_safe_header_value(value)) continue;
+      if (!http::is_token(name) || !is_safe_header_value(value)) continue;
       res.insert(name, value);
     }
     res.set(bhttp::field::server, "espace");

@@ -56,6 +56,9 @@ bool parse_target(std::string_view target, std::string* path,
 std::string percent_decode(std::string_view s, bool plus_is_space, bool* ok);
 // Encodes everything but RFC 3986 unreserved characters.
 std::string percent_encode(std::string_view s);
+
+// An RFC 9110 token (header names, media type parts, parameter names).
+bool is_token(std::string_view s);
 // ASCII case-insensitive comparison, as header names compare.
 bool header_name_equals(std::string_view a, std::string_view b);
 
