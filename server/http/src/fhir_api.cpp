@@ -13,8 +13,7 @@
 #include "espace/http/negotiation.h"
 #include "espace/http/routes.h"
 #include "espace/http/worker_pool.h"
-#include "espace/interactions/terminology_ops.h"
-#include "espace/interactions/validate.h"
+#include "espace/interactions/operations.h"
 
 namespace espace::http {
 
@@ -178,16 +177,21 @@ Response FhirApi::handle_now(const Request& original) const {
     std::string_view host = request.headers.get("Host");
     req.base_url = "http://" + std::string(plausible_host(host) ? host : std::string_view("localhost"));
   }
-  // $validate on a type or an instance (resource-operation-validate.html);
-  // $expand, $validate-code, $lookup on ValueSet/CodeSystem (terminology-service.html).
-  const bool type_or_instance_op =
-      route.kind == RouteKind::OperationType || route.kind == RouteKind::OperationInstance;
-  const bool validate_op = type_or_instance_op && route.operation == "validate";
-  const bool terminology_op = type_or_instance_op && interactions::is_terminology_operation(route.operation);
-  if ((route.kind == RouteKind::OperationSystem || type_or_instance_op) && !validate_op && !terminology_op)
-    return fail(error(ErrorCategory::NotFound, "not-supported", "unknown operation $" + route.operation));
-  if (validate_op && request.method != "POST")
-    return fail(error(ErrorCategory::NotAllowed, "not-supported", "$validate takes POST"), "POST");
+  // Operations come from one table (interactions/operations.h).
+  const interactions::OperationDef* op = nullptr;
+  if (route.kind == RouteKind::OperationSystem || route.kind == RouteKind::OperationType ||
+      route.kind == RouteKind::OperationInstance) {
+    interactions::OperationLevel level = route.kind == RouteKind::OperationSystem ? interactions::OperationLevel::System
+                                         : route.kind == RouteKind::OperationType ? interactions::OperationLevel::Type
+                                                                                  : interactions::OperationLevel::Instance;
+    op = interactions::find_operation(route.operation, level, route.type);
+    if (!op) return fail(error(ErrorCategory::NotFound, "not-supported", "unknown operation $" + route.operation));
+    if (request.method != "POST" && !op->allows_get)
+      return fail(error(ErrorCategory::NotAllowed, "not-supported", "$" + op->name + " takes POST"), "POST");
+    req.interaction = Interaction::Operation;
+    req.operation = op->name;
+  }
+  req.method = request.method;
   req.lenient = request.headers.get("Prefer").find("handling=lenient") != std::string_view::npos;
   if (route.kind == RouteKind::SearchCompartment) {
     // /Patient/123/Observation: a search of Observation within Patient/123's compartment.
@@ -218,8 +222,19 @@ Response FhirApi::handle_now(const Request& original) const {
     }
   }
 
-  const bool terminology_body = terminology_op && request.method == "POST" && !request.body.empty();
-  if (takes_resource_body(route.kind) || validate_op || terminology_body || route.kind == RouteKind::Patch ||
+  const bool op_resource_body = op && op->body == interactions::OperationBody::Resource &&
+                                 (request.method == "POST" && (!request.body.empty() || !op->allows_get));
+  if (op && op->body == interactions::OperationBody::Raw && request.method == "POST") {
+    if (request.body.empty())
+      return fail(error(ErrorCategory::Invalid, "required", "$" + op->name + " needs a request body"));
+    std::string_view ct = request.headers.get("Content-Type");
+    req.content_type = std::string(ct.substr(0, ct.find(';')));
+    while (!req.content_type.empty() && req.content_type.back() == ' ') req.content_type.pop_back();
+    req.body = request.body;
+  }
+  if (op && op->body == interactions::OperationBody::None && !request.body.empty())
+    return fail(error(ErrorCategory::Invalid, "invalid", "$" + op->name + " takes no request body"));
+  if (takes_resource_body(route.kind) || op_resource_body || route.kind == RouteKind::Patch ||
       route.kind == RouteKind::ConditionalPatch) {
     if (request.body.empty())
       return fail(error(ErrorCategory::Invalid, "required", "this interaction needs a request body"));
@@ -253,9 +268,7 @@ Response FhirApi::handle_now(const Request& original) const {
   caller.remote_address = request.remote_address;
   if (Status s = policy_.authorize(caller, req); !s) return fail(std::move(s));
 
-  FhirResponse out = validate_op      ? interactions::validate_operation(services_, req)
-                     : terminology_op ? interactions::terminology_operation(services_, req, route.operation)
-                                      : interactions::dispatch(services_, req);
+  FhirResponse out = interactions::dispatch(services_, req);
   if (!out.error.is_ok()) return fail(std::move(out.error));
 
   response.status = out.status;

@@ -1,5 +1,6 @@
 // The one table from interaction to implementation.
 #include "common.h"
+#include "espace/interactions/operations.h"
 
 namespace espace::interactions {
 
@@ -22,6 +23,7 @@ const char* interaction_code(Interaction i) {
     case Interaction::ConditionalUpdate: return "update";
     case Interaction::ConditionalDelete: return "delete";
     case Interaction::ConditionalPatch: return "patch";
+    case Interaction::Operation: return "operation";
   }
   return "unknown";
 }
@@ -76,7 +78,8 @@ const char* reason_phrase(int status) {
 }
 
 FhirResponse dispatch(const Services& services, const FhirRequest& req) {
-  bool type_level = req.interaction != Interaction::Capabilities && req.interaction != Interaction::Batch &&
+  bool type_level = req.interaction != Interaction::Capabilities && req.interaction != Interaction::Operation &&
+                    req.interaction != Interaction::Batch &&
                     req.interaction != Interaction::Transaction && req.interaction != Interaction::HistorySystem &&
                     req.interaction != Interaction::SearchSystem;
   if (type_level && !services.defs->resource_type(req.type))
@@ -104,6 +107,7 @@ FhirResponse dispatch(const Services& services, const FhirRequest& req) {
       case Interaction::Transaction: return do_bundle(services, req);
       case Interaction::SearchType:
       case Interaction::SearchSystem: return do_search(services, req);
+      case Interaction::Operation: return run_operation(services, req);
       case Interaction::ConditionalPatch:
         return error_response(ErrorCategory::NotAllowed, "not-supported",
                               std::string(interaction_code(req.interaction)) + " is not implemented yet");

@@ -27,6 +27,7 @@ enum class Interaction {
   Create, SearchType, SearchSystem,
   Capabilities, Batch, Transaction,
   ConditionalUpdate, ConditionalDelete, ConditionalPatch,
+  Operation,  // $name at system, type or instance level (operations.h)
 };
 const char* interaction_code(Interaction i);  // CapabilityStatement codes: "read", "history-instance", ...
 
@@ -37,11 +38,15 @@ struct FhirRequest {
   std::string type;        // resource type from the URL
   std::string id;          // logical id from the URL
   std::string version_id;  // from /_history/{vid}
+  // Operation: its name without '$' ("validate", "ingest-cda"), and the HTTP
+  // method it came with (GET operations must not change state).
+  std::string operation;
+  std::string method;
   // Decoded query parameters (search criteria, _since, _count, ...).
   std::vector<std::pair<std::string, std::string>> params;
   // Parsed body for create/update/batch/transaction; empty otherwise.
   std::optional<fhir::Node> resource;
-  std::string body;         // raw body (JSON Patch documents)
+  std::string body;         // raw body (JSON Patch documents, raw-body operations)
   std::string content_type; // of the body, without parameters
   // Conditional headers, verbatim.
   std::string if_match, if_none_match, if_modified_since, if_none_exist;

@@ -12,15 +12,9 @@
 
 #include "espace/fhir/status.h"
 #include "espace/interactions/api.h"
+#include "espace/policy/caller.h"
 
 namespace espace::policy {
-
-// The authenticated caller of a request.
-struct Caller {
-  bool authenticated = false;
-  std::string subject;         // who (never logged with patient data)
-  std::string remote_address;
-};
 
 class Policy {
  public:

@@ -1,0 +1,72 @@
+// The operation table (operations.h). One row per operation; handlers live in
+// their own files.
+#include "espace/interactions/operations.h"
+
+#include <algorithm>
+
+#include "common.h"
+#include "espace/interactions/terminology_ops.h"
+#include "espace/interactions/validate.h"
+
+namespace espace::interactions {
+
+namespace {
+
+FhirResponse expand(const Services& s, const FhirRequest& r) { return terminology_operation(s, r, "expand"); }
+FhirResponse validate_code(const Services& s, const FhirRequest& r) {
+  return terminology_operation(s, r, "validate-code");
+}
+FhirResponse lookup(const Services& s, const FhirRequest& r) { return terminology_operation(s, r, "lookup"); }
+
+OperationDef row(std::string name, bool system, bool type, bool instance, std::vector<std::string> types,
+                 bool allows_get, OperationBody body, bool changes_state, OperationHandler handler) {
+  OperationDef d;
+  d.name = std::move(name);
+  d.system = system;
+  d.type = type;
+  d.instance = instance;
+  d.types = std::move(types);
+  d.allows_get = allows_get;
+  d.body = body;
+  d.changes_state = changes_state;
+  d.handler = handler;
+  return d;
+}
+
+}  // namespace
+
+const std::vector<OperationDef>& operation_table() {
+  using B = OperationBody;
+  //                 name             system type   inst   types              GET    body         writes handler
+  static const std::vector<OperationDef> table = {
+      row("validate",      false, true,  true,  {},                false, B::Resource, false, validate_operation),
+      row("expand",        false, true,  true,  {"ValueSet"},      true,  B::Resource, false, expand),
+      row("validate-code", false, true,  true,  {"ValueSet"},      true,  B::Resource, false, validate_code),
+      row("lookup",        false, true,  false, {"CodeSystem"},    true,  B::Resource, false, lookup),
+  };
+  return table;
+}
+
+const OperationDef* find_operation(std::string_view name, OperationLevel level, std::string_view type) {
+  for (const OperationDef& d : operation_table()) {
+    if (d.name != name) continue;
+    bool at_level = level == OperationLevel::System ? d.system : level == OperationLevel::Type ? d.type : d.instance;
+    if (!at_level) continue;
+    if (!d.types.empty() && std::find(d.types.begin(), d.types.end(), type) == d.types.end()) continue;
+    return &d;
+  }
+  return nullptr;
+}
+
+FhirResponse run_operation(const Services& services, const FhirRequest& req) {
+  OperationLevel level = req.type.empty() ? OperationLevel::System
+                         : req.id.empty() ? OperationLevel::Type
+                                          : OperationLevel::Instance;
+  if (!req.type.empty() && !services.defs->resource_type(req.type))
+    return error_response(ErrorCategory::NotFound, "not-supported", "unknown resource type '" + req.type + "'");
+  const OperationDef* op = find_operation(req.operation, level, req.type);
+  if (!op) return error_response(ErrorCategory::NotFound, "not-supported", "unknown operation $" + req.operation);
+  return op->handler(services, req);
+}
+
+}  // namespace espace::interactions
