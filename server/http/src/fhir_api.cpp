@@ -160,6 +160,28 @@ Response FhirApi::handle_now(const Request& original) const {
   }
   if (Status s = negotiate_response(request, &fmt); !s) return fail(std::move(s));
 
+  // Who is calling, before anything else about the request is looked at.
+  policy::Caller caller;
+  policy::Credentials credentials;
+  credentials.authorization = std::string(request.headers.get("Authorization"));
+  credentials.remote_address = request.remote_address;
+  if (Status s = policy_.authenticate(credentials, &caller); !s) {
+    Response r = fail(std::move(s));
+    // RFC 6750 section 3: a 401 names the scheme and why the token was refused.
+    r.headers.set("WWW-Authenticate", credentials.authorization.empty()
+                                          ? std::string("Bearer realm=\"espace\"")
+                                          : std::string("Bearer realm=\"espace\", error=\"invalid_token\""));
+    return r;
+  }
+  // Refusals by the rules are traced like every other access.
+  auto refuse = [&](Status s, const FhirRequest& refused) {
+    if (audit_) {
+      policy::AccessRecord none;
+      (void)audit_->record(caller, refused, interactions::http_status(s.category()), none);
+    }
+    return fail(std::move(s));
+  };
+
   FhirRequest req;
   req.interaction = interaction_of(route.kind);
   req.type = route.type;
@@ -264,11 +286,17 @@ Response FhirApi::handle_now(const Request& original) const {
     }
   }
 
-  policy::Caller caller;
-  caller.remote_address = request.remote_address;
-  if (Status s = policy_.authorize(caller, req); !s) return fail(std::move(s));
+  std::unique_ptr<policy::RequestGuard> guard;
+  if (Status s = policy_.begin(caller, req, services_, &guard); !s) return refuse(std::move(s), req);
 
-  FhirResponse out = interactions::dispatch(services_, req);
+  FhirResponse out = interactions::dispatch(guard->services(), req);
+  const int final_status = out.error.is_ok() ? out.status : interactions::http_status(out.error.category());
+  if (audit_) {
+    // The access is on record before anything of it leaves the server.
+    if (Status s = audit_->record(caller, req, final_status, guard->record()); !s)
+      return fail(Status::error(ErrorCategory::Unavailable, "transient",
+                                "the access could not be recorded in the audit trail; nothing was sent"));
+  }
   if (!out.error.is_ok()) return fail(std::move(out.error));
 
   response.status = out.status;

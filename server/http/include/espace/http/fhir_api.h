@@ -32,11 +32,16 @@ class FhirApi {
   // The same on the calling thread (used by handle() and by tests).
   Response handle_now(const Request& request) const;
 
+  // Every request then writes an AuditEvent before its response is sent.
+  // Null (the default): no audit trail. `audit` must outlive the FhirApi.
+  void set_audit_trail(policy::AuditTrail* audit) { audit_ = audit; }
+
  private:
   const interactions::Services& services_;
   const policy::Policy& policy_;
   WorkerPool& pool_;
   ApiOptions options_;
+  policy::AuditTrail* audit_ = nullptr;
 };
 
 }  // namespace espace::http
