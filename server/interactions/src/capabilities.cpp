@@ -4,7 +4,11 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <chrono>
+#include <ctime>
+
 #include "common.h"
+#include "espace/interactions/operations.h"
 #include "search/registry.h"
 
 namespace espace::interactions {
@@ -15,6 +19,63 @@ const Interaction kTypeLevel[] = {Interaction::Read,   Interaction::VRead,      
                                   Interaction::HistoryType, Interaction::Create, Interaction::SearchType};
 const Interaction kSystemLevel[] = {Interaction::Transaction, Interaction::Batch, Interaction::HistorySystem,
                                     Interaction::SearchSystem};
+
+// The canonical OperationDefinition of an operation: the specification's own
+// for the operations R4 defines, ours otherwise.
+std::string operation_definition(const OperationDef& op, const std::string& type) {
+  static const char* const kStandard[][2] = {
+      {"validate", "Resource-validate"},      {"expand", "ValueSet-expand"},
+      {"validate-code", "ValueSet-validate-code"}, {"lookup", "CodeSystem-lookup"},
+      {"everything", "Patient-everything"},   {"export", "Patient-export"},
+  };
+  for (const auto& [name, id] : kStandard)
+    if (op.name == name) return std::string("http://hl7.org/fhir/OperationDefinition/") + id;
+  return "https://espace.example/fhir/OperationDefinition/" + (type.empty() ? std::string() : type + "-") + op.name;
+}
+
+bool applies_to(const OperationDef& op, const std::string& type) {
+  if (!op.type && !op.instance) return false;
+  if (op.types.empty()) return true;
+  for (const std::string& t : op.types)
+    if (t == type) return true;
+  return false;
+}
+
+// rest[.resource].operation, left out when no operation applies (FHIR JSON
+// has no empty arrays).
+template <typename Writer, typename Applies>
+void write_operations(Writer& w, const std::string& type, Applies applies) {
+  bool any = false;
+  for (const OperationDef& op : operation_table()) {
+    if (!applies(op)) continue;
+    if (!any) {
+      w.Key("operation");
+      w.StartArray();
+      any = true;
+    }
+    w.StartObject();
+    w.Key("name");
+    w.String(op.name);
+    w.Key("definition");
+    w.String(operation_definition(op, type));
+    w.EndObject();
+  }
+  if (any) w.EndArray();
+}
+
+// The statement's date: when this server process started (the statement
+// describes the running server, generated from its tables).
+const std::string& started_date() {
+  static const std::string date = [] {
+    std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+    return std::string(buf);
+  }();
+  return date;
+}
 }  // namespace
 
 FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
@@ -27,7 +88,7 @@ FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
   w.StartObject();
   str("resourceType", "CapabilityStatement");
   str("status", "active");
-  str("date", "2026-11-23");
+  str("date", started_date());
   str("publisher", "espace");
   str("kind", "instance");
   w.Key("software");
@@ -106,6 +167,7 @@ FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
       }
     }
     w.EndArray();
+    write_operations(w, type, [&](const OperationDef& op) { return applies_to(op, type); });
     w.EndObject();
   }
   w.EndArray();
@@ -117,6 +179,7 @@ FhirResponse do_capabilities(const Services& services, const FhirRequest& req) {
     w.EndObject();
   }
   w.EndArray();
+  write_operations(w, {}, [](const OperationDef& op) { return op.system; });
   w.EndObject();
   w.EndArray();
   w.EndObject();
