@@ -1,6 +1,7 @@
 // `espace serve`: the FHIR server.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -37,10 +38,13 @@ const char* kServeHelp =
     "  --io-threads N          network threads (default 2)\n"
     "  --workers N             request-handling threads (default 64)\n"
     "  --max-queue N           requests waiting for a worker before 503 (default 4096)\n"
-    "  --max-body BYTES        largest request body, after decompression (default 67108864)\n"
+    "  --max-body BYTES        largest request body, after decompression (default 64 MiB, or more\n"
+    "                          to fit --max-document-bytes)\n"
     "  --max-header BYTES      largest request header block (default 16384)\n"
     "  --max-depth N           deepest JSON/XML nesting accepted (default 64)\n"
     "  --max-entries N         most entries in a batch/transaction Bundle (default 20000)\n"
+    "  --max-document-bytes N  largest document in an ITI-65 bundle (default 67108864); raises the\n"
+    "                          --max-body default to fit it base64-encoded\n"
     "  --request-timeout SEC   a whole request must arrive within this time (default 30)\n"
     "  --idle-timeout SEC      keep-alive connections close after this idle time (default 75)\n"
     "  --base-url URL          base URL for Location headers and links (default: from Host)\n"
@@ -77,7 +81,7 @@ int cmd_serve(int argc, char** argv) {
   std::string err;
   if (!o.parse(argc, argv,
                {"address", "port", "port-file", "db", "auth", "io-threads", "workers", "max-queue", "max-body",
-                "max-header", "max-depth", "max-entries", "request-timeout", "idle-timeout", "base-url",
+                "max-header", "max-depth", "max-entries", "max-document-bytes", "request-timeout", "idle-timeout", "base-url",
                 "fhir-package", "tls-cert", "tls-key", "access-log"},
                {"relaxed-profiles", "no-fsync", "help"}, &err)) {
     std::fprintf(stderr, "espace serve: %s\n%s", err.c_str(), kServeHelp);
@@ -88,11 +92,17 @@ int cmd_serve(int argc, char** argv) {
     return 0;
   }
   int64_t port, io_threads, workers, max_queue, max_body, max_header, max_depth, max_entries, request_timeout,
-      idle_timeout;
+      idle_timeout, max_document;
+  if (!o.get_int("max-document-bytes", 64LL << 20, 1024, 3LL << 30, &max_document, &err)) {
+    std::fprintf(stderr, "espace serve: %s\n", err.c_str());
+    return 2;
+  }
+  // A document travels base64-encoded (4/3 of its size) inside a Bundle.
+  const int64_t default_max_body = std::max<int64_t>(64LL << 20, max_document / 3 * 4 + (4LL << 20));
   if (!o.get_int("port", 8080, 0, 65535, &port, &err) || !o.get_int("io-threads", 2, 1, 256, &io_threads, &err) ||
       !o.get_int("workers", 64, 1, 4096, &workers, &err) ||
       !o.get_int("max-queue", 4096, 1, 1 << 20, &max_queue, &err) ||
-      !o.get_int("max-body", 64LL << 20, 1024, 4LL << 30, &max_body, &err) ||
+      !o.get_int("max-body", default_max_body, 1024, 4LL << 30, &max_body, &err) ||
       !o.get_int("max-header", 16384, 1024, 1 << 20, &max_header, &err) ||
       !o.get_int("max-depth", 64, 8, 1000, &max_depth, &err) ||
       !o.get_int("max-entries", 20000, 1, 1000000, &max_entries, &err) ||
@@ -152,6 +162,7 @@ int cmd_serve(int argc, char** argv) {
   services.store = store.get();
   services.validator = &validator;
   services.limits.max_bundle_entries = static_cast<size_t>(max_entries);
+  services.limits.max_document_bytes = static_cast<size_t>(max_document);
   std::unique_ptr<policy::Policy> policy = policy::make_open_policy();
 
   http::WorkerPool pool(static_cast<size_t>(workers), static_cast<size_t>(max_queue));

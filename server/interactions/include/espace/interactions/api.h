@@ -81,6 +81,9 @@ struct Limits {
   int max_page_size = 1000;
   // Search planner hint (storage::SearchQuery::walk_threshold).
   int64_t search_walk_threshold = 5000;
+  // Largest document (decoded Binary or inline attachment) an ITI-65
+  // Provide Document Bundle may carry (serve --max-document-bytes).
+  size_t max_document_bytes = 64u << 20;
 };
 
 // The single point every search result set passes through (matches,
