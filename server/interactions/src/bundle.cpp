@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common.h"
+#include "documents/mhd_provide.h"
 #include "espace/interactions/validate.h"
 #include "espace/fhir/json.h"
 
@@ -304,7 +305,9 @@ int method_rank(const std::string& m) {
   return 3;
 }
 
-FhirResponse run_transaction(const Services& services, const FhirRequest& req, std::vector<Entry>& entries) {
+// `submission`: set for an ITI-65 Provide Document Bundle (documents/mhd_provide.h).
+FhirResponse run_transaction(const Services& services, const FhirRequest& req, std::vector<Entry>& entries,
+                             const mhd::Submission* submission) {
   const size_t n = entries.size();
   std::vector<WriteOp> ops(n);
   std::vector<bool> is_write(n, false);
@@ -338,6 +341,11 @@ FhirResponse run_transaction(const Services& services, const FhirRequest& req, s
         }
       }
       if (op.id.empty()) op.id = new_id();
+      if (submission) {
+        // Documents are stored under ids derived from their uniqueIds.
+        auto forced = submission->id_of_full_url.find(e.full_url);
+        if (forced != submission->id_of_full_url.end()) op.id = forced->second;
+      }
     } else if (m == "PUT" || m == "DELETE") {
       op.kind = m == "PUT" ? WriteOp::Kind::Update : WriteOp::Kind::Delete;
       if (!e.request.id.empty()) {
@@ -410,8 +418,20 @@ FhirResponse run_transaction(const Services& services, const FhirRequest& req, s
         return w;
       }
     }
+    if (submission) {
+      for (const WriteOp& supersede : submission->supersede) {
+        WriteOutcome ignored;
+        if (Status w = apply_write(txn, supersede, &ignored); !w) {
+          failed_at = n;
+          return w;
+        }
+      }
+    }
     return Status::ok();
   });
+  if (!s && submission) {
+    if (auto explained = mhd::explain_failed_write(services, req, *submission, s, failed_at)) return *explained;
+  }
   if (!s) {
     if (s.category() == ErrorCategory::Internal) return error_response(std::move(s));
     return error_response(entry_error(failed_at, s.category(), s.issues().front().code, s.message()));
@@ -470,10 +490,16 @@ FhirResponse do_bundle(const Services& services, const FhirRequest& req) {
   // checked. Batch entries are validated one by one as they run.
   if (type == "transaction")
     if (Status v = validate_for_write(services, bundle); !v) return error_response(std::move(v));
+  std::optional<mhd::Submission> submission;
+  if (type == "transaction" && mhd::is_provide_bundle(bundle)) {
+    submission.emplace();
+    if (Status m = mhd::prepare_submission(services, req.base_url, bundle, &*submission); !m)
+      return error_response(std::move(m));
+  }
   std::vector<Entry> entries;
   Status s = read_entries(services, req, bundle, &entries);
   if (!s) return error_response(std::move(s));
-  return type == "batch" ? run_batch(services, req, entries) : run_transaction(services, req, entries);
+  return type == "batch" ? run_batch(services, req, entries) : run_transaction(services, req, entries, submission ? &*submission : nullptr);
 }
 
 }  // namespace espace::interactions
