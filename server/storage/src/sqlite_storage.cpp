@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "espace/storage/sqlite_storage.h"
+#include "sqlite_audit.h"
 #include "sqlite_connection.h"
 #include "sqlite_search.h"
 
@@ -265,6 +266,10 @@ class SqliteWriteTxn final : public WriteTxn {
     if (!active_) return internal("WriteTxn used outside its write body");
     if (v.type.empty() || v.id.empty()) return invalid("a version needs a type and an id");
     if (v.method.empty()) return invalid("a version needs the method that made it");
+    // AuditEvents are written by the server's audit trail only, to its own table.
+    if (v.type == "AuditEvent")
+      return Status::error(ErrorCategory::NotAllowed, "not-supported",
+                           "AuditEvent resources are written by the server only");
     if (v.deleted != v.json.empty())
       return invalid(v.deleted ? "a delete marker has no body" : "a version that is not a delete needs a body");
 
@@ -304,6 +309,9 @@ class SqliteWriteTxn final : public WriteTxn {
   }
 
   int64_t now_us() override { return now_; }
+
+  // For the audit table, which writes inside the same transaction.
+  Connection& connection() { return c_; }
 
  private:
   Status append(const ResourceVersion& v, const std::vector<IndexEntry>& index, int64_t res_key, bool exists) {
@@ -607,6 +615,44 @@ class SqliteStorageImpl final : public SqliteStorage {
     return sqlite::run_search(*c, q, out);
   }
 
+  // ---- audit trail (sqlite_audit.cpp) ----
+
+  Status append_audit(std::vector<AuditRecord>* records) override {
+    if (Status s = sqlite::check_audit_records(*records); !s) return s;
+    Status s = write([&](WriteTxn& txn) {
+      return sqlite::insert_audit_records(static_cast<SqliteWriteTxn&>(txn).connection(), records);
+    });
+    // Nothing was kept: seq and hashes given on the writer thread mean nothing.
+    if (!s)
+      for (AuditRecord& r : *records) {
+        r.seq = 0;
+        r.prev_hash.clear();
+        r.hash.clear();
+      }
+    return s;
+  }
+
+  Status read_audit(const std::string& id, AuditRecord* out) override {
+    ReaderPool::Lease c(readers_);
+    return sqlite::read_audit_record(*c, id, out);
+  }
+
+  Status search_audit(const AuditQuery& q, AuditPage* out) override {
+    ReaderPool::Lease c(readers_);
+    return sqlite::search_audit_records(*c, q, out);
+  }
+
+  Status scan_audit(int64_t after_seq, int count, std::vector<AuditRecord>* out,
+                    std::vector<int64_t>* index_mismatches) override {
+    ReaderPool::Lease c(readers_);
+    return sqlite::scan_audit_records(*c, after_seq, count, out, index_mismatches);
+  }
+
+  Status audit_head(AuditHead* out) override {
+    ReaderPool::Lease c(readers_);
+    return sqlite::read_audit_head(*c, out);
+  }
+
   // ---- writes ----
 
   Status write(const std::function<Status(WriteTxn&)>& body) override {
@@ -707,6 +753,10 @@ class SqliteStorageImpl final : public SqliteStorage {
     if (version == 2) {
       if (Status s = writer_.exec(kSchemaV3); !s) return s;
       version = 3;
+    }
+    if (version == 3) {
+      if (Status s = writer_.exec(sqlite::kAuditSchema); !s) return s;
+      version = 4;
     }
     return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
   }

@@ -10,6 +10,8 @@
 //                     (none for a delete marker: a deleted resource matches nothing);
 //                     indexed by value and (version 2) by range
 // resource_current is indexed by (type, res_key) since version 3.
+//   audit_log, audit_patient  (version 4) the append-only, hash-chained audit
+//                     trail and its index by patient (sqlite_audit.cpp)
 // Older databases are migrated when opened.
 //   storage_meta      small key/value facts (last commit timestamp)
 //
@@ -28,7 +30,7 @@
 
 namespace espace::storage {
 
-inline constexpr int kSqliteSchemaVersion = 3;
+inline constexpr int kSqliteSchemaVersion = 4;
 
 // Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
 inline constexpr int kMaxHistoryCount = 10000;

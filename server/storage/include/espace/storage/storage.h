@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "espace/fhir/status.h"
@@ -170,6 +171,55 @@ struct SearchPage {
   int64_t total = -1;                   // with want_total
 };
 
+// ---- audit trail: append-only, hash-chained (one AuditEvent per request) ----
+//
+// Records are numbered seq = 1, 2, ... in commit order and chained:
+//   hash(n) = SHA-256( hash(n-1) || be64(seq) || be64(recorded_us)
+//                      || be64(len id) id || be64(#patients) (be64(len p) p)...
+//                      || be64(len json) json )
+// with hash(0) = 32 zero bytes (audit_chain_hash below). Changing, removing
+// or reordering a stored record breaks the chain from that record on; see
+// verify_audit_chain. The JSON is hashed byte for byte as stored, so the
+// writer must give it in its canonical form (our AuditTrail writes compact
+// JSON with a fixed member order).
+
+inline constexpr size_t kAuditHashSize = 32;
+// Largest AuditQuery::count accepted.
+inline constexpr int kMaxAuditCount = 1000;
+
+struct AuditRecord {
+  int64_t seq = 0;                    // set by append_audit
+  std::string id;                     // AuditEvent.id: unique, [A-Za-z0-9-.]{1,64}
+  int64_t recorded_us = 0;            // AuditEvent.recorded, microseconds since the epoch
+  std::vector<std::string> patients;  // ids of the Patients the event is about (searchable)
+  std::string json;                   // the AuditEvent
+  std::string prev_hash, hash;        // raw 32-byte digests, set by append_audit
+};
+
+struct AuditQuery {
+  std::string patient;     // empty: records about anyone (and no one)
+  int64_t since_us = 0;    // recorded >= since_us (0: no bound)
+  int64_t before_us = 0;   // recorded < before_us (0: no bound)
+  int64_t before_seq = 0;  // paging cursor: only records with seq < before_seq (0: from the newest)
+  int count = 50;          // page size, 1..kMaxAuditCount
+};
+
+struct AuditPage {
+  std::vector<AuditRecord> records;  // newest first (seq descending)
+  bool more = false;                 // older matching records follow
+  int64_t last_seq = 0;              // seq of the last record returned: the next page's before_seq
+};
+
+struct AuditHead {
+  int64_t seq = 0;                 // seq of the newest record committed (0: none)
+  int64_t patient_index_rows = 0;  // rows of the patient index for records up to seq
+};
+
+// The chain hash of one record given its predecessor's (see above).
+std::string audit_chain_hash(const std::string& prev_hash, const AuditRecord& record);
+// The SHA-256 digest (32 raw bytes) the chain is built with.
+std::string audit_sha256(std::string_view data);
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -198,6 +248,29 @@ class Storage {
 
   // Runs a search plan against the current versions, all in one snapshot.
   virtual Status search(const SearchQuery& q, SearchPage* out) = 0;
+
+  // ---- audit trail (see AuditRecord). The defaults answer NotAllowed, for
+  // storages (and decorators) without an audit table. ----
+
+  // Appends the records in order, assigning seq, prev_hash and hash to each,
+  // and returns once they are durable (the contract of write(): group
+  // committed with the other writes of the moment). recorded_us, id, patients
+  // and json are kept exactly as given; an id already stored is a Conflict
+  // and nothing of the call is kept. AuditEvents are never stored as
+  // resources: put() of type AuditEvent is refused (NotAllowed).
+  virtual Status append_audit(std::vector<AuditRecord>* records);
+  // The record with this AuditEvent id, or NotFound.
+  virtual Status read_audit(const std::string& id, AuditRecord* out);
+  // One page of the records matching q, newest first.
+  virtual Status search_audit(const AuditQuery& q, AuditPage* out);
+  // Iteration for verification: up to `count` records with seq > after_seq
+  // in seq order, as stored (no check). Records whose patients lack their
+  // row in the patient index are listed in *index_mismatches (seqs).
+  virtual Status scan_audit(int64_t after_seq, int count, std::vector<AuditRecord>* out,
+                            std::vector<int64_t>* index_mismatches);
+  // Facts kept apart from the records, so that removing the newest records
+  // or rows of the patient index is noticed.
+  virtual Status audit_head(AuditHead* out);
 };
 
 struct SqliteOptions {
@@ -214,5 +287,20 @@ struct SqliteOptions {
 };
 
 Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out);
+
+// The result of checking the whole audit chain.
+struct AuditVerification {
+  bool intact = false;
+  int64_t records = 0;      // records checked
+  int64_t first_bad = 0;    // seq of the first record that breaks the chain (0 when intact)
+  std::string problem;      // what is wrong there, e.g. "altered: ...", "removed: ..."
+  std::string head_hash;    // hex hash of the last good record (publish it to anchor the chain)
+};
+
+// Recomputes the chain from the first record to the head committed when it
+// starts (audit_head, then scan_audit; later records are left alone).
+// Ok with *out filled whether or not the chain is intact; an error only when
+// the storage cannot be read.
+Status verify_audit_chain(Storage& storage, AuditVerification* out);
 
 }  // namespace espace::storage
