@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common.h"
+#include "espace/interactions/cda.h"
 #include "espace/interactions/terminology_ops.h"
 #include "espace/interactions/validate.h"
 
@@ -43,6 +44,7 @@ const std::vector<OperationDef>& operation_table() {
       row("expand",        false, true,  true,  {"ValueSet"},      true,  B::Resource, false, expand),
       row("validate-code", false, true,  true,  {"ValueSet"},      true,  B::Resource, false, validate_code),
       row("lookup",        false, true,  false, {"CodeSystem"},    true,  B::Resource, false, lookup),
+      row("ingest-cda",    false, true,  false, {"DocumentReference"}, false, B::Raw,   true,  ingest_cda_operation),
   };
   return table;
 }

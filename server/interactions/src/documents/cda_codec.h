@@ -1,0 +1,18 @@
+// Byte encodings the document attachment needs: SHA-1 (Attachment.hash is
+// the base64 SHA-1 of the data in R4) and base64 (Binary.data).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace espace::interactions::cda {
+
+std::array<uint8_t, 20> sha1(std::string_view data);
+std::string base64_encode(std::string_view data);
+// Strict decoding; XML whitespace between characters is skipped. False on
+// anything else that is not base64.
+bool base64_decode(std::string_view text, std::string* out);
+
+}  // namespace espace::interactions::cda
