@@ -13,6 +13,7 @@
 #include "espace/http/negotiation.h"
 #include "espace/http/routes.h"
 #include "espace/http/worker_pool.h"
+#include "espace/interactions/binary_retrieve.h"
 #include "espace/interactions/operations.h"
 
 namespace espace::http {
@@ -112,6 +113,50 @@ bool plausible_host(std::string_view host) {
 
 }  // namespace
 
+namespace {
+
+// The stored Binary as its own bytes, whole or one byte range (RFC 9110 section 14).
+Response native_binary_response(const Request& request, FhirResponse&& out, Response&& response) {
+  auto plain_error = [](int status, ErrorCategory category, std::string text) {
+    Response r;
+    r.status = status;
+    r.headers.set("Content-Type", content_type(Format::Json));
+    r.body = fhir::outcome_json(Status::error(category, "not-supported", std::move(text)).issues());
+    return r;
+  };
+  std::string media, bytes;
+  if (Status s = interactions::decode_binary(std::move(out.json), &media, &bytes); !s)
+    return plain_error(500, ErrorCategory::Internal, s.message());
+  if (!interactions::accept_admits(request.headers.get("Accept"), media))
+    return plain_error(406, ErrorCategory::NotAcceptable,
+                       "the document is " + media + ", which the Accept header does not admit");
+  response.headers.set("Accept-Ranges", "bytes");
+  uint64_t first = 0, last = 0;
+  interactions::RangeAnswer range =
+      interactions::parse_byte_range(request.headers.get("Range"), bytes.size(), &first, &last);
+  // If-Range: ranges only of the version the client holds; our ETags are weak,
+  // which never match there (RFC 9110 13.1.5), so only the date can.
+  std::string_view if_range = request.headers.get("If-Range");
+  if (!if_range.empty() && if_range != out.last_modified) range = interactions::RangeAnswer::Whole;
+  if (range == interactions::RangeAnswer::Unsatisfiable) {
+    response.status = 416;
+    response.headers.set("Content-Range", "bytes */" + std::to_string(bytes.size()));
+    return std::move(response);
+  }
+  response.headers.set("Content-Type", media);
+  if (range == interactions::RangeAnswer::Partial) {
+    response.status = 206;
+    response.headers.set("Content-Range", "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" +
+                                              std::to_string(bytes.size()));
+    response.body = bytes.substr(first, last - first + 1);
+    return std::move(response);
+  }
+  response.body = std::move(bytes);
+  return std::move(response);
+}
+
+}  // namespace
+
 Response FhirApi::handle_now(const Request& original) const {
   Response response;
   // Bodies sent with Content-Encoding are inflated (bounded) before anything else.
@@ -158,7 +203,15 @@ Response FhirApi::handle_now(const Request& original) const {
       return response;
     default: break;
   }
-  if (Status s = negotiate_response(request, &fmt); !s) return fail(std::move(s));
+  // ITI-68 / binary.html#rest: a Binary read answers the document itself unless FHIR is asked for.
+  const std::string* format_param = nullptr;
+  for (const auto& [name, value] : request.query)
+    if (name == "_format" && !format_param) format_param = &value;
+  const bool native_binary = (route.kind == RouteKind::Read || route.kind == RouteKind::VRead) &&
+                             route.type == "Binary" &&
+                             interactions::wants_native_binary(format_param, request.headers.get("Accept"));
+  if (!native_binary)
+    if (Status s = negotiate_response(request, &fmt); !s) return fail(std::move(s));
 
   // Who is calling, before anything else about the request is looked at.
   policy::Caller caller;
@@ -304,6 +357,8 @@ Response FhirApi::handle_now(const Request& original) const {
   if (!out.last_modified.empty()) response.headers.set("Last-Modified", out.last_modified);
   if (!out.location.empty()) response.headers.set("Location", out.location);
   if (!out.content_location.empty()) response.headers.set("Content-Location", out.content_location);
+  if (native_binary && out.status == 200 && !out.json.empty())
+    return native_binary_response(request, std::move(out), std::move(response));
   if (!out.json.empty() && out.status != 304) {
     if (Status s = render_body(*services_.defs, out.json, fmt, &response.body); !s) return fail(std::move(s));
     response.headers.set("Content-Type", content_type(fmt.format));
