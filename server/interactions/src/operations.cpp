@@ -8,6 +8,7 @@
 #include "espace/interactions/cda.h"
 #include "espace/interactions/terminology_ops.h"
 #include "espace/interactions/validate.h"
+#include "vaccination/vaccination_ops.h"
 
 namespace espace::interactions {
 
@@ -45,6 +46,9 @@ const std::vector<OperationDef>& operation_table() {
       row("validate-code", false, true,  true,  {"ValueSet"},      true,  B::Resource, false, validate_code),
       row("lookup",        false, true,  false, {"CodeSystem"},    true,  B::Resource, false, lookup),
       row("ingest-cda",    false, true,  false, {"DocumentReference"}, false, B::Raw,   true,  ingest_cda_operation),
+      row("vaccination-booklet",         false, false, true, {"Patient"}, true, B::None,     false, vaccination_booklet_operation),
+      row("immunization-recommendation", false, false, true, {"Patient"}, true, B::Resource, false, immunization_recommendation_operation),
+      row("screening-reminders",         false, false, true, {"Patient"}, true, B::None,     false, screening_reminders_operation),
   };
   return table;
 }
