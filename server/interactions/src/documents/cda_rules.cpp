@@ -451,11 +451,12 @@ bool valid_nir_key(std::string_view nir) {
   std::string body(nir.substr(0, 13));
   // Corsica: department 2A counts as 19, 2B as 18 in the key computation.
   uint64_t adjust = 0;
-  if (body[5] == 'A' || body[5] == 'a') {
-    body[5] = '0';
+  // (the department is characters 6-7: "2A" is read as 20 and lowered by one at that place).
+  if (body[5] == '2' && body[6] == 'A') {
+    body[6] = '0';
     adjust = 1000000;
-  } else if (body[5] == 'B' || body[5] == 'b') {
-    body[5] = '0';
+  } else if (body[5] == '2' && body[6] == 'B') {
+    body[6] = '0';
     adjust = 2000000;
   }
   if (!is_digits(body) || !is_digits(nir.substr(13))) return false;

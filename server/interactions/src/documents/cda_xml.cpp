@@ -45,6 +45,9 @@ class TreeBuilder {
                                       "the CDA document is larger than " + std::to_string(limits_.max_bytes) +
                                           " bytes",
                                       0));
+    if (text.empty())
+      return Status::error(ErrorCategory::Invalid,
+                           make_issue("structure", "cda-xml-malformed", "the CDA document is empty", 0));
     ctxt_ = xmlCreateMemoryParserCtxt(text.data(), static_cast<int>(text.size()));
     if (!ctxt_)
       return Status::error(ErrorCategory::Internal,
