@@ -15,7 +15,7 @@
 //   ref-contained-missing      "#id" names no contained resource
 //   ext-value-type             an extension defined in the package given a value of a type it does not allow
 //   ext-no-value               a complex extension (value[x] max 0) given a value
-//   profile-not-checked        a profile was asked for; this slice checks the base spec only
+//   profile-*, slice-*, ...    profiles: see profile_rules.cpp
 #include <rapidjson/document.h>
 
 #include <algorithm>
@@ -25,6 +25,8 @@
 #include "espace/fhir/xml.h"
 #include "espace/fhirpath/fhirpath.h"
 #include "espace/profiles/validator.h"
+#include "espace/profiles/french_identifiers.h"
+#include "profile_rules.h"
 #include "xhtml_rules.h"
 
 namespace espace::profiles {
@@ -108,6 +110,7 @@ struct Validator::Loaded {
 
 Validator::Validator(const fhir::Definitions& defs, const terminology::Store* terminology)
     : defs_(defs), terminology_(terminology), loaded_(std::make_unique<Loaded>()) {
+  fr::register_checks(*this);
   // Every reachable type gets a slot now, so that lookups never insert.
   std::vector<const TypeDef*> pending;
   for (const std::string& name : defs.resource_type_names()) pending.push_back(defs.type(name));
@@ -750,20 +753,7 @@ std::vector<Issue> Validator::validate(const Node& resource, const ValidationOpt
   }
   Walker walker(*this, options, &issues);
   walker.run(resource);
-  auto declared = [&](std::string_view url) {
-    Issue i;
-    i.severity = Severity::Information;
-    i.code = "informational";
-    i.diagnostics = "profile " + std::string(url) + " was not checked (only the base specification is validated)";
-    i.expression = options.location_prefix.empty() ? std::string(resource.name) : options.location_prefix;
-    i.message_id = "profile-not-checked";
-    issues.push_back(std::move(i));
-  };
-  for (const std::string& p : options.profiles) declared(p);
-  if (const Node* meta = resource.child("meta"))
-    meta->for_each_child("profile", [&](const Node& p) {
-      if (p.has_value) declared(p.value);
-    });
+  apply_profiles(resource, options, &issues);
   return issues;
 }
 

@@ -131,11 +131,17 @@ TEST_CASE("extensible bindings warn, unknown systems are reported as not checked
 TEST_CASE("location prefix and declared profiles", "[profiles]") {
   profiles::ValidationOptions opts;
   opts.location_prefix = "Bundle.entry[4].resource";
-  opts.profiles = {"http://example.org/StructureDefinition/my-patient"};
+  // A profile of the R4 package: reported, not enforced (only ours are).
+  opts.profiles = {"http://hl7.org/fhir/StructureDefinition/vitalsigns"};
   auto issues = validate_file("invalid-patient-gender.json", opts);
   CHECK(errors(issues) == std::vector<std::string>{"binding-required @ Bundle.entry[4].resource.gender"});
   auto info = with_severity(issues, fhir::Severity::Information);
   CHECK(std::find(info.begin(), info.end(), "profile-not-checked @ Bundle.entry[4].resource") != info.end());
+  // A profile nobody knows, asked for explicitly: an error.
+  opts.profiles = {"http://example.org/StructureDefinition/my-patient"};
+  CHECK(errors(validate_file("invalid-patient-gender.json", opts)) ==
+        std::vector<std::string>{"binding-required @ Bundle.entry[4].resource.gender",
+                                 "profile-unknown @ Bundle.entry[4].resource"});
 }
 
 TEST_CASE("cardinality maximum on non-repeating elements built in code", "[profiles]") {

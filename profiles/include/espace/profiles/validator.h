@@ -18,6 +18,8 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -34,10 +36,14 @@
 namespace espace::profiles {
 
 struct ValidationOptions {
-  // Profiles to check in addition to the base definition (and to the
-  // resource's meta.profile). This slice validates against the base spec
-  // only: each such profile yields an information issue "profile-not-checked".
+  // Profiles to check in addition to the base definition and to the
+  // resource's meta.profile. Our profiles (add_profile_json, profiles/data)
+  // are checked; profiles of the R4 package are reported "profile-not-checked";
+  // unknown URLs give "profile-unknown" (error here, warning in meta.profile).
   std::vector<std::string> profiles;
+  // Also check the profiles the server requires for the resource's type
+  // (require_profile); set by the write path, not by $validate or the CLI.
+  bool apply_required_profiles = false;
   bool check_invariants = true;
   bool check_bindings = true;
   // Prefix for issue locations, e.g. "Bundle.entry[3].resource" when a server
@@ -54,6 +60,27 @@ struct ValidatorStats {
 };
 
 struct TypeRules;  // compiled per type (validator.cpp)
+struct Profile;    // one of our profiles with its generated snapshot (profile_rules.h)
+
+// What a named check (an invariant implemented in C++, e.g. the INS key)
+// found on one element. Empty message_id: nothing to report.
+struct CheckFinding {
+  fhir::Severity severity = fhir::Severity::Error;
+  std::string message_id;       // "identifier-key-invalid"
+  std::string message;          // names the identifier and the expected key
+  std::string location_suffix;  // appended to the element's location (".value")
+};
+using CheckFunction = std::function<void(const fhir::Node& element, std::vector<CheckFinding>* out)>;
+
+// One element of a generated snapshot (for tests and tools).
+struct SnapshotElement {
+  std::string id, path, slice_name;
+  uint32_t min = 0, max = 1;  // max UINT32_MAX for "*"
+  std::vector<std::string> types;
+  bool from_differential = false;  // false: inherited from the base unchanged
+  bool has_fixed = false, has_pattern = false;
+  std::string binding_strength, binding_value_set;
+};
 
 class Validator {
  public:
@@ -74,6 +101,29 @@ class Validator {
   void precompile_all() const;
 
   ValidatorStats stats() const;
+
+  // ----- profiles (our StructureDefinitions; set up before sharing the validator)
+
+  // Adds a constraint StructureDefinition (JSON) whose base is an R4 type or
+  // one added before; its snapshot is generated from the differential.
+  // Invalid -> Invalid status naming the element.
+  fhir::Status add_profile_json(std::string_view json);
+  // Adds every profiles/data/*.json StructureDefinition (data_files.h root).
+  fhir::Status load_data_profiles();
+  // Profiles the server requires for a resource type; `when` is an optional
+  // FHIRPath condition on the resource (List: only SubmissionSets).
+  fhir::Status require_profile(std::string type, std::string url, std::string when = {});
+  // Reads profiles/data/required-profiles.json (type -> profile [, when]).
+  fhir::Status load_required_profiles();
+  void clear_required_profiles();
+  // URLs required for this type (conditions not evaluated).
+  std::vector<std::string> required_profiles(std::string_view type) const;
+  bool has_profile(std::string_view url) const;
+  std::vector<SnapshotElement> snapshot(std::string_view url) const;  // empty when unknown
+  // Registers a check usable as a constraint key without expression in our
+  // profiles ("espace-ins-key"); the French identifier checks are built in.
+  void register_check(std::string key, CheckFunction check);
+  const CheckFunction* check(std::string_view key) const;
 
   const fhir::Definitions& definitions() const { return defs_; }
   const terminology::Store* terminology() const { return terminology_; }
@@ -104,6 +154,11 @@ class Validator {
       extensions_;  // by URL; null entries for URLs that are not extension definitions
   struct Loaded;  // StructureDefinition snapshots read so far, by root type name
   std::unique_ptr<Loaded> loaded_;
+  std::unordered_map<std::string, std::unique_ptr<Profile>, fhir::StringHash, std::equal_to<>> profiles_;
+  struct Requirement;
+  std::vector<std::unique_ptr<Requirement>> required_;
+  std::unordered_map<std::string, CheckFunction, fhir::StringHash, std::equal_to<>> checks_;
+  void apply_profiles(const fhir::Node& resource, const ValidationOptions& options, std::vector<fhir::Issue>* out) const;
 };
 
 // True when any issue is an error or fatal.
