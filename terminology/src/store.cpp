@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "espace/fhir/data_files.h"
 #include "espace/fhir/read_file.h"
 #include "espace/terminology/terminology.h"
 
@@ -261,6 +262,13 @@ fhir::Status Store::load(const std::string& package_dir, std::unique_ptr<Store>*
       files.push_back(entry.path().string());
   }
   std::sort(files.begin(), files.end());  // reproducible when two files share a URL
+  // Our French sets (terminology/data) come after the package: they may
+  // complete a system the package only names.
+  std::vector<std::string> ours;
+  for (const auto& entry : fs::directory_iterator(fhir::data_path("terminology/data"), ec))
+    if (entry.path().extension() == ".json") ours.push_back(entry.path().string());
+  std::sort(ours.begin(), ours.end());
+  files.insert(files.end(), ours.begin(), ours.end());
   std::string text;
   for (const std::string& file : files) {
     if (!read_file(file, &text))

@@ -40,6 +40,19 @@ inline const espace::profiles::Validator& validator() {
   return v;
 }
 
+// The validator with our profiles (profiles/data) and the server's required
+// profiles, as `espace serve` sets it up without --relaxed-profiles.
+inline const espace::profiles::Validator& french_validator() {
+  static std::unique_ptr<espace::profiles::Validator> v = [] {
+    auto made = std::make_unique<espace::profiles::Validator>(definitions(), &terminology());
+    espace::fhir::Status st = made->load_data_profiles();
+    if (st) st = made->load_required_profiles();
+    if (!st) throw std::runtime_error("cannot load our profiles: " + st.message());
+    return made;
+  }();
+  return *v;
+}
+
 inline espace::fhir::Node parse(const std::string& json) {
   espace::fhir::Node n;
   espace::fhir::Status st = espace::fhir::parse_json(definitions(), json, &n);

@@ -2,7 +2,8 @@
 // code validation against a value set, and concept lookup.
 //
 // The store is loaded once (all CodeSystem-*.json and ValueSet-*.json of the
-// package, kept as a compact index) and is then read-only, except for the
+// package, then our French sets of terminology/data/*.json, kept as a
+// compact index) and is then read-only, except for the
 // expansion cache, which is guarded. Every method may be called from any
 // number of threads.
 //
