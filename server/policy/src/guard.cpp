@@ -445,11 +445,17 @@ class GuardedStorage final : public storage::Storage {
       seen.insert(key_of(m.resource.type, m.resource.id));
       frontier[m.resource.type].push_back(m.resource.id);
     }
-    std::vector<storage::IncludeSpec> iterate;
-    for (const storage::IncludeSpec& spec : specs)
-      if (spec.iterate) iterate.push_back(spec);
+    // The storage would iterate on its own from everything it included,
+    // hidden resources too: each query here is one round (iterate off).
+    std::vector<storage::IncludeSpec> all, iterate;
+    for (storage::IncludeSpec spec : specs) {
+      bool iterates = spec.iterate;
+      spec.iterate = false;
+      all.push_back(spec);
+      if (iterates) iterate.push_back(spec);
+    }
     for (int round = 0; round < kMaxIncludeRounds && !frontier.empty(); ++round) {
-      const std::vector<storage::IncludeSpec>& applied = round == 0 ? specs : iterate;
+      const std::vector<storage::IncludeSpec>& applied = round == 0 ? all : iterate;
       if (applied.empty()) break;
       std::map<std::string, std::vector<std::string>> next;
       for (const auto& [type, ids] : frontier) {
