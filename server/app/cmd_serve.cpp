@@ -16,6 +16,7 @@
 #include "espace/http/fhir_api.h"
 #include "espace/http/worker_pool.h"
 #include "espace/net/server.h"
+#include "espace/policy/audit.h"
 #include "espace/policy/policy.h"
 #include "espace/profiles/validator.h"
 #include "espace/storage/storage.h"
@@ -51,6 +52,8 @@ const char* kServeHelp =
     "  --fhir-package DIR      unpacked hl7.fhir.r4.examples package (default: the set-up cache)\n"
     "  --tls-cert FILE --tls-key FILE   serve HTTPS\n"
     "  --access-log FILE       access log destination ('-' = stderr, 'off'; default '-')\n"
+    "  --audit on|off          one AuditEvent per request in the hash-chained audit trail, durable before\n"
+    "                          the response (default on; off only for benchmarks and throwaway databases)\n"
     "  --relaxed-profiles      do not require the French profiles (generic FHIR test suites)\n"
     "  --no-fsync              commit without fsync (faster, not durable across power loss)\n";
 
@@ -82,7 +85,7 @@ int cmd_serve(int argc, char** argv) {
   if (!o.parse(argc, argv,
                {"address", "port", "port-file", "db", "auth", "io-threads", "workers", "max-queue", "max-body",
                 "max-header", "max-depth", "max-entries", "max-document-bytes", "request-timeout", "idle-timeout", "base-url",
-                "fhir-package", "tls-cert", "tls-key", "access-log"},
+                "fhir-package", "tls-cert", "tls-key", "access-log", "audit"},
                {"relaxed-profiles", "no-fsync", "help"}, &err)) {
     std::fprintf(stderr, "espace serve: %s\n%s", err.c_str(), kServeHelp);
     return 2;
@@ -109,6 +112,11 @@ int cmd_serve(int argc, char** argv) {
       !o.get_int("request-timeout", 30, 1, 3600, &request_timeout, &err) ||
       !o.get_int("idle-timeout", 75, 1, 3600, &idle_timeout, &err)) {
     std::fprintf(stderr, "espace serve: %s\n", err.c_str());
+    return 2;
+  }
+  const std::string audit_mode = o.get_or("audit", "on");
+  if (audit_mode != "on" && audit_mode != "off") {
+    std::fprintf(stderr, "espace serve: --audit takes on or off, not '%s'\n", audit_mode.c_str());
     return 2;
   }
   std::string auth = o.get_or("auth", "");
@@ -171,6 +179,11 @@ int cmd_serve(int argc, char** argv) {
   api_opts.max_body_bytes = static_cast<size_t>(max_body);
   api_opts.max_json_depth = static_cast<int>(max_depth);
   http::FhirApi api(services, *policy, pool, api_opts);
+  std::unique_ptr<policy::AuditTrail> audit_trail;
+  if (audit_mode == "on") {
+    audit_trail = policy::make_audit_trail(*store);
+    api.set_audit_trail(audit_trail.get());
+  }
 
   net::ServerOptions nopts;
   nopts.address = o.get_or("address", "127.0.0.1");

@@ -7,6 +7,7 @@ int cmd_serve(int argc, char** argv);
 int cmd_import(int argc, char** argv);
 int cmd_validate(int argc, char** argv);
 int cmd_token(int argc, char** argv);
+int cmd_audit(int argc, char** argv);
 
 }  // namespace espace::app
 

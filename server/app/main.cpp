@@ -16,7 +16,8 @@ void usage(FILE* out) {
       "  import     load FHIR JSON files or directories into a database\n"
       "  validate   validate FHIR JSON/XML files: espace validate [--profile URL] FILE...\n"
       "  fhirpath   evaluate a FHIRPath expression: espace fhirpath [--input FILE] EXPRESSION\n"
-      "  token      development signing keys and bearer tokens (espace token --help)\n",
+      "  token      development signing keys and bearer tokens (espace token --help)\n"
+      "  audit      check the audit trail's hash chain: espace audit verify --db FILE\n",
       out);
 }
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   if (command == "validate") return espace::app::cmd_validate(argc - 1, argv + 1);
   if (command == "fhirpath") return cmd_fhirpath(argc - 1, argv + 1);
   if (command == "token") return espace::app::cmd_token(argc - 1, argv + 1);
+  if (command == "audit") return espace::app::cmd_audit(argc - 1, argv + 1);
   if (command == "--help" || command == "-h" || command == "help") {
     usage(stdout);
     return 0;

@@ -77,6 +77,9 @@ const char* reason_phrase(int status) {
   return "Unknown";
 }
 
+// AuditEvent is served from the audit table (audit_events.cpp).
+FhirResponse do_audit_event(const Services& services, const FhirRequest& req);
+
 FhirResponse dispatch(const Services& services, const FhirRequest& req) {
   bool type_level = req.interaction != Interaction::Capabilities && req.interaction != Interaction::Operation &&
                     req.interaction != Interaction::Batch &&
@@ -90,6 +93,7 @@ FhirResponse dispatch(const Services& services, const FhirRequest& req) {
   if (instance_level && !is_valid_id(req.id))
     return error_response(ErrorCategory::Invalid, "invalid", "malformed resource id");
   try {
+    if (req.type == "AuditEvent" && type_level) return do_audit_event(services, req);
     switch (req.interaction) {
       case Interaction::Read: return do_read(services, req);
       case Interaction::VRead: return do_vread(services, req);
