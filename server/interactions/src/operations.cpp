@@ -12,6 +12,9 @@
 
 namespace espace::interactions {
 
+// Patient/[id]/$everything (everything.cpp).
+FhirResponse everything_operation(const Services& services, const FhirRequest& request);
+
 namespace {
 
 FhirResponse expand(const Services& s, const FhirRequest& r) { return terminology_operation(s, r, "expand"); }
@@ -49,6 +52,7 @@ const std::vector<OperationDef>& operation_table() {
       row("vaccination-booklet",         false, false, true, {"Patient"}, true, B::None,     false, vaccination_booklet_operation),
       row("immunization-recommendation", false, false, true, {"Patient"}, true, B::Resource, false, immunization_recommendation_operation),
       row("screening-reminders",         false, false, true, {"Patient"}, true, B::None,     false, screening_reminders_operation),
+      row("everything",                  false, false, true, {"Patient"}, true, B::Resource, false, everything_operation),
   };
   return table;
 }
