@@ -11,7 +11,9 @@
 //   jti, client_id (else azp)
 //   espace_role    our role claim: "patient", "legal-representative",
 //                  "professional", "system", "administrator"
-//   extensions.ihe_iua  (IHE ITI IUA, JWT IUA extension, ITI-72):
+//   extensions.ihe_iua  (IHE ITI Internet User Authorization, the JWT IUA
+//                  extension of ITI-71/ITI-72; profiled for a national record
+//                  e.g. by CH EPR FHIR, fhir.ch/ig/ch-epr-fhir/iti-71.html):
 //       subject_role   a Coding or a code; mapped to a Role by its code, see
 //                      below. When espace_role is also present they must agree.
 //       purpose_of_use a Coding, an array of one Coding, or a code (v3
@@ -33,10 +35,11 @@
 //   espace_represented_patients  array of Patient ids (legal representatives)
 //
 // subject_role codes accepted (any code system; the codes of the Swiss EPR
-// IUA/XUA role value set and our own names): PAT|patient -> Patient,
-// REP|legal-representative -> LegalRepresentative, HCP|professional ->
-// Professional, TCU|system -> System, PADM|DADM|administrator ->
-// Administrator. Anything else is refused: an unknown role never defaults.
+// role value set urn:oid:2.16.756.5.30.1.127.3.10.6 and our own names):
+// PAT|patient -> Patient, REP|legal-representative -> LegalRepresentative,
+// HCP|professional -> Professional, TCU|system -> System,
+// PADM|DADM|administrator -> Administrator. Anything else (the assistant ASS
+// included) is refused: an unknown role never defaults.
 //
 // Consistency required of each role (else 401): Patient names its own id
 // (patient, or fhirUser Patient/id; equal when both); LegalRepresentative
@@ -75,8 +78,9 @@ class Authenticator {
   static fhir::Status create(const AuthConfig& config, std::unique_ptr<Authenticator>* out);
   ~Authenticator();
 
-  // Re-reads the JWKS file (on SIGHUP). On failure the previous keys stay in
-  // use and the Status says why.
+  // Re-reads the JWKS file. On failure the previous keys stay in use and the
+  // Status says why. `serve` calls it on SIGHUP (net::Server::stop_on_signals'
+  // on_hup callback), so keys rotate without a restart.
   fhir::Status reload();
 
   // Ok with *out filled, or Unauthorized with a reason that never quotes the
