@@ -100,7 +100,9 @@ bool fhir_date_range(std::string_view text, int64_t* first_us, int64_t* last_us)
       ++at;
       while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;  // sub-second precision ignored
     }
-    if (at < text.size()) {
+    // FHIR requires a time zone whenever a time is given.
+    if (at >= text.size()) return false;
+    {
       if (text[at] == 'Z') {
         ++at;
       } else if (text[at] == '+' || text[at] == '-') {
