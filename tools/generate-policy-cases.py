@@ -473,6 +473,32 @@ for cname, caller in CALLERS.items():
         ok, why = visible(caller, r)
         case("read %s/%s as %s (%s)" % (t, i, cname, why), cname, "GET", "/%s/%s" % (t, i), 200 if ok else 404)
 
+# 1b. vread and instance history answer as the read does (hidden == absent).
+HISTORY_SAMPLE = [("Observation", "obs-a1"), ("Observation", "obs-a-invis"), ("DocumentReference", "doc-a-masked"),
+                  ("DocumentReference", "doc-a-psy"), ("DocumentReference", "doc-c-inv-rep"), ("Binary", "bin-doc-a-masked"),
+                  ("Observation", "obs-b1"), ("Observation", "obs-e1"), ("Task", "task-1")]
+for cname, caller in CALLERS.items():
+    for t, i in HISTORY_SAMPLE:
+        r = BY_ID[(t, i)]
+        refused = request_level(caller, t, "read", [])
+        if refused:
+            case("vread %s/%s as %s" % (t, i, cname), cname, "GET", "/%s/%s/_history/1" % (t, i), refused[0], rule=refused[1])
+            case("history %s/%s as %s" % (t, i, cname), cname, "GET", "/%s/%s/_history" % (t, i), refused[0], rule=refused[1])
+            continue
+        ok, why = visible(caller, r)
+        case("vread %s/%s as %s (%s)" % (t, i, cname, why), cname, "GET", "/%s/%s/_history/1" % (t, i), 200 if ok else 404)
+        case("history %s/%s as %s (%s)" % (t, i, cname, why), cname, "GET", "/%s/%s/_history" % (t, i),
+             200 if ok else 404, ids=["%s/%s" % (t, i)] if ok else None)
+    # Type-level history: professionals cannot name a patient there.
+    refused = request_level(caller, "Observation", "search", [])
+    if not refused and caller["role"] in ("professional", "system"):
+        refused = (403, "PATIENT_CONTEXT_REQUIRED")
+    if refused:
+        case("history Observation as " + cname, cname, "GET", "/Observation/_history", refused[0], rule=refused[1])
+    else:
+        ids = ["Observation/" + r["id"] for r in STORED if r["resourceType"] == "Observation" and visible(caller, r)[0]]
+        case("history Observation as " + cname, cname, "GET", "/Observation/_history", 200, ids=ids)
+
 # 2. Reads of ids never written: the same answers as hidden ones.
 for cname, caller in CALLERS.items():
     refused = request_level(caller, "Observation", "read", [])
