@@ -773,3 +773,23 @@ TEST_CASE("auth: minted tokens and dev keys") {
   rep.key_file = keys().dir + "/missing.pem";
   CHECK_FALSE(mint_token(rep, &token));
 }
+
+TEST_CASE("auth: every one-character change to a valid token is refused") {
+  auto a = authenticator();
+  for (const std::string& token : {sign_es(professional_claims()), sign_rs(professional_claims())}) {
+    REQUIRE(refusal(*a, token) == "");
+    size_t accepted = 0;
+    for (size_t i = 0; i < token.size(); ++i) {
+      for (char replacement : {'A', 'x', '_', '.', '0'}) {
+        if (token[i] == replacement) continue;
+        std::string mutated = token;
+        mutated[i] = replacement;
+        if (refusal(*a, mutated).empty()) ++accepted;
+      }
+      std::string shorter = token;
+      shorter.erase(i, 1);
+      if (refusal(*a, shorter).empty()) ++accepted;
+    }
+    CHECK(accepted == 0);
+  }
+}
