@@ -52,7 +52,7 @@ Status unprocessable(std::string message_id, std::string diagnostics, std::strin
   fhir::Issue i;
   i.code = "processing";
   i.message_id = std::move(message_id);
-  i.diagnostics = std::move(diagnostics);
+  i.diagnostics = "[" + i.message_id + "] " + diagnostics;
   i.expression = std::move(expression);
   return Status::error(ErrorCategory::Unprocessable, std::move(i));
 }
@@ -158,7 +158,7 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
       fhir::Issue i;
       i.code = "duplicate";
       i.message_id = "cda-duplicate";
-      i.diagnostics = "a document with this unique id (ClinicalDocument/id) is already stored as DocumentReference/" +
+      i.diagnostics = "[cda-duplicate] a document with this unique id (ClinicalDocument/id) is already stored as DocumentReference/" +
                       existing.front();
       i.expression = "/ClinicalDocument/id";
       return error_response(Status::error(ErrorCategory::Conflict, std::move(i)));
