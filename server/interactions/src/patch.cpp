@@ -11,6 +11,7 @@
 #include <rapidjson/writer.h>
 
 #include "common.h"
+#include "documents/mhd_provide.h"
 #include "espace/interactions/validate.h"
 #include "espace/fhir/json.h"
 
@@ -292,6 +293,9 @@ FhirResponse do_patch(const Services& services, const FhirRequest& req) {
   Status s = parse_tagged(req.body, &patch, "the JSON Patch document");
   if (!s) return error_response(std::move(s));
 
+  if (req.type == "DocumentReference")
+    if (Status paths = mhd::check_document_patch_paths(req.body); !paths) return error_response(std::move(paths));
+
   std::optional<int64_t> client_if_match;
   if (Status s = parse_if_match(req.if_match, &client_if_match); !s) return error_response(std::move(s));
 
@@ -326,6 +330,11 @@ FhirResponse do_patch(const Services& services, const FhirRequest& req) {
       return error_response(ErrorCategory::Unprocessable, "processing",
                             "a patch may not change the resource type or id");
 
+    if (req.type == "DocumentReference") {
+      // What the DMP lets a sharer change on a shared document (documents/mhd_lifecycle.cpp).
+      s = mhd::check_document_status_change(current.json, patched.child_value("status"));
+      if (!s) return error_response(std::move(s));
+    }
     s = validate_for_write(services, patched);
     if (!s) return error_response(std::move(s));
 

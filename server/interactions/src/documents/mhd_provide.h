@@ -65,9 +65,12 @@ std::optional<FhirResponse> explain_failed_write(const Services& services, const
 // ---- lifecycle (mhd_lifecycle.cpp) ----
 
 // A JSON Patch on a DocumentReference may change only the metadata the DMP
-// lets a sharer change; Unprocessable naming the first other path.
-Status check_document_patch(std::string_view patch_json, std::string_view current_status,
-                            std::string_view patched_status);
+// lets a sharer change; Unprocessable naming the first other path. Checked
+// before the patch is applied.
+Status check_document_patch_paths(std::string_view patch_json);
+// The status may only become entered-in-error (logical deletion), once.
+// current_json: the stored version the patch applies to.
+Status check_document_status_change(std::string_view current_json, std::string_view patched_status);
 
 // Default filters of a DocumentReference search (ITI-67): without a status
 // parameter entered-in-error documents are left out; without a _tag parameter

@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "../common.h"
+#include "../documents/mhd_provide.h"
 #include "query.h"
 #include "registry.h"
 
@@ -107,6 +108,8 @@ FhirResponse do_search(const Services& services, const FhirRequest& req) {
   search::ParsedSearch parsed;
   if (Status s = search::parse_search(ctx, type, req.params, &parsed); !s) return error_response(std::move(s));
   storage::SearchQuery& q = parsed.query;
+  // ITI-67: deleted and archived documents only when the query asks (documents/mhd_lifecycle.cpp).
+  if (type == "DocumentReference") mhd::add_default_document_filters(req.params, &q);
 
   std::string path = type.empty() ? std::string() : "/" + type;
   if (!req.compartment_type.empty()) {
