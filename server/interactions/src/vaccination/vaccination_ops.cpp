@@ -260,51 +260,53 @@ FhirResponse vaccination_booklet_operation(const Services& services, const FhirR
   key_string(w, "resourceType", "Bundle");
   key_string(w, "type", "collection");
   key_string(w, "timestamp", now_instant());
-  w.Key("entry");
-  w.StartArray();
-  for (const auto& [g, list] : grouped) {
-    w.StartObject();
-    key_string(w, "fullUrl", "urn:uuid:" + new_id());
-    w.Key("resource");
-    w.StartObject();
-    key_string(w, "resourceType", "List");
-    key_string(w, "status", "current");
-    key_string(w, "mode", "snapshot");
-    if (g == unplaced) {
-      key_string(w, "title", "Autres vaccinations");
-    } else {
-      const vaccination::Group& group = schedule->groups[g];
-      key_string(w, "title", group.display);
-      codeable(w, "code", schedule->group_system, group.key, group.display);
-    }
-    reference(w, "subject", "Patient/" + req.id);
+  if (!records.empty()) {  // FHIR JSON has no empty arrays
     w.Key("entry");
     w.StartArray();
-    for (const ImmunizationRecord* r : list) {
+    for (const auto& [g, list] : grouped) {
       w.StartObject();
-      reference(w, "item", "Immunization/" + r->id);
+      key_string(w, "fullUrl", "urn:uuid:" + new_id());
+      w.Key("resource");
+      w.StartObject();
+      key_string(w, "resourceType", "List");
+      key_string(w, "status", "current");
+      key_string(w, "mode", "snapshot");
+      if (g == unplaced) {
+        key_string(w, "title", "Autres vaccinations");
+      } else {
+        const vaccination::Group& group = schedule->groups[g];
+        key_string(w, "title", group.display);
+        codeable(w, "code", schedule->group_system, group.key, group.display);
+      }
+      reference(w, "subject", "Patient/" + req.id);
+      w.Key("entry");
+      w.StartArray();
+      for (const ImmunizationRecord* r : list) {
+        w.StartObject();
+        reference(w, "item", "Immunization/" + r->id);
+        w.EndObject();
+      }
+      w.EndArray();
+      w.EndObject();
+      w.EndObject();
+    }
+    for (const auto& [g, r] : ordered) {
+      w.StartObject();
+      w.Key("extension");
+      w.StartArray();
+      w.StartObject();
+      key_string(w, "url", std::string(kExtensionBase) + "vaccination-reliability");
+      w.Key("valueCoding");
+      coding(w, kReliabilitySystem, reliability(*r), "");
+      w.EndObject();
+      w.EndArray();
+      key_string(w, "fullUrl", resource_url(req.base_url, "Immunization", r->id));
+      w.Key("resource");
+      w.RawValue(r->json.data(), r->json.size(), rapidjson::kObjectType);
       w.EndObject();
     }
     w.EndArray();
-    w.EndObject();
-    w.EndObject();
   }
-  for (const auto& [g, r] : ordered) {
-    w.StartObject();
-    w.Key("extension");
-    w.StartArray();
-    w.StartObject();
-    key_string(w, "url", std::string(kExtensionBase) + "vaccination-reliability");
-    w.Key("valueCoding");
-    coding(w, kReliabilitySystem, reliability(*r), "");
-    w.EndObject();
-    w.EndArray();
-    key_string(w, "fullUrl", resource_url(req.base_url, "Immunization", r->id));
-    w.Key("resource");
-    w.RawValue(r->json.data(), r->json.size(), rapidjson::kObjectType);
-    w.EndObject();
-  }
-  w.EndArray();
   w.EndObject();
   return json_response(buf);
 }
@@ -333,10 +335,13 @@ FhirResponse immunization_recommendation_operation(const Services& services, con
   key_string(w, "date", vaccination::format_date(today));
   w.Key("authority");
   w.StartObject();
-  key_string(w, "display", schedule->source.substr(0, schedule->source.find('(')));
+  std::string edition = schedule->source.substr(0, schedule->source.find(" ("));  // the title, without the notes
+  key_string(w, "display", edition);
   w.EndObject();
-  w.Key("recommendation");
-  w.StartArray();
+  // recommendation is 1..*: a patient no rule concerns gets a resource
+  // without lines (invalid against the base, but the honest answer).
+  if (!lines.empty()) w.Key("recommendation");
+  if (!lines.empty()) w.StartArray();
   for (const vaccination::Line& line : lines) {
     const vaccination::Group& g = *line.group;
     w.StartObject();
@@ -403,7 +408,7 @@ FhirResponse immunization_recommendation_operation(const Services& services, con
     }
     w.EndObject();
   }
-  w.EndArray();
+  if (!lines.empty()) w.EndArray();
   w.EndObject();
   return json_response(buf);
 }
@@ -455,8 +460,8 @@ FhirResponse screening_reminders_operation(const Services& services, const FhirR
   key_string(w, "resourceType", "Bundle");
   key_string(w, "type", "collection");
   key_string(w, "timestamp", now_instant());
-  w.Key("entry");
-  w.StartArray();
+  if (!reminders.empty()) w.Key("entry");
+  if (!reminders.empty()) w.StartArray();
   for (const vaccination::ScreeningReminder& r : reminders) {
     w.StartObject();
     key_string(w, "fullUrl", "urn:uuid:" + new_id());
@@ -509,7 +514,7 @@ FhirResponse screening_reminders_operation(const Services& services, const FhirR
     w.EndObject();
     w.EndObject();
   }
-  w.EndArray();
+  if (!reminders.empty()) w.EndArray();
   w.EndObject();
   return json_response(buf);
 }
