@@ -9,6 +9,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <rapidjson/document.h>
 #include <rapidjson/prettywriter.h>
@@ -226,4 +227,24 @@ TEST_CASE("read_cda_document maps without storage and reports warnings apart", "
   std::string json = espace::fhir::write_json(doc.document_reference);
   CHECK(json.find("\"subject\"") == std::string::npos);
   CHECK(json.find("urn:ihe:lab:xd-lab:2008") != std::string::npos);
+}
+
+TEST_CASE("$ingest-cda: concurrent submissions of one document store it once", "[cda]") {
+  search_test::Server server;
+  seed_patients(server);
+  const std::string report = read_text(kCdaDir / "report.xml");
+  std::vector<int> statuses(8, 0);
+  std::vector<std::thread> senders;
+  for (size_t i = 0; i < statuses.size(); ++i)
+    senders.emplace_back([&, i] { statuses[i] = status_of(ingest(server.services(), report)); });
+  for (std::thread& t : senders) t.join();
+  CHECK(std::count(statuses.begin(), statuses.end(), 201) == 1);
+  CHECK(std::count(statuses.begin(), statuses.end(), 409) == 7);
+  FhirResponse r = server.search("DocumentReference", "_summary=count");
+  rapidjson::Document bundle;
+  bundle.Parse(r.json.data(), r.json.size());
+  CHECK(bundle["total"].GetInt() == 1);
+  r = server.search("Binary", "_summary=count");
+  bundle.Parse(r.json.data(), r.json.size());
+  CHECK(bundle["total"].GetInt() == 1);
 }

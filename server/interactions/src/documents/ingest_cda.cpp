@@ -6,7 +6,10 @@
 // attachment are text/xml, the MIME type the CI-SIS gives CDA documents; the
 // format code says whether the body is structured or a PDF. A document whose
 // unique id (masterIdentifier) is already stored is refused with 409.
+#include <array>
 #include <chrono>
+#include <functional>
+#include <mutex>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -106,6 +109,15 @@ bool accepted_media_type(std::string_view type) {
   return type == "application/xml" || type == "text/xml" || type == "application/hl7-cda+xml";
 }
 
+// Check-then-write of one document unique id must not interleave with
+// another ingestion of the same id (a client retrying, two senders): the
+// check and the write run under a lock chosen by the id. The server is one
+// process; other ids rarely share a stripe.
+std::mutex& document_id_lock(std::string_view unique_id) {
+  static std::array<std::mutex, 64> stripes;
+  return stripes[std::hash<std::string_view>{}(unique_id) % stripes.size()];
+}
+
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -147,12 +159,16 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
                                         ins_xpath));
 
   // One document unique id, one DocumentReference.
+  std::string unique_id;
   if (auto mi = doc.FindMember("masterIdentifier"); mi != doc.MemberEnd() && mi->value.IsObject()) {
-    std::string system, value;
-    if (auto it = mi->value.FindMember("system"); it != mi->value.MemberEnd()) system = it->value.GetString();
-    if (auto it = mi->value.FindMember("value"); it != mi->value.MemberEnd()) value = it->value.GetString();
+    if (auto it = mi->value.FindMember("system"); it != mi->value.MemberEnd()) unique_id = it->value.GetString();
+    unique_id += "|";
+    if (auto it = mi->value.FindMember("value"); it != mi->value.MemberEnd()) unique_id += it->value.GetString();
+  }
+  std::lock_guard<std::mutex> same_document(document_id_lock(unique_id));
+  if (!unique_id.empty()) {
     std::vector<std::string> existing;
-    s = resolve_criteria(services, "DocumentReference", {{"identifier", system + "|" + value}}, &existing);
+    s = resolve_criteria(services, "DocumentReference", {{"identifier", unique_id}}, &existing);
     if (!s) return error_response(std::move(s));
     if (!existing.empty()) {
       fhir::Issue i;
