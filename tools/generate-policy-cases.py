@@ -231,6 +231,8 @@ CALLERS = {
                     "purpose": "HRESCH"},
     "dr-scoped": {"role": "professional", "fhir_user": "Practitioner/dr-granted", "national_id": PRACTITIONERS["dr-granted"], "profession": "10",
                   "scope": "user/Observation.rs user/Patient.r"},
+    "dr-launch": {"role": "professional", "fhir_user": "Practitioner/dr-granted", "national_id": PRACTITIONERS["dr-granted"], "profession": "10",
+                  "scope": "patient/*.rs", "patient": "pat-a"},
 }
 for name, c in CALLERS.items():
     c["subject"] = "account-" + name
@@ -341,15 +343,31 @@ def profession(caller):
     return caller.get("profession") or ("system" if caller["role"] == "system" else "")
 
 
-def scope_allows(caller, rtype, perm):
+def scope_grants(caller, rtype, perm):
+    """The contexts ("patient", "user", "system") of the scopes giving perm on rtype; None without scopes."""
     if "scope" not in caller:
-        return True
+        return None
+    out = []
     for s in caller["scope"].split():
         ctx, _, rest = s.partition("/")
         t, _, perms = rest.partition(".")
         if t in ("*", rtype) and perm in perms:
-            return True
-    return False
+            out.append(ctx)
+    return out
+
+
+def scope_allows(caller, rtype, perm):
+    g = scope_grants(caller, rtype, perm)
+    return g is None or len(g) > 0
+
+
+def launch_only(caller, rtype, perms):
+    """True when every scope giving any of perms on rtype is a patient/ scope."""
+    gs = [scope_grants(caller, rtype, p) for p in perms]
+    if any(g is None for g in gs):
+        return False
+    given = [g for g in gs if g]
+    return bool(given) and all(all(c == "patient" for c in g) for g in given)
 
 
 def sec_codes(r):
@@ -378,6 +396,8 @@ def visible(caller, r):
         return (True, "SYSTEM") if role == "system" else (False, "SYSTEM_ONLY" if t == "Task" else "NO_PATIENT_LINK")
     decided = None
     for pid in os_:
+        if launch_only(caller, t, "rs") and pid != caller.get("patient"):
+            return False, "SCOPE"
         ok, why = patient_access(caller, pid)
         if not ok:
             return False, why
@@ -430,6 +450,8 @@ def request_level(caller, rtype, interaction, named):
         return 403, "ADMIN_NO_CLINICAL"
     perm = {"read": "r", "search": "s", "create": "c", "update": "u", "delete": "d"}.get(interaction)
     if perm and not scope_allows(caller, rtype, perm):
+        return 403, "SCOPE"
+    if perm and launch_only(caller, rtype, perm) and any(p != caller.get("patient") for p in named):
         return 403, "SCOPE"
     return None
 

@@ -143,11 +143,21 @@ std::string DmpRules::profession() const {
   return caller_.role == Role::System ? "system" : "";
 }
 
-bool DmpRules::scope_allows(std::string_view type, char permission) const {
-  if (caller_.scopes.empty()) return true;  // no SMART scopes: the role's rights alone
-  for (const Scope& s : caller_.scopes)
-    if ((s.type == "*" || s.type == type) && s.permissions.find(permission) != std::string::npos) return true;
-  return false;
+bool scopes_allow(const Caller& caller, std::string_view type, char permission, bool* patient_only) {
+  if (patient_only) *patient_only = false;
+  if (caller.scopes.empty()) return true;  // no SMART scopes: the role's rights alone
+  bool allowed = false, only_patient = true;
+  for (const Scope& s : caller.scopes)
+    if ((s.type == "*" || s.type == type) && s.permissions.find(permission) != std::string::npos) {
+      allowed = true;
+      only_patient = only_patient && s.context == Scope::Context::Patient;
+    }
+  if (patient_only) *patient_only = allowed && only_patient;
+  return allowed;
+}
+
+bool DmpRules::scope_allows(std::string_view type, char permission, bool* patient_only) const {
+  return scopes_allow(caller_, type, permission, patient_only);
 }
 
 bool DmpRules::resource_names_caller(const std::string& reference) {
@@ -303,7 +313,12 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
     if (config_.administrator_types.count(type)) return {true, rule::kAdminConformance};
     return {false, rule::kAdminNoClinical};
   }
-  if (!scope_allows(type, 'r') && !scope_allows(type, 's')) return {false, rule::kScope};
+  bool read_patient_only = false, search_patient_only = false;
+  const bool can_read = scope_allows(type, 'r', &read_patient_only);
+  const bool can_search = scope_allows(type, 's', &search_patient_only);
+  if (!can_read && !can_search) return {false, rule::kScope};
+  // patient/ scopes reach the launch patient's data only.
+  const bool launch_patient_only = (!can_read || read_patient_only) && (!can_search || search_patient_only);
 
   rapidjson::Document doc;
   doc.Parse(json_text.data(), json_text.size());
@@ -344,6 +359,7 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
 
   const char* decided = nullptr;
   for (const std::string& owner : owners) {
+    if (launch_patient_only && owner != caller_.patient_id) return {false, rule::kScope};
     Verdict v = patient_access(owner);
     if (!v.visible) return v;
     if (!decided || v.rule == rule::kBreakGlass) decided = v.rule;
@@ -448,7 +464,8 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
   const bool exists_for_caller = seen_before && !seen_before->deleted;
 
   char permission = after.deleted ? 'd' : exists_for_caller ? 'u' : (after.method == "PUT" ? 'u' : 'c');
-  if (!scope_allows(type, permission))
+  bool write_patient_only = false;
+  if (!scope_allows(type, permission, &write_patient_only))
     return refusal(rule::kScope, std::string("the token's scopes do not allow '") + permission + "' on " + type);
 
   if (!seen_before && after.deleted)
@@ -471,6 +488,10 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
   } else {
     patients.push_back(after.id);
   }
+  if (write_patient_only)
+    for (const std::string& p : patients)
+      if (p != caller_.patient_id)
+        return refusal(rule::kScope, "patient/ scopes reach the launch patient's data only");
   if (seen_before && !seen_before->deleted && !after.deleted) {
     std::vector<std::string> a = patients, b = before_patients;
     std::sort(a.begin(), a.end());

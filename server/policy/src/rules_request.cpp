@@ -103,6 +103,7 @@ Status check_request(const RulesConfig& config, const fhir::Definitions& defs, c
   }
 
   // SMART scopes: the type (or every type for system-level interactions).
+  bool launch_patient_only = false;
   if (char p = permission_of(i); p && !caller.scopes.empty()) {
     std::vector<std::string> types;
     if (!type.empty()) {
@@ -121,10 +122,10 @@ Status check_request(const RulesConfig& config, const fhir::Definitions& defs, c
       if (types.empty()) types.push_back("*");
     }
     for (const std::string& t : types) {
-      bool ok = false;
-      for (const Scope& s : caller.scopes)
-        if ((s.type == "*" || s.type == t) && s.permissions.find(p) != std::string::npos) ok = true;
-      if (!ok) return refusal(rule::kScope, std::string("the token's scopes do not allow '") + p + "' on " + t);
+      bool patient_only = false;
+      if (!scopes_allow(caller, t, p, &patient_only))
+        return refusal(rule::kScope, std::string("the token's scopes do not allow '") + p + "' on " + t);
+      launch_patient_only = launch_patient_only || patient_only;
     }
   }
 
@@ -156,6 +157,12 @@ Status check_request(const RulesConfig& config, const fhir::Definitions& defs, c
   if (req.resource && is_write(i) && type != "Patient")
     for (std::string& p : interactions::compartment_owners(defs, "Patient", *req.resource))
       add_unique(named_patients, std::move(p));
+
+  // patient/ scopes: the launch patient, and only that one, is named.
+  if (launch_patient_only)
+    for (const std::string& p : *named_patients)
+      if (p != caller.patient_id)
+        return refusal(rule::kScope, "patient/ scopes reach the launch patient's data only");
 
   // Professionals and systems name the patient of every search of patient data.
   if (caller.role == Role::Professional || caller.role == Role::System) {

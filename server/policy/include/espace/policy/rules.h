@@ -215,7 +215,7 @@ class DmpRules final : public ResourceRules {
   bool matches_caller(const ConsentActor& actor);
   bool resource_names_caller(const std::string& reference);
   bool is_gp(const PatientFacts& facts);
-  bool scope_allows(std::string_view type, char permission) const;
+  bool scope_allows(std::string_view type, char permission, bool* patient_only = nullptr) const;
   std::string profession() const;
 
   const RulesConfig& config_;
@@ -237,6 +237,12 @@ class DmpRules final : public ResourceRules {
 // caller's next step (DmpRules::patient_access).
 fhir::Status check_request(const RulesConfig& config, const fhir::Definitions& defs, const Caller& caller,
                            const interactions::FhirRequest& request, std::vector<std::string>* named_patients);
+
+// SMART scopes: does the caller hold `permission` ('c','r','u','d','s') on
+// `type`? A caller without scopes has the rights of its role (true).
+// *patient_only is set when every scope giving it is a patient/ scope: it
+// then reaches the launch patient (Caller::patient_id) only.
+bool scopes_allow(const Caller& caller, std::string_view type, char permission, bool* patient_only = nullptr);
 
 // A Forbidden status whose diagnostics name the rule ("... (rule GRANT)")
 // and whose message id is "policy-<RULE>".
