@@ -45,6 +45,8 @@ struct Document {
   std::string attachment_url;             // "" = the Binary entry of this document
   std::string subject;                    // "" = the bundle's patient
   bool inline_data = false;               // data in the attachment instead of a Binary
+  std::string related;                    // context.related reference, "" to omit
+  std::string facility = "SA01";          // context.facilityType code
 };
 
 struct Submission {
@@ -101,8 +103,10 @@ inline std::string provide_bundle(const Submission& s) {
     b << R"(},"format":{"system":"urn:oid:1.3.6.1.4.1.19376.1.2.3","code":"urn:ihe:iti:xds:2017:mimeTypeSufficient"}}],)"
       << R"("context":{"event":[{"coding":[{"system":"urn:oid:2.16.840.1.113883.6.3","code":"C34"}]}],)"
       << R"("period":{"start":"2026-11-18","end":"2026-11-19"},)"
-      << R"("facilityType":{"coding":[{"system":"urn:oid:2.16.840.1.113883.6.96","code":"SA01"}]},)"
-      << R"("practiceSetting":{"coding":[{"system":"urn:oid:1.2.250.1.213.1.1.4.9","code":"ETABLISSEMENT"}]}}},)"
+      << R"("facilityType":{"coding":[{"system":"urn:oid:2.16.840.1.113883.6.96","code":")" << d.facility << R"("}]},)"
+      << R"("practiceSetting":{"coding":[{"system":"urn:oid:1.2.250.1.213.1.1.4.9","code":"ETABLISSEMENT"}]})";
+    if (!d.related.empty()) b << R"(,"related":[{"reference":")" << d.related << R"("}])";
+    b << R"(}},)"
       << R"("request":{"method":"POST","url":"DocumentReference"}})";
     if (!d.inline_data)
       b << R"(,{"fullUrl":")" << binary_url << R"(","resource":{"resourceType":"Binary","contentType":")"
@@ -114,8 +118,8 @@ inline std::string provide_bundle(const Submission& s) {
 
 // Puts the synthetic patients and the author the bundles reference.
 inline void load_fixtures(espace::testing::HttpClient& c) {
-  for (const char* name : {"patient-qualified.json", "patient-provisional.json", "patient-without-ins.json",
-                           "practitioner-author.json"}) {
+  for (const char* name : {"patient-qualified.json", "patient-qualified-2.json", "patient-provisional.json",
+                           "patient-without-ins.json", "practitioner-author.json"}) {
     std::string body = read_test_data(name);
     std::string id = body.substr(body.find("\"id\"") + 4);
     id = id.substr(id.find('"') + 1);

@@ -1,6 +1,8 @@
 #include "registry.h"
 
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <cctype>
 #include <cmath>
@@ -11,6 +13,7 @@
 #include <unordered_map>
 
 #include "../common.h"
+#include "espace/fhir/data_files.h"
 
 namespace espace::interactions::search {
 
@@ -246,14 +249,40 @@ const fhir::Node* TypeOnlyResolver::resolve(std::string_view ref) const {
   return it == stubs_.end() ? nullptr : &it->second;
 }
 
+namespace {
+
+// The package's SearchParameters, then ours: a Bundle of SearchParameters in
+// server/interactions/data/search-parameters.json (parameters the R4 base
+// lacks, e.g. MHD's List designationType/sourceId). A code already defined
+// for a type keeps the package's definition.
+std::vector<std::string> all_search_parameters(const fhir::Definitions& defs) {
+  std::vector<std::string> all = defs.search_parameters_json();
+  std::string text;
+  if (!fhir::read_data_file("server/interactions/data/search-parameters.json", &text)) return all;
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("entry") || !doc["entry"].IsArray()) return all;
+  for (auto& entry : doc["entry"].GetArray()) {
+    if (!entry.IsObject() || !entry.HasMember("resource") || !entry["resource"].IsObject()) continue;
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    entry["resource"].Accept(w);
+    all.emplace_back(buf.GetString(), buf.GetSize());
+  }
+  return all;
+}
+
+}  // namespace
+
 Status Registry::build(const fhir::Definitions& defs) {
+  const std::vector<std::string> search_parameters = all_search_parameters(defs);
   defs_ = &defs;
   resolver_ = std::make_unique<TypeOnlyResolver>(defs);
   std::vector<std::string> types = defs.resource_type_names();
   std::set<std::string, std::less<>> type_set(types.begin(), types.end());
   // Composite components name other parameters by URL; their types come from there.
   std::map<std::string, ParamType> type_of_url;
-  for (const std::string& text : defs.search_parameters_json()) {
+  for (const std::string& text : search_parameters) {
     rapidjson::Document doc;
     doc.Parse(text.data(), text.size());
     if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("url") || !doc["url"].IsString() ||
@@ -261,7 +290,7 @@ Status Registry::build(const fhir::Definitions& defs) {
       continue;
     type_of_url[doc["url"].GetString()] = parse_type(doc["type"].GetString());
   }
-  for (const std::string& text : defs.search_parameters_json()) {
+  for (const std::string& text : search_parameters) {
     rapidjson::Document doc;
     doc.Parse(text.data(), text.size());
     if (doc.HasParseError() || !doc.IsObject()) continue;
