@@ -53,6 +53,18 @@ Status absent_version(const std::string& type, const std::string& id, int64_t ve
   return Status::error(ErrorCategory::NotFound, "not-found",
                        "storage: " + type + "/" + id + " has no version " + std::to_string(version));
 }
+// An audit record as the version the rules judge.
+ResourceVersion audit_version(const storage::AuditRecord& r) {
+  ResourceVersion v;
+  v.type = "AuditEvent";
+  v.id = r.id;
+  v.version = 1;
+  v.last_updated_us = r.recorded_us;
+  v.method = "POST";
+  v.json = r.json;
+  return v;
+}
+
 Status too_costly(const std::string& what) {
   return Status::error(ErrorCategory::TooLarge, "too-costly",
                        what + " would have to examine more than " + std::to_string(kMaxScannedRows) +
@@ -285,6 +297,55 @@ class GuardedStorage final : public storage::Storage {
     ids->clear();
     for (std::string& id : all)
       if (judge_.resource_visible(type, id)) ids->push_back(std::move(id));
+    return Status::ok();
+  }
+
+  // The audit trail: each event is judged as version 1 of an AuditEvent, so
+  // the rules decide who reads which events (hidden == absent here too).
+  // Appending and verification are not for requests: the base defaults refuse.
+  Status read_audit(const std::string& id, storage::AuditRecord* out) override {
+    if (Status s = base_.read_audit(id, out); !s) return s;
+    ResourceVersion v = audit_version(*out);
+    if (!judge_.current_visible(v)) {
+      *out = storage::AuditRecord();
+      return absent("AuditEvent", id);
+    }
+    judge_.note_returned(v);
+    return Status::ok();
+  }
+
+  // Hidden events are skipped and the page refilled from older ones (a
+  // bounded number of storage pages); the cursor is the last event returned.
+  Status search_audit(const storage::AuditQuery& asked, storage::AuditPage* out) override {
+    constexpr int kRefills = 20;
+    out->records.clear();
+    out->more = false;
+    out->last_seq = 0;
+    const size_t wanted = static_cast<size_t>(std::max(asked.count, 0));
+    storage::AuditQuery q = asked;
+    for (int round = 0; round < kRefills; ++round) {
+      storage::AuditPage page;
+      if (Status s = base_.search_audit(q, &page); !s) return s;
+      for (size_t i = 0; i < page.records.size(); ++i) {
+        if (out->records.size() == wanted) {
+          out->more = true;
+          return Status::ok();
+        }
+        ResourceVersion v = audit_version(page.records[i]);
+        if (!judge_.current_visible(v)) continue;
+        judge_.note_returned(v);
+        out->last_seq = page.records[i].seq;
+        out->records.push_back(std::move(page.records[i]));
+      }
+      if (!page.more) return Status::ok();
+      if (out->records.size() == wanted) {
+        out->more = true;
+        return Status::ok();
+      }
+      q.before_seq = page.last_seq;
+      out->last_seq = page.last_seq;  // continue below what was examined
+    }
+    out->more = true;
     return Status::ok();
   }
 
