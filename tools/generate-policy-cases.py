@@ -589,6 +589,25 @@ for cname, caller in CALLERS.items():
     status, rule, ids = search_expect(cname, caller, "Practitioner", [])
     case("search Practitioner as " + cname, cname, "GET", "/Practitioner", status, rule=rule, ids=ids)
 
+# 4b. Patient/[id]/$everything: the Patient and its compartment, as the caller may see them.
+for cname, caller in CALLERS.items():
+    for pid in ["pat-a", "pat-c", "pat-b"]:
+        refused = None
+        if purpose(caller) not in PURPOSES[caller["role"]]["allowed"]:
+            refused = (403, "NON_CARE_PURPOSE")
+        elif caller["role"] == "administrator":
+            refused = (403, "ADMIN_NO_CLINICAL")
+        elif launch_only(caller, "Patient", "rs") and pid != caller.get("patient"):
+            refused = (403, "SCOPE")
+        refused = refused or expect_patient_level(caller, [pid])
+        if refused:
+            case("$everything %s as %s" % (pid, cname), cname, "GET", "/Patient/%s/$everything" % pid, refused[0],
+                 rule=refused[1])
+            continue
+        ids = ["%s/%s" % (r["resourceType"], r["id"]) for r in STORED
+               if pid in owners(r) and visible(caller, r)[0]]
+        case("$everything %s as %s" % (pid, cname), cname, "GET", "/Patient/%s/$everything" % pid, 200, ids=ids)
+
 # 5. Chains and _has into hideable types.
 for cname in ["pat-a", "dr-granted", "dr-gp", "hosp-system", "rep-c"]:
     caller = CALLERS[cname]

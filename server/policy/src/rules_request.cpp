@@ -158,6 +158,13 @@ Status check_request(const RulesConfig& config, const fhir::Definitions& defs, c
     for (std::string& p : interactions::compartment_owners(defs, "Patient", *req.resource))
       add_unique(named_patients, std::move(p));
 
+  // Operations are judged per resource they touch; a patient/ read scope
+  // still confines the patients they may name.
+  if (i == Interaction::Operation && !caller.scopes.empty()) {
+    bool patient_only = false;
+    if (scopes_allow(caller, type.empty() ? "*" : type, 'r', &patient_only) && patient_only)
+      launch_patient_only = true;
+  }
   // patient/ scopes: the launch patient, and only that one, is named.
   if (launch_patient_only)
     for (const std::string& p : *named_patients)
