@@ -23,8 +23,10 @@ namespace espace::app {
 int cmd_import(int argc, char** argv) {
   Options o;
   std::string err;
-  if (!o.parse(argc, argv, {"db", "fhir-package"}, {"no-fsync"}, &err) || o.positional().empty()) {
-    std::fprintf(stderr, "%s%susage: espace import --db FILE PATH...  (files or directories of FHIR JSON)\n",
+  if (!o.parse(argc, argv, {"db", "fhir-package"}, {"no-fsync", "relaxed-profiles"}, &err) || o.positional().empty()) {
+    std::fprintf(stderr,
+                 "%s%susage: espace import --db FILE [--relaxed-profiles] PATH...  (files or directories of FHIR "
+                 "JSON)\n",
                  err.c_str(), err.empty() ? "" : "\n");
     return 2;
   }
@@ -51,6 +53,13 @@ int cmd_import(int argc, char** argv) {
   }
   // Imported resources pass the same validation as REST writes.
   profiles::Validator validator(*defs, terms.get());
+  // The French profiles are required as by `serve` (unless --relaxed-profiles).
+  fhir::Status profiles_status = validator.load_data_profiles();
+  if (profiles_status && !o.has_switch("relaxed-profiles")) profiles_status = validator.load_required_profiles();
+  if (!profiles_status) {
+    std::fprintf(stderr, "espace import: cannot load our profiles: %s\n", profiles_status.message().c_str());
+    return 1;
+  }
   interactions::Services services;
   services.defs = defs.get();
   services.store = store.get();

@@ -144,13 +144,21 @@ int cmd_serve(int argc, char** argv) {
     return 1;
   }
   // Writes are validated against the base specification always;
-  // --relaxed-profiles will only lift the French profiles.
+  // --relaxed-profiles only lifts the French profiles.
   if (fhir::Status s = std::move(terms_status); !s) {
     std::fprintf(stderr, "espace serve: cannot load the terminology from %s: %s\n", package.c_str(),
                  s.message().c_str());
     return 1;
   }
   profiles::Validator validator(*defs, terms.get());
+  // Our profiles serve meta.profile and $validate always; the ones required
+  // per type (profiles/data/required-profiles.json) only without --relaxed-profiles.
+  fhir::Status profiles_status = validator.load_data_profiles();
+  if (profiles_status && !o.has_switch("relaxed-profiles")) profiles_status = validator.load_required_profiles();
+  if (!profiles_status) {
+    std::fprintf(stderr, "espace serve: cannot load our profiles: %s\n", profiles_status.message().c_str());
+    return 1;
+  }
   // Compiles every SearchParameter expression now rather than on the first
   // write or search.
   interactions::prepare_search(*defs);

@@ -62,7 +62,8 @@ int cmd_validate(int argc, char** argv) {
   if (!o.parse(argc, argv, {"profile", "fhir-package"}, {"quiet"}, &err) || o.positional().empty()) {
     std::fprintf(stderr,
                  "%s%susage: espace validate [--profile URL] [--fhir-package DIR] [--quiet] FILE...\n"
-                 "  validates FHIR JSON or XML resources against the R4 base specification;\n"
+                 "  validates FHIR JSON or XML resources against the R4 base specification, their meta.profile\n"
+                 "  and --profile (our profiles of profiles/data are checked);\n"
                  "  prints one line per issue (--quiet: errors only); exit status 1 if any error\n",
                  err.c_str(), err.empty() ? "" : "\n");
     return 2;
@@ -81,6 +82,11 @@ int cmd_validate(int argc, char** argv) {
     return 1;
   }
   profiles::Validator validator(*defs, terms.get());
+  // Our profiles (profiles/data) for --profile and meta.profile; none is required here.
+  if (fhir::Status s = validator.load_data_profiles(); !s) {
+    std::fprintf(stderr, "espace validate: cannot load our profiles: %s\n", s.message().c_str());
+    return 1;
+  }
   profiles::ValidationOptions opts;
   if (auto p = o.get("profile")) opts.profiles.push_back(*p);
   const bool quiet = o.has_switch("quiet");

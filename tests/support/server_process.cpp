@@ -37,7 +37,14 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, std::string db
   std::string port_file = dir_ + "/port";
   std::vector<std::string> args = {ESPACE_BINARY, "serve", "--port", "0", "--port-file", port_file, "--db", db_,
                                    "--auth", "none"};
-  for (auto& a : extra_args) args.push_back(a);
+  // Generic tests run plain FHIR resources: the French profiles are lifted
+  // unless the test asks for them with the harness-only "--strict-profiles".
+  bool strict = false;
+  for (auto& a : extra_args) {
+    if (a == "--strict-profiles") strict = true;
+    else args.push_back(a);
+  }
+  if (!strict) args.push_back("--relaxed-profiles");
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {

@@ -14,6 +14,8 @@ class ServerProcess {
  public:
   // Starts `espace serve --port 0 --auth none` on a new temporary database
   // (or on `db` when given) plus `extra_args`; waits until it listens.
+  // `--relaxed-profiles` is added unless extra_args holds "--strict-profiles"
+  // (understood here, not passed on): then the French profiles are required.
   explicit ServerProcess(std::vector<std::string> extra_args = {}, std::string db = {});
   ~ServerProcess();  // SIGTERM, wait, remove the temporary directory
   ServerProcess(const ServerProcess&) = delete;

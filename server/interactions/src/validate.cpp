@@ -34,6 +34,7 @@ fhir::Status validate_for_write(const Services& services, const fhir::Node& reso
   if (!services.validator) return fhir::Status::ok();
   profiles::ValidationOptions opts;
   opts.location_prefix = location_prefix;
+  opts.apply_required_profiles = true;  // the profiles the server requires per type (none when relaxed)
   std::vector<fhir::Issue> issues = services.validator->validate(resource, opts);
   if (!profiles::has_errors(issues)) return fhir::Status::ok();
   fhir::Status s;

@@ -10,8 +10,8 @@
 
 namespace espace::interactions {
 
-// Validates `resource` against the base specification (and, later, the
-// profiles the server requires for its type). Ok when there is no error;
+// Validates `resource` against the base specification, its meta.profile and
+// the profiles the validator requires for its type (Validator::require_profile). Ok when there is no error;
 // otherwise an Unprocessable (422) status carrying every issue found,
 // warnings included. Ok when services.validator is null (validation off).
 // `location_prefix` roots the issue locations ("Bundle.entry[2].resource").
