@@ -246,4 +246,10 @@ TEST_CASE("vaccination operations refuse bad input with clear errors", "[vaccina
   HttpResponse r = c.get("/Patient/year-only/$immunization-recommendation");
   CHECK(r.status == 422);
   CHECK(r.body.find("birthDate") != std::string::npos);
+  // Its booklet is an empty collection (no empty array), and a deleted patient is gone.
+  auto empty = json_of(c.get("/Patient/year-only/$vaccination-booklet"));
+  CHECK(str(empty, "type") == "collection");
+  CHECK_FALSE(empty.HasMember("entry"));
+  REQUIRE(c.request("DELETE", "/Patient/year-only").status < 300);
+  CHECK(c.get("/Patient/year-only/$vaccination-booklet").status == 410);
 }

@@ -108,7 +108,9 @@ Status evaluation_date(const FhirRequest& req, int64_t* day) {
   return Status::ok();
 }
 
-Status load_patient(const Services& services, const FhirRequest& req, vaccination::PatientFacts* out) {
+// The booklet needs the patient to exist; the schedule also needs a full birth date.
+Status load_patient(const Services& services, const FhirRequest& req, vaccination::PatientFacts* out,
+                    bool need_birth_date = true) {
   if (req.type != "Patient" || req.id.empty())
     return Status::error(ErrorCategory::Invalid, "invalid", "$" + req.operation + " is invoked on Patient/[id]");
   storage::ResourceVersion v;
@@ -120,7 +122,7 @@ Status load_patient(const Services& services, const FhirRequest& req, vaccinatio
   if (doc.HasParseError() || !doc.IsObject())
     return Status::error(ErrorCategory::Internal, "exception", "stored Patient/" + req.id + " is not JSON");
   std::string birth = str(doc, "birthDate");
-  if (!vaccination::parse_date(birth, &out->birth))
+  if (!vaccination::parse_date(birth, &out->birth) && need_birth_date)
     return Status::error(ErrorCategory::Unprocessable, "business-rule",
                          "Patient/" + req.id + " has no full birthDate: the schedule needs one", "Patient.birthDate");
   out->gender = str(doc, "gender");
@@ -221,7 +223,7 @@ FhirResponse vaccination_booklet_operation(const Services& services, const FhirR
   const vaccination::Schedule* schedule = nullptr;
   if (Status s = vaccination::Schedule::get(&schedule); !s) return error_response(std::move(s));
   vaccination::PatientFacts patient;
-  if (Status s = load_patient(services, req, &patient); !s) return error_response(std::move(s));
+  if (Status s = load_patient(services, req, &patient, false); !s) return error_response(std::move(s));
   std::vector<ImmunizationRecord> records;
   if (Status s = immunizations(services, req, *schedule, &records); !s) return error_response(std::move(s));
   records.erase(std::remove_if(records.begin(), records.end(),
