@@ -420,7 +420,12 @@ void apply_field(const CdaConfig& config, const MappingField& f, const XmlElemen
       } else {
         rapidjson::Value v = convert(config, f, m, a);
         if (v.IsNull()) continue;
-        locate(into, f.target, a)->Swap(v);
+        if (v.IsArray() && f.target.size() > 2 && f.target.compare(f.target.size() - 2, 2, "[]") == 0) {
+          // A table row that is a list fills several items of the target.
+          for (auto& item : v.GetArray()) locate(into, f.target, a)->Swap(item);
+        } else {
+          locate(into, f.target, a)->Swap(v);
+        }
       }
       wrote = true;
       if (f.first_only) break;
