@@ -9,7 +9,7 @@
 //   bench_http load --port P [--host 127.0.0.1] [--connections C] [--threads T]
 //                   [--duration S] [--warmup W] [--count N] [--timeout S]
 //                   [--data DIR]... [--json] [--collect-ids FILE [--collect-type TYPE]]
-//                   (--scenario FILE | --get PATH)...
+//                   [--header-file FILE]... (--scenario FILE | --get PATH)...
 //     C keep-alive connections, each sending its next request as soon as the
 //     previous response arrives (a closed loop). One output line per scenario:
 //     name, successful responses per second, p50 and p99 latency in ms, errors.
@@ -675,6 +675,9 @@ struct LoadOptions {
   std::vector<fs::path> data_dirs;
   std::string collect_ids_file;
   std::string collect_type;
+  // Files of one "Name: value" line each, sent with every request (bearer
+  // tokens: kept out of argv and of the scenario files).
+  std::vector<std::string> header_files;
 };
 
 // State shared by every connection of one scenario run.
@@ -1005,6 +1008,8 @@ Status parse_load_args(Args& args, LoadOptions* o, std::vector<std::pair<int, st
       s = args.value(opt, &o->collect_ids_file);
     } else if (opt == "--collect-type") {
       s = args.value(opt, &o->collect_type);
+    } else if (opt == "--header-file") {
+      if (s = args.value(opt, &text); s) o->header_files.push_back(text);
     } else if (opt == "--scenario" || opt == "--get") {
       if (s = args.value(opt, &text); s) order->emplace_back(opt == "--get" ? 1 : 0, text);
     } else {
@@ -1059,6 +1064,19 @@ int run_load(Args& args) {
     scenarios.push_back(std::move(sc));
   }
 
+  for (const std::string& file : options.header_files) {
+    std::ifstream in(file);
+    std::string line;
+    while (in && (line.empty() || line[0] == '#')) std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    Status s = line.empty() ? invalid("--header-file " + file + ": no header line") : check_header(line, "--header-file " + file);
+    if (!s) {
+      std::cerr << "bench_http load: " << s.message() << "\n";
+      return 2;
+    }
+    for (Scenario& sc : scenarios) sc.headers.push_back(line);
+  }
+
   std::vector<std::string> collected;
   bool any_errors = false;
   if (!options.json) std::printf("%-24s %10s %9s %9s %8s\n", "# scenario", "req/s", "p50_ms", "p99_ms", "errors");
@@ -1090,7 +1108,7 @@ int usage() {
                "       bench_http load --port PORT [--host 127.0.0.1] [--connections C] [--threads T]\n"
                "                       [--duration S] [--warmup S] [--count N] [--timeout S] [--json]\n"
                "                       [--data DIR]... [--collect-ids FILE [--collect-type TYPE]]\n"
-               "                       (--scenario FILE | --get PATH)...\n";
+               "                       [--header-file FILE]... (--scenario FILE | --get PATH)...\n";
   return 2;
 }
 
