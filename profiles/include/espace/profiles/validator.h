@@ -1,5 +1,6 @@
-// Validation of resources against StructureDefinitions (this slice: the R4
-// base definitions of the resource and data types).
+// Validation of resources against StructureDefinitions: the R4 base
+// definitions of the resource and data types, and our profiles (snapshot
+// generated from their differential; see profile_rules.cpp and README.md).
 //
 // Checks, each with a stable message id (see docs in validator.cpp):
 //   cardinality (min/max of every element), primitive formats (the spec's
