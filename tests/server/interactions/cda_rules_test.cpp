@@ -141,22 +141,22 @@ TEST_CASE("CDA paths: predicates, positions and the XPath of matches and misses"
   CHECK_FALSE(parse_path("", &p).is_ok());
 }
 
-TEST_CASE("French identifiers: INS-NIR key (incl. Corsica), RPPS and FINESS Luhn keys", "[cda]") {
-  CHECK(valid_nir_key("285037511203464"));
-  CHECK_FALSE(valid_nir_key("285037511203465"));
-  CHECK(valid_nir_key("162112A01234541"));   // 2A counts as 19
-  CHECK_FALSE(valid_nir_key("162112B01234541"));
-  CHECK(valid_nir_key("178013301211120"));
-  CHECK_FALSE(valid_nir_key("28503751120346"));     // 14 characters
-  CHECK_FALSE(valid_nir_key("585037511203464"));    // no such first digit
-  CHECK_FALSE(valid_nir_key("2850375112034x4"));
+TEST_CASE("French identifiers: INS-NIR key (incl. Corsica), RPPS/ADELI and FINESS/SIRET national ids", "[cda]") {
+  CHECK(check_format("ins-nir", "285037511203464"));
+  CHECK_FALSE(check_format("ins-nir", "285037511203465"));
+  CHECK(check_format("ins-nir", "162112A01234541"));   // 2A counts as 19
+  CHECK_FALSE(check_format("ins-nir", "162112B01234541"));
+  CHECK(check_format("ins-nir", "178013301211120"));
+  CHECK_FALSE(check_format("ins-nir", "28503751120346"));     // 14 characters
+  CHECK_FALSE(check_format("ins-nir", "585037511203464"));    // no such first digit
+  CHECK_FALSE(check_format("ins-nir", "2850375112034x4"));
 
-  CHECK(check_format("idnat-ps-rpps", "810001234565"));
-  CHECK_FALSE(check_format("idnat-ps-rpps", "810001234566"));
-  CHECK_FALSE(check_format("idnat-ps-rpps", "010001234565"));  // ADELI-style prefix
-  CHECK(check_format("idnat-struct-finess", "1750001232"));
-  CHECK_FALSE(check_format("idnat-struct-finess", "1750001233"));
-  CHECK_FALSE(check_format("idnat-struct-finess", "750001232"));
+  CHECK(check_format("idnat-ps", "810001234565"));
+  CHECK_FALSE(check_format("idnat-ps", "810001234566"));
+  CHECK_FALSE(check_format("idnat-ps", "910001234565"));
+  CHECK(check_format("idnat-struct", "1750001232"));
+  CHECK_FALSE(check_format("idnat-struct", "1750001233"));
+  CHECK_FALSE(check_format("idnat-struct", "x750001232"));
 }
 
 TEST_CASE("HL7 TS values: ranges, zones and conversion to FHIR dateTime/date", "[cda]") {
@@ -222,7 +222,7 @@ TEST_CASE("rule and mapping tables: checks and conversions come from the JSON", 
     {"id": "r-title", "text": "title", "path": "/ClinicalDocument/title", "check": "format", "format": "non-empty"},
     {"id": "r-type", "text": "type", "path": "/ClinicalDocument/value/@xsi:type", "check": "in-table", "table": "kinds"},
     {"id": "r-custodian", "text": "custodian", "path": "/ClinicalDocument/custodian", "check": "present"},
-    {"id": "r-rpps", "context": "/ClinicalDocument/author", "text": "rpps", "path": "assignedAuthor/id[@root='1.2.250.1.71.4.2.1']/@extension", "check": "format", "format": "idnat-ps-rpps"},
+    {"id": "r-rpps", "context": "/ClinicalDocument/author", "text": "rpps", "path": "assignedAuthor/id[@root='1.2.250.1.71.4.2.1']/@extension", "check": "format", "format": "idnat-ps"},
     {"id": "r-warn", "text": "warn", "path": "/ClinicalDocument/nothing", "check": "present", "severity": "warning"}
   ]})";
   CdaConfig config;

@@ -7,6 +7,7 @@
 
 #include "cda_codec.h"
 #include "espace/fhir/data_files.h"
+#include "espace/profiles/french_identifiers.h"
 
 namespace espace::interactions::cda {
 namespace {
@@ -169,8 +170,8 @@ Status read_rule(const rapidjson::Value& v, HeaderRule* rule) {
     return config_error(kRulesFile, where + "needs a value");
   if (rule->check == C::OneOf && rule->values.empty()) return config_error(kRulesFile, where + "needs values");
   if (rule->check == C::Format) {
-    static const char* const formats[] = {"ts", "ts-second", "oid", "oid-or-uuid", "ins-nir", "idnat-ps-rpps",
-                                          "idnat-struct-finess", "non-empty", "base64-pdf", "language"};
+    static const char* const formats[] = {"ts", "ts-second", "oid", "oid-or-uuid", "ins-nir", "idnat-ps",
+                                          "idnat-struct", "non-empty", "base64-pdf", "language"};
     bool known = false;
     for (const char* f : formats) known = known || rule->format == f;
     if (!known) return config_error(kRulesFile, where + "unknown format '" + rule->format + "'");
@@ -436,44 +437,6 @@ void apply_field(const CdaConfig& config, const MappingField& f, const XmlElemen
 
 }  // namespace
 
-bool valid_luhn(std::string_view digits) {
-  if (!is_digits(digits)) return false;
-  int sum = 0;
-  bool double_it = false;
-  for (size_t i = digits.size(); i-- > 0;) {
-    int d = digits[i] - '0';
-    if (double_it) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double_it = !double_it;
-  }
-  return sum % 10 == 0;
-}
-
-bool valid_nir_key(std::string_view nir) {
-  if (nir.size() != 15) return false;
-  std::string body(nir.substr(0, 13));
-  // Corsica: department 2A counts as 19, 2B as 18 in the key computation.
-  uint64_t adjust = 0;
-  // (the department is characters 6-7: "2A" is read as 20 and lowered by one at that place).
-  if (body[5] == '2' && body[6] == 'A') {
-    body[6] = '0';
-    adjust = 1000000;
-  } else if (body[5] == '2' && body[6] == 'B') {
-    body[6] = '0';
-    adjust = 2000000;
-  }
-  if (!is_digits(body) || !is_digits(nir.substr(13))) return false;
-  if (body[0] != '1' && body[0] != '2' && body[0] != '3' && body[0] != '4' && body[0] != '7' && body[0] != '8')
-    return false;
-  uint64_t n = std::stoull(body);
-  n -= adjust;
-  const int key = two_digits(nir, 13);
-  return key == static_cast<int>(97 - n % 97);
-}
-
 bool check_format(std::string_view format, std::string_view value) {
   if (format == "ts") {
     Ts ts;
@@ -486,11 +449,17 @@ bool check_format(std::string_view format, std::string_view value) {
   }
   if (format == "oid") return is_oid(value);
   if (format == "oid-or-uuid") return is_oid(value) || is_uuid(value);
-  if (format == "ins-nir") return valid_nir_key(value);
-  // Identifiant national de professionnel: '8' + RPPS number (11 digits, Luhn key).
-  if (format == "idnat-ps-rpps") return value.size() == 12 && value[0] == '8' && valid_luhn(value.substr(1));
-  // Identifiant national de structure from FINESS: '1' + FINESS (9 digits, Luhn key).
-  if (format == "idnat-struct-finess") return value.size() == 10 && value[0] == '1' && valid_luhn(value.substr(1));
+  // The key checks are the profiles' (one implementation for FHIR and CDA).
+  if (format == "ins-nir") {
+    profiles::fr::KeyCheck k = profiles::fr::check_nir(value);
+    return k.well_formed && k.key_checked && k.key_ok;
+  }
+  // National practitioner id (8 + RPPS, 0 + ADELI) and structure id (1/2 + FINESS, 3 + SIRET).
+  if (format == "idnat-ps" || format == "idnat-struct") {
+    profiles::fr::KeyCheck k = profiles::fr::check_identifier(
+        format == "idnat-ps" ? profiles::fr::Scheme::Idnps : profiles::fr::Scheme::Idnst, value);
+    return k.well_formed && (!k.key_checked || k.key_ok);
+  }
   if (format == "non-empty") return !value.empty();
   if (format == "base64-pdf") {
     std::string decoded;

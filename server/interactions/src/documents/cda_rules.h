@@ -75,11 +75,6 @@ void map_header(const CdaConfig& config, const XmlElement& root, rapidjson::Docu
 
 // Value checks the rules name by "format" (exposed for tests).
 bool check_format(std::string_view format, std::string_view value);
-// The 97-modulus key of a French NIR (13 digits, Corsica 2A/2B allowed)
-// followed by its 2-digit key: true when the key matches.
-bool valid_nir_key(std::string_view fifteen);
-// Luhn check over digits.
-bool valid_luhn(std::string_view digits);
 // HL7 v3 TS (YYYY[MM[DD[HH[MM[SS[.s]]]]]][+-ZZZZ]) -> FHIR dateTime; a time
 // without zone is refused (FHIR requires one). False when not a TS.
 bool ts_to_datetime(std::string_view ts, std::string* out);
