@@ -18,6 +18,7 @@
 #include "espace/net/server.h"
 #include "espace/policy/audit.h"
 #include "espace/policy/policy.h"
+#include "espace/policy/rules.h"
 #include "espace/profiles/validator.h"
 #include "espace/storage/storage.h"
 #include "espace/terminology/terminology.h"
@@ -34,8 +35,13 @@ const char* kServeHelp =
     "  --port N                TCP port; 0 picks a free one (default 8080)\n"
     "  --port-file FILE        write the bound port to FILE once listening\n"
     "  --db FILE               SQLite database file (created if missing; default ./var/espace.db)\n"
-    "  --auth MODE             access policy; 'none' allows every request (development, test suites).\n"
+    "  --auth MODE             access policy; 'none' allows every request (development, test suites);\n"
+    "                          'jwt' applies the DMP rules to callers with bearer JWTs (server/policy/README.md).\n"
     "                          The server refuses to start without one.\n"
+    "  --jwks FILE             --auth jwt: the trusted signing keys (JWKS; re-read at start-up)\n"
+    "  --issuer ISS[,ISS2]     --auth jwt: accepted token issuers\n"
+    "  --audience AUD          --auth jwt: required token audience\n"
+    "  --clock-skew SEC        --auth jwt: tolerance on exp/nbf/iat (default 60)\n"
     "  --io-threads N          network threads (default 2)\n"
     "  --workers N             request-handling threads (default 64)\n"
     "  --max-queue N           requests waiting for a worker before 503 (default 4096)\n"
@@ -85,7 +91,7 @@ int cmd_serve(int argc, char** argv) {
   if (!o.parse(argc, argv,
                {"address", "port", "port-file", "db", "auth", "io-threads", "workers", "max-queue", "max-body",
                 "max-header", "max-depth", "max-entries", "max-document-bytes", "request-timeout", "idle-timeout", "base-url",
-                "fhir-package", "tls-cert", "tls-key", "access-log", "audit"},
+                "fhir-package", "tls-cert", "tls-key", "access-log", "audit", "jwks", "issuer", "audience", "clock-skew"},
                {"relaxed-profiles", "no-fsync", "help"}, &err)) {
     std::fprintf(stderr, "espace serve: %s\n%s", err.c_str(), kServeHelp);
     return 2;
@@ -120,12 +126,33 @@ int cmd_serve(int argc, char** argv) {
     return 2;
   }
   std::string auth = o.get_or("auth", "");
-  if (auth != "none") {
+  if (auth != "none" && auth != "jwt") {
     std::fprintf(stderr,
-                 "espace serve: no access policy configured. Pass --auth none to run an open development server "
-                 "(%s).\n",
+                 "espace serve: no access policy configured. Pass --auth jwt --jwks FILE --issuer ISS --audience AUD, "
+                 "or --auth none to run an open development server (%s).\n",
                  auth.empty() ? "none given" : ("unknown mode '" + auth + "'").c_str());
     return 2;
+  }
+  policy::DmpPolicyConfig dmp_config;
+  if (auth == "jwt") {
+    int64_t skew;
+    if (!o.get_int("clock-skew", 60, 0, 3600, &skew, &err)) {
+      std::fprintf(stderr, "espace serve: %s\n", err.c_str());
+      return 2;
+    }
+    dmp_config.auth.clock_skew_s = static_cast<int>(skew);
+    dmp_config.auth.jwks_file = o.get_or("jwks", "");
+    dmp_config.auth.audience = o.get_or("audience", "");
+    std::string issuers = o.get_or("issuer", "");
+    for (size_t start = 0; start <= issuers.size();) {
+      size_t comma = std::min(issuers.find(',', start), issuers.size());
+      if (comma > start) dmp_config.auth.issuers.push_back(issuers.substr(start, comma - start));
+      start = comma + 1;
+    }
+    if (dmp_config.auth.jwks_file.empty() || dmp_config.auth.issuers.empty() || dmp_config.auth.audience.empty()) {
+      std::fprintf(stderr, "espace serve: --auth jwt needs --jwks FILE, --issuer ISS and --audience AUD\n");
+      return 2;
+    }
   }
 
   auto t0 = std::chrono::steady_clock::now();
@@ -179,7 +206,19 @@ int cmd_serve(int argc, char** argv) {
   services.validator = &validator;
   services.limits.max_bundle_entries = static_cast<size_t>(max_entries);
   services.limits.max_document_bytes = static_cast<size_t>(max_document);
-  std::unique_ptr<policy::Policy> policy = policy::make_open_policy();
+  // The rules' data (habilitation matrix, purposes, roles) outlives the policy.
+  policy::RulesConfig rules_config;
+  std::unique_ptr<policy::Policy> policy;
+  if (auth == "jwt") {
+    fhir::Status s = policy::RulesConfig::load(&rules_config);
+    if (s) s = policy::make_dmp_policy(dmp_config, rules_config, *defs, &policy);
+    if (!s) {
+      std::fprintf(stderr, "espace serve: cannot set up the access policy: %s\n", s.message().c_str());
+      return 1;
+    }
+  } else {
+    policy = policy::make_open_policy();
+  }
 
   http::WorkerPool pool(static_cast<size_t>(workers), static_cast<size_t>(max_queue));
   http::ApiOptions api_opts;
