@@ -608,6 +608,22 @@ for cname, caller in CALLERS.items():
                if pid in owners(r) and visible(caller, r)[0]]
         case("$everything %s as %s" % (pid, cname), cname, "GET", "/Patient/%s/$everything" % pid, 200, ids=ids)
 
+# 4c. Batch of reads: each entry judged alone; hidden entries answer as absent ones.
+BATCH_READS = [("Observation", "obs-a1"), ("Observation", "obs-b1"), ("Observation", "obs-c1"),
+               ("DocumentReference", "doc-a-masked"), ("DocumentReference", "doc-a-psy"), ("Binary", "bin-orphan"),
+               ("Observation", "never-written")]
+batch_body = {"resourceType": "Bundle", "type": "batch",
+              "entry": [{"request": {"method": "GET", "url": "%s/%s" % (t, i)}} for t, i in BATCH_READS]}
+for cname, caller in CALLERS.items():
+    if purpose(caller) not in PURPOSES[caller["role"]]["allowed"]:
+        case("batch of reads as " + cname, cname, "POST", "/", 403, rule="NON_CARE_PURPOSE", body=batch_body)
+        continue
+    if caller["role"] == "administrator":
+        case("batch of reads as " + cname, cname, "POST", "/", 403, rule="ADMIN_NO_CLINICAL", body=batch_body)
+        continue
+    ids = ["%s/%s" % (t, i) for t, i in BATCH_READS if (t, i) in BY_ID and visible(caller, BY_ID[(t, i)])[0]]
+    case("batch of reads as " + cname, cname, "POST", "/", 200, ids=ids, body=batch_body)
+
 # 5. Chains and _has into hideable types.
 for cname in ["pat-a", "dr-granted", "dr-gp", "hosp-system", "rep-c"]:
     caller = CALLERS[cname]
@@ -677,6 +693,22 @@ for cname in CALLERS:
                 refused = (403, "PATIENT_WRITE")
         case("create Observation for %s as %s" % (pid, cname), cname, "POST", "/Observation",
              refused[0] if refused else 201, rule=refused[1] if refused else None, body=body)
+
+# A transaction is all or nothing: one entry the caller may not write refuses it.
+for cname, pids in [("dr-granted", ["pat-a", "pat-c"]), ("dr-granted", ["pat-a", "pat-b"]), ("nurse", ["pat-a"]),
+                    ("pharm", ["pat-a"]), ("rep-c", ["pat-c"]), ("hosp-system", ["pat-a"]), ("dr-stranger", ["pat-a"])]:
+    caller = CALLERS[cname]
+    body = {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"fullUrl": "urn:uuid:00000000-0000-4000-8000-%012d" % k, "resource": new_obs(p),
+                       "request": {"method": "POST", "url": "Observation"}} for k, p in enumerate(pids)]}
+    refused = None
+    for p in pids:
+        ok, why = visible(caller, new_obs(p))
+        if not ok:
+            refused = (403, why)
+            break
+    case("transaction creating Observations for %s as %s" % ("+".join(pids), cname), cname, "POST", "/",
+         refused[0] if refused else 200, rule=refused[1] if refused else None, body=body)
 
 # Update-as-create: systems only; hidden ids answer like absent ones.
 for cname in ["dr-granted", "pat-a", "hosp-system", "dr-stranger"]:
