@@ -105,6 +105,9 @@ TEST_CASE("the schedule file names known diseases and vaccines, and bad files ar
   CHECK(Schedule::parse(std::string(header) + "]}", &out).is_ok());
   auto stage = [&](const char* group_body) { return Schedule::parse(std::string(header) + group_body + "]}", &out); };
   CHECK_FALSE(stage(R"({"key":"g1","disease":"nope","stages":[]})").is_ok());
+  CHECK_FALSE(stage("1").is_ok());
+  CHECK_FALSE(stage(R"({"key":"g1","disease":"x","stages":[2]})").is_ok());
+  CHECK_FALSE(stage(R"({"key":"g1","disease":"x","stages":[{"id":"s","countFrom":"0d","until":"2y","doses":[3]}]})").is_ok());
   espace::fhir::Status bad_age =
       stage(R"({"key":"g1","disease":"x","stages":[{"id":"s","countFrom":"0d","until":"2q","doses":[{"age":"1m","latest":"2m"}]}]})");
   CHECK_FALSE(bad_age.is_ok());

@@ -156,6 +156,7 @@ std::string str(const Value& o, const char* key) {
 
 std::vector<std::string> strings(const Value& o, const char* key) {
   std::vector<std::string> out;
+  if (!o.IsObject()) return out;
   auto it = o.FindMember(key);
   if (it == o.MemberEnd() || !it->value.IsArray()) return out;
   for (const Value& v : it->value.GetArray())
@@ -185,6 +186,7 @@ bool month_day(const std::string& text, int* month, int* day) {
 }
 
 Status parse_stage(const Value& v, const std::string& group_key, Stage* st) {
+  if (!v.IsObject()) return bad("group " + group_key, "a stage is not an object");
   st->id = str(v, "id");
   std::string where = "group " + group_key + ", stage " + st->id;
   if (st->id.empty()) return bad("group " + group_key, "a stage without id");
@@ -204,6 +206,7 @@ Status parse_stage(const Value& v, const std::string& group_key, Stage* st) {
   auto doses = v.FindMember("doses");
   if (doses == v.MemberEnd() || !doses->value.IsArray() || doses->value.Empty()) return bad(where, "no doses");
   for (const Value& d : doses->value.GetArray()) {
+    if (!d.IsObject()) return bad(where, "a dose is not an object");
     DoseRule r;
     std::string dose_where = where + ", dose " + std::to_string(st->doses.size() + 1);
     if (Status s = age_field(d, "age", dose_where, &r.age); !s) return s;
@@ -215,6 +218,7 @@ Status parse_stage(const Value& v, const std::string& group_key, Stage* st) {
 }
 
 Status parse_group(const Value& v, const Schedule& schedule, Group* g) {
+  if (!v.IsObject()) return bad("groups", "a group is not an object");
   g->key = str(v, "key");
   if (g->key.empty()) return bad("groups", "a group without key");
   std::string where = "group " + g->key;
@@ -274,7 +278,10 @@ Status Schedule::parse(std::string_view json, Schedule* out) {
   if (auto h = doc.FindMember("forecastHorizonDays"); h != doc.MemberEnd() && h->value.IsInt()) s.horizon_days = h->value.GetInt();
   if (auto g = doc.FindMember("graceDays"); g != doc.MemberEnd() && g->value.IsInt()) s.grace_days = g->value.GetInt();
   if (auto d = doc.FindMember("diseases"); d != doc.MemberEnd() && d->value.IsArray())
-    for (const Value& v : d->value.GetArray()) s.diseases.push_back({str(v, "key"), str(v, "display"), str(v, "snomed")});
+    for (const Value& v : d->value.GetArray()) {
+      if (str(v, "key").empty()) return bad("diseases", "a disease without key");
+      s.diseases.push_back({str(v, "key"), str(v, "display"), str(v, "snomed")});
+    }
   if (auto d = doc.FindMember("vaccines"); d != doc.MemberEnd() && d->value.IsArray()) {
     for (const Value& v : d->value.GetArray()) {
       Vaccine vac{str(v, "atc"), str(v, "display"), strings(v, "diseases")};
