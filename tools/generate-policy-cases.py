@@ -128,6 +128,8 @@ consent("consent-a-expired", "pat-a", "permit", {"reference": "Practitioner/dr-e
 consent("consent-b-future", "pat-b", "permit", {"reference": "Practitioner/dr-granted"}, "2027-01-01")
 consent("consent-c-granted", "pat-c", "permit", {"reference": "Practitioner/dr-granted"})
 consent("consent-g-granted", "pat-g", "permit", {"reference": "Practitioner/dr-granted"})
+# The minor opposes one of the two representatives.
+consent("consent-c-block-rep", "pat-c", "deny", {"reference": "RelatedPerson/rep-c2"})
 # Inactive consents grant nothing.
 add({"resourceType": "Consent", "id": "consent-b-draft", "status": "draft",
      "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
@@ -211,6 +213,7 @@ CALLERS = {
     "pat-b": {"role": "patient", "patient": "pat-b"},
     "pat-e": {"role": "patient", "patient": "pat-e"},
     "rep-c": {"role": "legal-representative", "fhir_user": "RelatedPerson/rep-c", "represents": ["pat-c"]},
+    "rep-c2": {"role": "legal-representative", "fhir_user": "RelatedPerson/rep-c2", "represents": ["pat-c"]},
     "rep-d": {"role": "legal-representative", "fhir_user": "RelatedPerson/rep-d", "represents": ["pat-d"]},
     "heir-g": {"role": "legal-representative", "fhir_user": "RelatedPerson/heir-g", "represents": ["pat-g"]},
     "heir-h": {"role": "legal-representative", "fhir_user": "RelatedPerson/heir-h", "represents": ["pat-h"]},
