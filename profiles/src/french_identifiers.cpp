@@ -3,9 +3,13 @@
 
 #include <cstdint>
 
+#include "espace/fhir/node.h"
+
 #include "espace/profiles/validator.h"
 
 namespace espace::profiles::fr {
+
+using fhir::Severity;
 
 namespace {
 
@@ -235,9 +239,52 @@ void identifier_check(const fhir::Node& identifier, std::vector<CheckFinding>* o
   out->push_back(std::move(f));
 }
 
+// The INS traits the NIR encodes (sex, year and month of birth) must agree
+// with the Patient's gender and birthDate (INS referential). Months 20-42 and
+// 50-99 stand for an unknown month and are not compared.
+void ins_traits_check(const fhir::Node& patient, std::vector<CheckFinding>* out) {
+  std::string_view gender = patient.child_value("gender");
+  std::string_view birth = patient.child_value("birthDate");
+  patient.for_each_child("identifier", [&](const fhir::Node& identifier) {
+    const IdentifierSystem* sys = find_identifier_system(identifier.child_value("system"));
+    if (!sys || sys->scheme != Scheme::Nir) return;
+    std::string_view nir = identifier.child_value("value");
+    if (!check_nir(nir).well_formed) return;  // reported by the key check
+    Severity severity = sys->production ? Severity::Error : Severity::Warning;
+    char sex = nir[0];
+    std::string_view nir_gender = (sex == '1' || sex == '3' || sex == '7') ? "male" : "female";
+    if (!gender.empty() && gender != nir_gender) {
+      CheckFinding f;
+      f.severity = severity;
+      f.message_id = "ins-traits-mismatch";
+      f.message = std::string(sys->label) + " encodes the sex " + std::string(nir_gender) + " (first character " +
+                  std::string(1, sex) + ") but gender is " + std::string(gender);
+      f.location_suffix = ".gender";
+      out->push_back(std::move(f));
+    }
+    if (birth.size() >= 4) {
+      std::string_view year = nir.substr(1, 2), month = nir.substr(3, 2);
+      bool year_ok = birth.substr(2, 2) == year;
+      int m = (month[0] - '0') * 10 + (month[1] - '0');
+      bool month_known = m >= 1 && m <= 12;
+      bool month_ok = !month_known || birth.size() < 7 || birth.substr(5, 2) == month;
+      if (!year_ok || !month_ok) {
+        CheckFinding f;
+        f.severity = severity;
+        f.message_id = "ins-traits-mismatch";
+        f.message = std::string(sys->label) + " encodes the birth year/month " + std::string(year) + "/" +
+                    std::string(month) + " but birthDate is " + std::string(birth);
+        f.location_suffix = ".birthDate";
+        out->push_back(std::move(f));
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void register_checks(Validator& validator) {
+  validator.register_check("espace-ins-traits", ins_traits_check);
   CheckFunction any = [](const fhir::Node& n, std::vector<CheckFinding>* out) { identifier_check(n, out, false); };
   validator.register_check("espace-identifier-key", any);
   validator.register_check("espace-rpps-key", any);

@@ -56,7 +56,10 @@ KeyCheck check_identifier(Scheme scheme, std::string_view value, std::string* wh
 // Registers "espace-identifier-key" (any French identifier system) and its
 // aliases "espace-ins-key", "espace-rpps-key", "espace-finess-key",
 // "espace-siret-key" on the validator: message ids identifier-key-invalid and
-// identifier-format-invalid (on Identifier.value).
+// identifier-format-invalid (on Identifier.value); and "espace-ins-traits"
+// (on a Patient): the sex and birth year/month the NIR encodes agree with
+// gender and birthDate, message id ins-traits-mismatch (error; warning for
+// the test/demonstration OIDs).
 void register_checks(Validator& validator);
 
 }  // namespace fr
