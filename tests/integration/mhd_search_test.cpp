@@ -80,7 +80,7 @@ TEST_CASE("ITI-67 and ITI-66 search parameters", "[mhd]") {
   SECTION("patient and patient.identifier") {
     CHECK(ids_of(c, q + "patient=Patient/mhd-qualified") == only_a);
     CHECK(ids_of(c, q + "patient=mhd-qualified-2") == only_b);
-    CHECK(ids_of(c, q + "patient.identifier=urn:oid:1.2.250.1.213.1.4.8|248092A123456") == only_a);
+    CHECK(ids_of(c, q + "patient.identifier=urn:oid:1.2.250.1.213.1.4.8|248097510812364") == only_a);
     CHECK(ids_of(c, q + "patient.identifier=urn:oid:1.2.250.1.213.1.4.8|000000000000000") == none);
   }
   SECTION("status, type, category, date, security-label, identifier") {
@@ -97,18 +97,18 @@ TEST_CASE("ITI-67 and ITI-66 search parameters", "[mhd]") {
   SECTION("context: period, setting, facility, event, related; format") {
     CHECK(ids_of(c, q + "period=ge2026-11-18&period=le2026-11-19") == both);
     CHECK(ids_of(c, q + "period=ge2027-01-01") == none);
-    CHECK(ids_of(c, q + "setting=urn:oid:1.2.250.1.213.1.1.4.9|ETABLISSEMENT") == both);
-    CHECK(ids_of(c, q + "setting=urn:oid:1.2.250.1.213.1.1.4.9|AUTRE") == none);
-    CHECK(ids_of(c, q + "facility=urn:oid:2.16.840.1.113883.6.96|SA07") == only_b);
+    CHECK(ids_of(c, q + "setting=" + kSettingSystem + "|ETABLISSEMENT") == both);
+    CHECK(ids_of(c, q + "setting=" + kSettingSystem + "|AUTRE") == none);
+    CHECK(ids_of(c, q + "facility=" + kFacilitySystem + "|SA07") == only_b);
     CHECK(ids_of(c, q + "event=urn:oid:2.16.840.1.113883.6.3|C34") == both);
     CHECK(ids_of(c, q + "event=urn:oid:2.16.840.1.113883.6.3|C50") == none);
     CHECK(ids_of(c, q + "related=ServiceRequest/mhd-order-1") == only_a);
-    CHECK(ids_of(c, q + "format=urn:oid:1.3.6.1.4.1.19376.1.2.3|urn:ihe:iti:xds:2017:mimeTypeSufficient") == both);
-    CHECK(ids_of(c, q + "format=urn:oid:1.3.6.1.4.1.19376.1.2.3|other") == none);
+    CHECK(ids_of(c, q + "format=" + kFormatSystem + "|urn:ihe:iti:xds:2017:mimeTypeSufficient") == both);
+    CHECK(ids_of(c, q + "format=" + kFormatSystem + "|other") == none);
   }
   SECTION("author.given and author.family (chained)") {
-    CHECK(ids_of(c, q + "author.given=Claude") == both);
-    CHECK(ids_of(c, q + "author.family=Testeur&patient=Patient/mhd-qualified") == only_a);
+    CHECK(ids_of(c, q + "author.given=CLAUDE") == both);
+    CHECK(ids_of(c, q + "author.family=TESTEUR&patient=Patient/mhd-qualified") == only_a);
     CHECK(ids_of(c, q + "author.family=Inconnu") == none);
   }
   SECTION("ITI-66 Find Lists") {
@@ -121,11 +121,11 @@ TEST_CASE("ITI-67 and ITI-66 search parameters", "[mhd]") {
     CHECK(ids_of(c, l + "designationType=http://loinc.org|00000-0") == none);
     CHECK(ids_of(c, l + "sourceId=urn:oid:1.2.250.1.999.1") == lists);
     CHECK(ids_of(c, l + "sourceId=urn:oid:1.2.250.1.999.2") == none);
-    CHECK(ids_of(c, l + "source.given=Claude") == lists);
+    CHECK(ids_of(c, l + "source.given=CLAUDE") == lists);
     CHECK(ids_of(c, l + "source.family=Inconnu") == none);
     CHECK(ids_of(c, l + "identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.999.50.2") ==
           std::set<std::string>{two.list});
-    CHECK(ids_of(c, l + "status=current&patient.identifier=urn:oid:1.2.250.1.213.1.4.8|290057C246810") ==
+    CHECK(ids_of(c, l + "status=current&patient.identifier=urn:oid:1.2.250.1.213.1.4.8|290056912345637") ==
           std::set<std::string>{two.list});
   }
 }

@@ -2,7 +2,9 @@
 // integration tests. Data is synthetic (test-data/mhd/).
 #pragma once
 
+#include <cstdint>
 #include <fstream>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -10,6 +12,14 @@
 #include "http_client.h"
 
 namespace mhd_test {
+
+// ANS terminologies (NOS) used in the DMP metadata.
+inline const std::string kFormatSystem =
+    "https://mos.esante.gouv.fr/NOS/TRE_A11-IheFormatCode/FHIR/TRE-A11-IheFormatCode";
+inline const std::string kFacilitySystem =
+    "https://mos.esante.gouv.fr/NOS/TRE_R02-SecteurActivite/FHIR/TRE-R02-SecteurActivite";
+inline const std::string kSettingSystem =
+    "https://mos.esante.gouv.fr/NOS/TRE_A01-CadreExercice/FHIR/TRE-A01-CadreExercice";
 
 inline std::string read_test_data(const std::string& name) {
   std::ifstream in(std::string(ESPACE_SOURCE_DIR) + "/test-data/mhd/" + name, std::ios::binary);
@@ -33,11 +43,47 @@ inline std::string base64(const std::string& bytes) {
   return out;
 }
 
+// SHA-1 (FIPS 180-4), for attachment.hash: the server computes it with
+// OpenSSL, the tests independently.
+inline std::string sha1_base64(const std::string& message) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  std::string m = message;
+  uint64_t bits = static_cast<uint64_t>(message.size()) * 8;
+  m += static_cast<char>(0x80);
+  while (m.size() % 64 != 56) m += '\0';
+  for (int i = 7; i >= 0; --i) m += static_cast<char>((bits >> (i * 8)) & 0xff);
+  auto rol = [](uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  for (size_t chunk = 0; chunk < m.size(); chunk += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i)
+      w[i] = static_cast<uint32_t>(static_cast<unsigned char>(m[chunk + 4 * i])) << 24 |
+             static_cast<uint32_t>(static_cast<unsigned char>(m[chunk + 4 * i + 1])) << 16 |
+             static_cast<uint32_t>(static_cast<unsigned char>(m[chunk + 4 * i + 2])) << 8 |
+             static_cast<uint32_t>(static_cast<unsigned char>(m[chunk + 4 * i + 3]));
+    for (int i = 16; i < 80; ++i) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
+      else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
+      else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+      else f = b ^ c ^ d, k = 0xCA62C1D6;
+      uint32_t t = rol(a, 5) + f + e + k + w[i];
+      e = d, d = c, c = rol(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+  }
+  std::string digest;
+  for (uint32_t v : h)
+    for (int i = 3; i >= 0; --i) digest += static_cast<char>((v >> (i * 8)) & 0xff);
+  return base64(digest);
+}
+
 struct Document {
   std::string unique_id;                  // masterIdentifier value
   std::string content = "Compte rendu synthetique de test.\n";
   std::string content_type = "text/plain";
-  std::string size, hash;                 // attachment.size / hash as sent ("" to omit)
+  std::string size, hash;                 // attachment.size / hash as sent ("" = the true ones)
   std::string replaces;                   // "DocumentReference/<id>" or ""
   std::string type_code = "11488-4";      // LOINC
   std::string date = "2026-11-20T10:00:00+01:00";
@@ -46,7 +92,7 @@ struct Document {
   std::string subject;                    // "" = the bundle's patient
   bool inline_data = false;               // data in the attachment instead of a Binary
   std::string related;                    // context.related reference, "" to omit
-  std::string facility = "SA01";          // context.facilityType code
+  std::string facility = "SA05";          // context.facilityType code (TRE-R02)
 };
 
 struct Submission {
@@ -88,7 +134,8 @@ inline std::string provide_bundle(const Submission& s) {
       << R"("status":"current","type":{"coding":[{"system":"http://loinc.org","code":")" << d.type_code << R"("}]},)"
       << R"("category":[{"coding":[{"system":"urn:oid:1.2.250.1.213.1.1.4.1","code":"10"}]}],)"
       << R"("subject":{"reference":")" << (d.subject.empty() ? s.patient : d.subject) << R"("},)"
-      << R"("date":")" << d.date << R"(","author":[{"reference":"Practitioner/mhd-author"}],)";
+      << R"("date":")" << d.date << R"(","author":[{"reference":"Practitioner/mhd-author"}],)"
+      << R"("custodian":{"reference":"Organization/mhd-custodian"},)";
     if (!d.replaces.empty())
       b << R"("relatesTo":[{"code":"replaces","target":{"reference":")" << d.replaces << R"("}}],)";
     b << R"("securityLabel":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":")"
@@ -98,13 +145,13 @@ inline std::string provide_bundle(const Submission& s) {
       b << R"("data":")" << base64(d.content) << R"(")";
     else
       b << R"("url":")" << (d.attachment_url.empty() ? binary_url : d.attachment_url) << R"(")";
-    if (!d.size.empty()) b << R"(,"size":)" << d.size;
-    if (!d.hash.empty()) b << R"(,"hash":")" << d.hash << R"(")";
-    b << R"(},"format":{"system":"urn:oid:1.3.6.1.4.1.19376.1.2.3","code":"urn:ihe:iti:xds:2017:mimeTypeSufficient"}}],)"
+    b << R"(,"size":)" << (d.size.empty() ? std::to_string(d.content.size()) : d.size);
+    b << R"(,"hash":")" << (d.hash.empty() ? sha1_base64(d.content) : d.hash) << R"(")";
+    b << R"(},"format":{"system":")" << kFormatSystem << R"(","code":"urn:ihe:iti:xds:2017:mimeTypeSufficient"}}],)"
       << R"("context":{"event":[{"coding":[{"system":"urn:oid:2.16.840.1.113883.6.3","code":"C34"}]}],)"
       << R"("period":{"start":"2026-11-18","end":"2026-11-19"},)"
-      << R"("facilityType":{"coding":[{"system":"urn:oid:2.16.840.1.113883.6.96","code":")" << d.facility << R"("}]},)"
-      << R"("practiceSetting":{"coding":[{"system":"urn:oid:1.2.250.1.213.1.1.4.9","code":"ETABLISSEMENT"}]})";
+      << R"("facilityType":{"coding":[{"system":")" << kFacilitySystem << R"(","code":")" << d.facility << R"("}]},)"
+      << R"("practiceSetting":{"coding":[{"system":")" << kSettingSystem << R"(","code":"ETABLISSEMENT"}]})";
     if (!d.related.empty()) b << R"(,"related":[{"reference":")" << d.related << R"("}])";
     b << R"(}},)"
       << R"("request":{"method":"POST","url":"DocumentReference"}})";
@@ -116,10 +163,18 @@ inline std::string provide_bundle(const Submission& s) {
   return b.str();
 }
 
-// Puts the synthetic patients and the author the bundles reference.
-inline void load_fixtures(espace::testing::HttpClient& c) {
-  for (const char* name : {"patient-qualified.json", "patient-qualified-2.json", "patient-provisional.json",
-                           "patient-without-ins.json", "practitioner-author.json"}) {
+// Puts the synthetic patients, the author and the custodian the bundles
+// reference. The patients whose identity is not qualified are refused by our
+// fr-patient-ins profile: they are stored only by a server running with
+// --relaxed-profiles (`relaxed`).
+inline void load_fixtures(espace::testing::HttpClient& c, bool relaxed = false) {
+  std::vector<std::string> names = {"patient-qualified.json", "patient-qualified-2.json", "practitioner-author.json",
+                                    "organization-custodian.json"};
+  if (relaxed) {
+    names.push_back("patient-provisional.json");
+    names.push_back("patient-without-ins.json");
+  }
+  for (const std::string& name : names) {
     std::string body = read_test_data(name);
     std::string id = body.substr(body.find("\"id\"") + 4);
     id = id.substr(id.find('"') + 1);
@@ -128,7 +183,7 @@ inline void load_fixtures(espace::testing::HttpClient& c) {
     type = type.substr(type.find('"') + 1);
     type = type.substr(0, type.find('"'));
     auto r = c.request("PUT", "/" + type + "/" + id, body, {{"Content-Type", "application/fhir+json"}});
-    if (r.status != 201 && r.status != 200) throw std::runtime_error("fixture " + std::string(name) + ": " + r.body);
+    if (r.status != 201 && r.status != 200) throw std::runtime_error("fixture " + name + ": " + r.body);
   }
 }
 

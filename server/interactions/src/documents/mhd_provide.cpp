@@ -185,8 +185,19 @@ std::string list_unique_id(const Node& list) {
   return !official.empty() ? official : count == 1 ? any : std::string();
 }
 
-// A Patient (as stored JSON) whose identity may carry documents: an INS-NIR
-// identifier and the FR Core identity reliability status QUAL.
+bool is_ins_system(std::string_view system) {
+  // INS-NIR, INS-NIA, and the test and demonstration INS-NIR OIDs of the ANS
+  // (the ones our fr-patient-ins profile admits).
+  return system == kInsNirSystem || system == "urn:oid:1.2.250.1.213.1.4.9" ||
+         system == "urn:oid:1.2.250.1.213.1.4.10" || system == "urn:oid:1.2.250.1.213.1.4.11";
+}
+
+bool is_identity_reliability_url(std::string_view url) {
+  return url == kIdentityReliabilityUrl || url == kOurIdentityReliabilityUrl;
+}
+
+// A Patient (as stored JSON) whose identity may carry documents: an INS
+// identifier and the identity reliability status QUAL.
 Status check_qualified_identity(const std::string& patient_json, const std::string& patient_ref, size_t entry) {
   rapidjson::Document doc;
   doc.Parse(patient_json.data(), patient_json.size());
@@ -196,13 +207,13 @@ Status check_qualified_identity(const std::string& patient_json, const std::stri
   if (doc.HasMember("identifier") && doc["identifier"].IsArray())
     for (auto& id : doc["identifier"].GetArray())
       if (id.IsObject() && id.HasMember("system") && id["system"].IsString() &&
-          std::string_view(id["system"].GetString()) == kInsNirSystem && id.HasMember("value"))
+          is_ins_system(id["system"].GetString()) && id.HasMember("value"))
         has_ins = true;
   std::string status;
   if (doc.HasMember("extension") && doc["extension"].IsArray()) {
     for (auto& ext : doc["extension"].GetArray()) {
       if (!ext.IsObject() || !ext.HasMember("url") || !ext["url"].IsString() ||
-          std::string_view(ext["url"].GetString()) != kIdentityReliabilityUrl || !ext.HasMember("extension") ||
+          !is_identity_reliability_url(ext["url"].GetString()) || !ext.HasMember("extension") ||
           !ext["extension"].IsArray())
         continue;
       for (auto& sub : ext["extension"].GetArray()) {
@@ -215,16 +226,16 @@ Status check_qualified_identity(const std::string& patient_json, const std::stri
       }
     }
   }
-  if (!has_ins)
-    return unprocessable(entry,
-                         patient_ref + " has no INS (identifier with system " + std::string(kInsNirSystem) +
-                             "): documents are filed only for a patient identified by a qualified INS",
-                         "resource.subject");
   if (status != "QUAL")
     return unprocessable(entry,
                          patient_ref + "'s identity is not qualified (identity reliability status " +
                              (status.empty() ? std::string("absent") : "'" + status + "'") +
-                             ", QUAL required by the INS rules before a document is filed)",
+                             "; QUAL is required by the INS rules before a document is filed)",
+                         "resource.subject");
+  if (!has_ins)
+    return unprocessable(entry,
+                         patient_ref + " has no INS identifier (INS-NIR " + std::string(kInsNirSystem) +
+                             " or INS-NIA): documents are filed only under a qualified INS",
                          "resource.subject");
   return Status::ok();
 }

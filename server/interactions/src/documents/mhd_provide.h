@@ -20,6 +20,9 @@ inline constexpr const char* kMhdProfilePrefix = "https://profiles.ihe.net/ITI/M
 inline constexpr const char* kInsNirSystem = "urn:oid:1.2.250.1.213.1.4.8";
 inline constexpr const char* kIdentityReliabilityUrl =
     "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability";
+// The same extension as our fr-patient-ins profile names it (profiles/data).
+inline constexpr const char* kOurIdentityReliabilityUrl =
+    "https://espace.example/fhir/StructureDefinition/identity-reliability";
 // Where we record the digest of a stored submission (idempotent re-submission).
 inline constexpr const char* kSubmissionDigestUrl = "https://espace.example/fhir/StructureDefinition/submission-digest";
 // meta.tag system of the DMP document flags we keep (archived).
