@@ -170,6 +170,18 @@ TEST_CASE("immunization recommendation for the family on a given date", "[vaccin
   CHECK(date_criterion(*thomas_dtp, "59778-1") == "2025-01-31");
   CHECK(line_for(thomas, "influenza") == nullptr);  // under 65: not in the general schedule
 
+  // The mother's 25-year booster is declared from memory only: it does not count.
+  auto camille = json_of(c.get("/Patient/family-camille/$immunization-recommendation?date=2026-11-23"));
+  const rapidjson::Value* camille_dtp = line_for(camille, "dtp");
+  REQUIRE(camille_dtp != nullptr);
+  CHECK(forecast(*camille_dtp) == "overdue");
+  CHECK(rule(*camille_dtp) == "dtp-25y");
+  CHECK_FALSE(camille_dtp->HasMember("supportingImmunization"));
+  const rapidjson::Value* camille_mmr = line_for(camille, "mmr");  // documented in her booklet: counts
+  REQUIRE(camille_mmr != nullptr);
+  CHECK(forecast(*camille_mmr) == "complete");
+  CHECK((*camille_mmr)["supportingImmunization"].Size() == 2);
+
   // The newborn after her 2-month visit: second doses in January, MenB now.
   auto lea = json_of(c.get("/Patient/family-lea/$immunization-recommendation?date=2026-11-23"));
   const rapidjson::Value* lea_dtp = line_for(lea, "dtp");

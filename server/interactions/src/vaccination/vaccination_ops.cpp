@@ -325,8 +325,10 @@ FhirResponse immunization_recommendation_operation(const Services& services, con
   std::vector<ImmunizationRecord> records;
   if (Status s = immunizations(services, req, *schedule, &records); !s) return error_response(std::move(s));
   std::vector<vaccination::DoseFact> doses;
+  // Without written proof a vaccination is taken as not done (calendrier
+  // des vaccinations, rattrapage): doses declared from memory do not count.
   for (const ImmunizationRecord& r : records)
-    if (r.status == "completed" && r.day) doses.push_back({r.id, *r.day, r.diseases});
+    if (r.status == "completed" && r.day && reliability(r) != "declared") doses.push_back({r.id, *r.day, r.diseases});
   std::vector<vaccination::Line> lines = vaccination::evaluate(*schedule, patient, doses, today);
 
   rapidjson::StringBuffer buf;

@@ -13,6 +13,8 @@
 //       (server/interactions/data/vaccination-schedule.json); date defaults to
 //       today (UTC). Each recommendation names its rule in the extension
 //       .../vaccination-schedule-rule (valueCoding in the schedule's rule system).
+//       Only completed records count, and not those declared from memory
+//       (reliability 'declared'): without written proof a dose is not counted.
 //   GET      Patient/[id]/$screening-reminders[?date=YYYY-MM-DD]
 //       Bundle (type collection) of CommunicationRequest reminders from
 //       server/interactions/data/screening-reminders.json.
