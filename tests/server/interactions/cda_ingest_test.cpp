@@ -200,6 +200,13 @@ TEST_CASE("$ingest-cda: unknown patient, duplicate document, replacement and med
   REQUIRE(second["relatesTo"].Size() == 1);
   CHECK(std::string(second["relatesTo"][0]["code"].GetString()) == "replaces");
   CHECK(std::string(second["relatesTo"][0]["target"]["reference"].GetString()) == "DocumentReference/" + first_id);
+  // The replaced document is superseded, and cannot be replaced again.
+  CHECK(std::string(read_resource(server, "DocumentReference", first_id)["status"].GetString()) == "superseded");
+  std::string again = replacement;
+  again.replace(again.find(new_id), new_id.size(), "6c1f3a52-8e0b-4c7d-9a51-2f4b7e8d1a96");
+  r = ingest(server.services(), again);
+  REQUIRE(status_of(r) == 409);
+  CHECK(r.error.issues().front().message_id == "cda-related-not-current");
 
   // Replacing a document the server does not hold.
   std::string orphan = replacement;
@@ -227,6 +234,16 @@ TEST_CASE("read_cda_document maps without storage and reports warnings apart", "
   std::string json = espace::fhir::write_json(doc.document_reference);
   CHECK(json.find("\"subject\"") == std::string::npos);
   CHECK(json.find("urn:ihe:lab:xd-lab:2008") != std::string::npos);
+  CHECK(json.find("\"masterIdentifier\":{\"system\":\"urn:ietf:rfc:3986\",\"value\":\"urn:uuid:7d2a4b63-9f1c-4d8e-8b62-3a5c8f9e2b01\"}") !=
+        std::string::npos);
+
+  // A root with an extension is the XDS uniqueId root^extension.
+  const std::string uuid_id = "<id root=\"7d2a4b63-9f1c-4d8e-8b62-3a5c8f9e2b01\"/>";
+  xml.replace(xml.find(uuid_id), uuid_id.size(), "<id root=\"1.2.250.1.213.1.1.9\" extension=\"DOC-42\"/>");
+  s = espace::interactions::read_cda_document(test_definitions(), xml, &doc);
+  REQUIRE(s.is_ok());
+  json = espace::fhir::write_json(doc.document_reference);
+  CHECK(json.find("\"masterIdentifier\":{\"value\":\"1.2.250.1.213.1.1.9^DOC-42\"}") != std::string::npos);
 }
 
 TEST_CASE("$ingest-cda: concurrent submissions of one document store it once", "[cda]") {

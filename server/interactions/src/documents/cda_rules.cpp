@@ -214,7 +214,7 @@ Status read_field(const rapidjson::Value& v, const rapidjson::Value* tables, boo
     }
     return Status::ok();
   }
-  static const char* const kinds[] = {"identifier", "coding", "text", "datetime", "date",
+  static const char* const kinds[] = {"identifier", "unique-id", "coding", "text", "datetime", "date",
                                       "table", "human-name", "name-text", "const"};
   bool known = false;
   for (const char* k : kinds) known = known || f->as == k;
@@ -359,6 +359,20 @@ rapidjson::Value convert(const CdaConfig& config, const MappingField& f, const P
         // A root alone is the identifier (II.root as a unique id): an URI.
         out.AddMember("system", str("urn:ietf:rfc:3986", a), a);
         out.AddMember("value", str(system_for_oid(config, *root), a), a);
+      }
+    }
+  } else if (f.as == "unique-id") {
+    // The document's XDS uniqueId (ITI TF-3 4.2.3.2.26): a root alone is an
+    // URI (urn:oid:, urn:uuid:); root and extension are written root^extension.
+    const std::string* root = e.attribute("root");
+    const std::string* extension = e.attribute("extension");
+    if (root && !root->empty()) {
+      out.SetObject();
+      if (extension && !extension->empty()) {
+        out.AddMember("value", str(*root + "^" + *extension, a), a);
+      } else {
+        out.AddMember("system", str("urn:ietf:rfc:3986", a), a);
+        out.AddMember("value", str((is_uuid(*root) ? "urn:uuid:" : "urn:oid:") + *root, a), a);
       }
     }
   } else if (f.as == "coding") {

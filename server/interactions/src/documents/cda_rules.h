@@ -39,7 +39,7 @@ struct HeaderRule {
 // converted ("as"), written at a FHIR JSON location of the DocumentReference.
 struct MappingField {
   std::vector<Path> sources;  // the first that yields a value is used
-  std::string as;             // identifier, coding, text, datetime, date, table, human-name, name-text, const
+  std::string as;             // identifier, unique-id, coding, text, datetime, date, table, human-name, name-text, const
   std::string table;
   const rapidjson::Value* constant = nullptr;  // for "as": "const" (inside the config's mapping_doc)
   std::string target;         // e.g. "securityLabel[].coding[]"

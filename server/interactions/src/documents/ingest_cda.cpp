@@ -5,11 +5,10 @@
 // (a PDF in nonXMLBody stays inside its CDA), so the Binary and the
 // attachment are text/xml, the MIME type the CI-SIS gives CDA documents; the
 // format code says whether the body is structured or a PDF. A document whose
-// unique id (masterIdentifier) is already stored is refused with 409.
+// unique id (masterIdentifier) is already stored is refused with 409; a
+// replacement (relatedDocument RPLC) marks the replaced one superseded.
 #include <array>
 #include <chrono>
-#include <functional>
-#include <mutex>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -109,13 +108,19 @@ bool accepted_media_type(std::string_view type) {
   return type == "application/xml" || type == "text/xml" || type == "application/hl7-cda+xml";
 }
 
-// Check-then-write of one document unique id must not interleave with
-// another ingestion of the same id (a client retrying, two senders): the
-// check and the write run under a lock chosen by the id. The server is one
-// process; other ids rarely share a stripe.
-std::mutex& document_id_lock(std::string_view unique_id) {
-  static std::array<std::mutex, 64> stripes;
-  return stripes[std::hash<std::string_view>{}(unique_id) % stripes.size()];
+// The id a document unique id is stored under: the derivation of ITI-65
+// (mhd_provide.cpp derived_id), so both channels agree on it.
+std::string document_id_for(std::string_view unique_id) {
+  return cda::sha256_hex("DocumentReference|" + std::string(unique_id)).substr(0, 40);
+}
+
+Status duplicate(const std::string& id) {
+  fhir::Issue i;
+  i.code = "duplicate";
+  i.message_id = "cda-duplicate";
+  i.diagnostics = "[cda-duplicate] a document with this unique id (ClinicalDocument/id) is already stored as DocumentReference/" + id;
+  i.expression = "/ClinicalDocument/id";
+  return Status::error(ErrorCategory::Conflict, std::move(i));
 }
 
 int64_t now_us() {
@@ -158,56 +163,75 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
                                         "several Patients carry the document's INS; the identity must be resolved first",
                                         ins_xpath));
 
-  // One document unique id, one DocumentReference.
+  // One document unique id, one DocumentReference: stored under an id derived
+  // from the uniqueId as ITI-65 does (mhd_provide.cpp), so the storage's
+  // refusal to create an existing id settles concurrent and cross-channel
+  // duplicates inside the write transaction.
   std::string unique_id;
-  if (auto mi = doc.FindMember("masterIdentifier"); mi != doc.MemberEnd() && mi->value.IsObject()) {
-    if (auto it = mi->value.FindMember("system"); it != mi->value.MemberEnd()) unique_id = it->value.GetString();
-    unique_id += "|";
-    if (auto it = mi->value.FindMember("value"); it != mi->value.MemberEnd()) unique_id += it->value.GetString();
-  }
-  std::lock_guard<std::mutex> same_document(document_id_lock(unique_id));
-  if (!unique_id.empty()) {
-    std::vector<std::string> existing;
-    s = resolve_criteria(services, "DocumentReference", {{"identifier", unique_id}}, &existing);
-    if (!s) return error_response(std::move(s));
-    if (!existing.empty()) {
-      fhir::Issue i;
-      i.code = "duplicate";
-      i.message_id = "cda-duplicate";
-      i.diagnostics = "[cda-duplicate] a document with this unique id (ClinicalDocument/id) is already stored as DocumentReference/" +
-                      existing.front();
-      i.expression = "/ClinicalDocument/id";
-      return error_response(Status::error(ErrorCategory::Conflict, std::move(i)));
-    }
-  }
+  if (auto mi = doc.FindMember("masterIdentifier"); mi != doc.MemberEnd() && mi->value.IsObject())
+    if (auto it = mi->value.FindMember("value"); it != mi->value.MemberEnd() && it->value.IsString())
+      unique_id = it->value.GetString();
+  if (unique_id.empty())  // the rules require ClinicalDocument/id; never store a document without it
+    return error_response(unprocessable("cda-document-id", "the document has no unique id", "/ClinicalDocument/id"));
+  WriteOp binary_op, document_op;
+  document_op.id = document_id_for(unique_id);
+  storage::ResourceVersion existing;
+  if (services.store->read("DocumentReference", document_op.id, &existing) && !existing.deleted)
+    return error_response(duplicate(document_op.id));
 
-  // Replaced documents must be known; their references are resolved.
+  // Replaced documents must be held and current; they become superseded in
+  // the same transaction (as an ITI-65 replacement does).
+  std::vector<WriteOp> supersede;
   if (auto rel = doc.FindMember("relatesTo"); rel != doc.MemberEnd() && rel->value.IsArray()) {
     for (rapidjson::Value& link : rel->value.GetArray()) {
       auto target = link.FindMember("target");
       if (target == link.MemberEnd()) continue;
       auto id = target->value.FindMember("identifier");
-      if (id == target->value.MemberEnd()) continue;
-      std::string system = id->value.HasMember("system") ? id->value["system"].GetString() : "";
-      std::string value = id->value.HasMember("value") ? id->value["value"].GetString() : "";
-      std::vector<std::string> found;
-      s = resolve_criteria(services, "DocumentReference", {{"identifier", system + "|" + value}}, &found);
-      if (!s) return error_response(std::move(s));
-      if (found.size() != 1)
+      if (id == target->value.MemberEnd() || !id->value.HasMember("value")) continue;
+      const std::string related_xpath = "/ClinicalDocument/relatedDocument/parentDocument/id";
+      std::string target_id = document_id_for(id->value["value"].GetString());
+      storage::ResourceVersion current;
+      if (!services.store->read("DocumentReference", target_id, &current) || current.deleted)
         return error_response(unprocessable("cda-related-unknown",
                                             "the document replaces a document this server does not hold",
-                                            "/ClinicalDocument/relatedDocument/parentDocument/id"));
-      target->value.AddMember("reference", str("DocumentReference/" + found.front(), a), a);
+                                            related_xpath));
+      fhir::Node stored;
+      if (Status ps = fhir::parse_json(*services.defs, current.json, &stored); !ps) {
+        ps.set_category(ErrorCategory::Internal);
+        return error_response(std::move(ps));
+      }
+      if (stored.child_value("status") != "current") {
+        fhir::Issue i;
+        i.code = "conflict";
+        i.message_id = "cda-related-not-current";
+        i.diagnostics = "[cda-related-not-current] the replaced document is " + std::string(stored.child_value("status")) +
+                        ": only the current version of a document can be replaced";
+        i.expression = related_xpath;
+        return error_response(Status::error(ErrorCategory::Conflict, std::move(i)));
+      }
+      const fhir::Node* stored_subject = stored.child("subject");
+      if (!stored_subject || stored_subject->child_value("reference") != "Patient/" + patients.front())
+        return error_response(unprocessable("cda-related-other-patient",
+                                            "the replaced document belongs to another patient", related_xpath));
+      WriteOp op;
+      op.kind = WriteOp::Kind::Update;
+      op.type = "DocumentReference";
+      op.id = target_id;
+      op.method = "PUT";
+      op.if_match = current.version;  // changed meanwhile: the transaction fails
+      if (Status ss = fhir::set_primitive(stored, "status", "superseded"); !ss) return error_response(std::move(ss));
+      if (Status ss = PreparedBody::prepare(stored, target_id, &op.body); !ss) return error_response(std::move(ss));
+      op.index = index_entries(*services.defs, stored);
+      supersede.push_back(std::move(op));
+      target->value.AddMember("reference", str("DocumentReference/" + target_id, a), a);
     }
   }
 
-  WriteOp binary_op, document_op;
   binary_op.kind = document_op.kind = WriteOp::Kind::Create;
   binary_op.method = document_op.method = "POST";
   binary_op.type = "Binary";
   document_op.type = "DocumentReference";
   binary_op.id = new_id();
-  document_op.id = new_id();
 
   rapidjson::Value subject(rapidjson::kObjectType);
   subject.AddMember("reference", str("Patient/" + patients.front(), a), a);
@@ -248,10 +272,26 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
   document_op.index = index_entries(*services.defs, document);
 
   WriteOutcome binary_outcome, document_outcome;
+  bool document_written = false;
   s = services.store->write([&](storage::WriteTxn& txn) {
+    for (const WriteOp& op : supersede) {
+      WriteOutcome ignored;
+      if (Status w = apply_write(txn, op, &ignored); !w) return w;
+    }
     if (Status w = apply_write(txn, binary_op, &binary_outcome); !w) return w;
-    return apply_write(txn, document_op, &document_outcome);
+    Status w = apply_write(txn, document_op, &document_outcome);
+    document_written = w.is_ok();
+    return w;
   });
+  if (!s && s.category() == ErrorCategory::Conflict && !document_written) return error_response(duplicate(document_op.id));
+  if (!s && s.category() == ErrorCategory::PreconditionFailed) {
+    fhir::Issue i;
+    i.code = "conflict";
+    i.message_id = "cda-related-changed";
+    i.diagnostics = "[cda-related-changed] the replaced document changed while this one was stored; send it again";
+    i.expression = "/ClinicalDocument/relatedDocument/parentDocument/id";
+    return error_response(Status::error(ErrorCategory::Conflict, std::move(i)));
+  }
   if (!s) return error_response(std::move(s));
   return write_response(req, document_op, document_outcome);
 }
