@@ -253,10 +253,44 @@ Status numeric_date(const rapidjson::Value& claims, const char* name, bool requi
 
 }  // namespace
 
+namespace {
+
+// The live Authenticators, for reload_all(). Lock order: this mutex, then
+// an Authenticator's own (authenticate() takes only the latter).
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::vector<Authenticator*>& registry() {
+  static std::vector<Authenticator*> live;
+  return live;
+}
+
+}  // namespace
+
 Authenticator::Authenticator(const AuthConfig& config) : state_(std::make_unique<State>()) {
   state_->config = config;
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  registry().push_back(this);
 }
-Authenticator::~Authenticator() = default;
+
+Authenticator::~Authenticator() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  auto& live = registry();
+  live.erase(std::remove(live.begin(), live.end(), this), live.end());
+}
+
+Status Authenticator::reload_all() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  Status first;
+  for (Authenticator* a : registry()) {
+    // Keys from a failed create() never served a request: skip them.
+    if (!a->state_->snapshot()) continue;
+    Status s = a->reload();
+    if (!s && first) first = std::move(s);
+  }
+  return first;
+}
 
 Status Authenticator::create(const AuthConfig& config, std::unique_ptr<Authenticator>* out) {
   if (config.issuers.empty()) return Status::error(ErrorCategory::Invalid, "required", "no trusted issuer configured");

@@ -793,3 +793,34 @@ TEST_CASE("auth: every one-character change to a valid token is refused") {
     CHECK(accepted == 0);
   }
 }
+
+TEST_CASE("auth: reload_all reloads every live authenticator (SIGHUP)") {
+  std::string first = keys().dir + "/all-1.json", second = keys().dir + "/all-2.json";
+  write_text(first, "{\"keys\":[" + keys().es_jwk + "]}");
+  write_text(second, "{\"keys\":[" + keys().es_jwk + "]}");
+  auto a = authenticator(config(first));
+  auto b = authenticator(config(second));
+  std::string new_key_token = sign_es(professional_claims(), keys().other_es_pem);
+  CHECK(refusal(*a, new_key_token) == "auth-unknown-key");
+
+  write_text(first, "{\"keys\":[" + keys().other_es_jwk + "]}");
+  write_text(second, "{\"keys\":[" + keys().es_jwk + "," + keys().other_es_jwk + "]}");
+  REQUIRE(Authenticator::reload_all());
+  CHECK(refusal(*a, new_key_token) == "");
+  CHECK(refusal(*b, new_key_token) == "");
+  CHECK(a->key_count() == 1);
+  CHECK(b->key_count() == 2);
+
+  // One broken file: reported, that one keeps its keys, the other still reloads.
+  write_text(first, "{");
+  write_text(second, "{\"keys\":[" + keys().es_jwk + "]}");
+  fhir::Status s = Authenticator::reload_all();
+  CHECK_FALSE(s);
+  CHECK(s.message().find("all-1.json") != std::string::npos);
+  CHECK(refusal(*a, new_key_token) == "");
+  CHECK(refusal(*b, new_key_token) == "auth-unknown-key");
+
+  // A destroyed authenticator is no longer reloaded.
+  a.reset();
+  CHECK(Authenticator::reload_all());
+}

@@ -92,6 +92,12 @@ class Authenticator {
   // Number of keys in use (for the start-up log line).
   size_t key_count() const;
 
+  // reload() on every Authenticator alive in the process: what SIGHUP means
+  // (a process-wide signal), usable by `serve` without reaching into the
+  // policy that owns the Authenticator. Ok when there is none; otherwise the
+  // first failure, the others still reloaded.
+  static fhir::Status reload_all();
+
   struct State;
 
  private:
