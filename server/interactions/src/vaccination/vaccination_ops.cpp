@@ -103,7 +103,7 @@ Status evaluation_date(const FhirRequest& req, int64_t* day) {
     return Status::ok();
   }
   if (!vaccination::parse_date(text, day))
-    return Status::error(ErrorCategory::Invalid, "invalid", "date must be a full date YYYY-MM-DD (got '" + text + "')",
+    return Status::error(ErrorCategory::Invalid, "invalid", "date must be a full date YYYY-MM-DD (got '" + text.substr(0, 40) + "')",
                          "date");
   return Status::ok();
 }
