@@ -114,6 +114,31 @@ std::string document_id_for(std::string_view unique_id) {
   return cda::sha256_hex("DocumentReference|" + std::string(unique_id)).substr(0, 40);
 }
 
+// The identity reliability extension (ours, or FR Core's) says QUAL.
+bool qualified_identity(std::string_view patient_json) {
+  rapidjson::Document p;
+  p.Parse(patient_json.data(), patient_json.size());
+  if (p.HasParseError() || !p.IsObject() || !p.HasMember("extension") || !p["extension"].IsArray()) return false;
+  for (const auto& ext : p["extension"].GetArray()) {
+    if (!ext.IsObject() || !ext.HasMember("url") || !ext["url"].IsString()) continue;
+    std::string_view url = ext["url"].GetString();
+    if (url != "https://espace.example/fhir/StructureDefinition/identity-reliability" &&
+        url != "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability")
+      continue;
+    if (!ext.HasMember("extension") || !ext["extension"].IsArray()) continue;
+    for (const auto& part : ext["extension"].GetArray()) {
+      if (!part.IsObject() || !part.HasMember("url") || !part["url"].IsString() ||
+          std::string_view(part["url"].GetString()) != "identityStatus" || !part.HasMember("valueCoding"))
+        continue;
+      const auto& coding = part["valueCoding"];
+      if (coding.IsObject() && coding.HasMember("code") && coding["code"].IsString() &&
+          std::string_view(coding["code"].GetString()) == "QUAL")
+        return true;
+    }
+  }
+  return false;
+}
+
 Status duplicate(const std::string& id) {
   fhir::Issue i;
   i.code = "duplicate";
@@ -162,6 +187,17 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
     return error_response(unprocessable("cda-patient-ambiguous",
                                         "several Patients carry the document's INS; the identity must be resolved first",
                                         ins_xpath));
+
+  // Documents are filed only for a qualified identity (INS status QUAL).
+  {
+    storage::ResourceVersion patient;
+    if (Status ps = services.store->read("Patient", patients.front(), &patient); !ps) return error_response(std::move(ps));
+    if (!qualified_identity(patient.json))
+      return error_response(unprocessable("cda-patient-not-qualified",
+                                          "the Patient with the document's INS is not a qualified identity "
+                                          "(identity reliability status QUAL): documents cannot be filed for it yet",
+                                          ins_xpath));
+  }
 
   // One document unique id, one DocumentReference: stored under an id derived
   // from the uniqueId as ITI-65 does (mhd_provide.cpp), so the storage's
