@@ -57,7 +57,7 @@ std::string date_criterion(const rapidjson::Value& line, const char* loinc) {
 }  // namespace
 
 TEST_CASE("vaccination booklet: Lists by vaccine group, each record once, reliability", "[vaccination]") {
-  ServerProcess server;
+  ServerProcess server({"--strict-profiles"});  // the family must meet the French profiles
   HttpClient c("127.0.0.1", server.port());
   load_family(c);
 
@@ -125,7 +125,7 @@ TEST_CASE("vaccination booklet: Lists by vaccine group, each record once, reliab
 }
 
 TEST_CASE("immunization recommendation for the family on a given date", "[vaccination]") {
-  ServerProcess server;
+  ServerProcess server({"--strict-profiles"});  // the family must meet the French profiles
   HttpClient c("127.0.0.1", server.port());
   load_family(c);
 
@@ -203,7 +203,7 @@ TEST_CASE("immunization recommendation for the family on a given date", "[vaccin
 }
 
 TEST_CASE("screening reminders as CommunicationRequests", "[vaccination]") {
-  ServerProcess server;
+  ServerProcess server({"--strict-profiles"});  // the family must meet the French profiles
   HttpClient c("127.0.0.1", server.port());
   load_family(c);
 
@@ -231,7 +231,7 @@ TEST_CASE("screening reminders as CommunicationRequests", "[vaccination]") {
 }
 
 TEST_CASE("vaccination operations refuse bad input with clear errors", "[vaccination]") {
-  ServerProcess server;
+  ServerProcess server({"--strict-profiles"});  // the family must meet the French profiles
   HttpClient c("127.0.0.1", server.port());
   load_family(c);
 
