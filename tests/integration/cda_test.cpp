@@ -103,8 +103,24 @@ TEST_CASE("$ingest-cda stores the CDA and its DocumentReference for the INS pati
     INFO(name << ": " << r.body);
     CHECK(r.status == 201);
   }
+
+  // A new version of the report replaces it: the old one is superseded.
+  std::string replacement = report;
+  const std::string old_uid = "6c1f3a52-8e0b-4c7d-9a51-2f4b7e8d1a01";
+  replacement.replace(replacement.find(old_uid), old_uid.size(), "6c1f3a52-8e0b-4c7d-9a51-2f4b7e8d1b01");
+  replacement.insert(replacement.find("  <documentationOf>"),
+                     "  <relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"" + old_uid +
+                         "\"/></parentDocument></relatedDocument>\n");
+  r = ingest(c, replacement);
+  INFO(r.body);
+  REQUIRE(r.status == 201);
+  auto second = json_of(r);
+  CHECK(std::string(second["relatesTo"][0]["target"]["reference"].GetString()) == "DocumentReference/" + id);
+  auto first = json_of(c.get("/DocumentReference/" + id));
+  CHECK(std::string(first["status"].GetString()) == "superseded");
+
   bundle = json_of(c.get("/DocumentReference?_summary=count"));
-  CHECK(bundle["total"].GetInt() == 5);
+  CHECK(bundle["total"].GetInt() == 6);
   bundle = json_of(c.get("/Binary?_summary=count"));
-  CHECK(bundle["total"].GetInt() == 5);
+  CHECK(bundle["total"].GetInt() == 6);
 }
