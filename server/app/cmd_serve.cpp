@@ -17,6 +17,7 @@
 #include "espace/http/worker_pool.h"
 #include "espace/net/server.h"
 #include "espace/policy/audit.h"
+#include "espace/policy/auth.h"
 #include "espace/policy/policy.h"
 #include "espace/policy/rules.h"
 #include "espace/profiles/validator.h"
@@ -285,7 +286,19 @@ int cmd_serve(int argc, char** argv) {
                nopts.tls_cert_file.empty() ? "http" : "https", nopts.address.c_str(), server.port(),
                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count()),
                sopts.path.c_str(), policy->name());
-  server.stop_on_signals();
+  // SIGHUP: re-read the signing keys (--auth jwt) and the TLS material; on
+  // failure the old ones stay in use.
+  server.stop_on_signals([&server, jwt = auth == "jwt", tls = !nopts.tls_cert_file.empty()] {
+    if (jwt) {
+      if (fhir::Status s = policy::Authenticator::reload_all(); !s)
+        std::fprintf(stderr, "espace: SIGHUP: signing keys not reloaded: %s\n", s.message().c_str());
+      else
+        std::fprintf(stderr, "espace: SIGHUP: signing keys reloaded\n");
+    }
+    if (!tls) return;
+    if (fhir::Status s = server.reload_tls(); !s)
+      std::fprintf(stderr, "espace: SIGHUP: TLS certificate not reloaded: %s\n", s.message().c_str());
+  });
   server.run();
   pool.shutdown();
   std::fprintf(stderr, "espace: stopped\n");
