@@ -466,7 +466,10 @@ FhirResponse run_transaction(const Services& services, const FhirRequest& req, s
   if (n) {
     w.Key("entry");
     w.StartArray();
-    for (size_t i = 0; i < n; ++i) write_entry(w, responses[i], req.prefer_return != PreferReturn::Minimal);
+    // ITI-65 answers with statuses and locations only (MHD 2:3.65.4.2): echoing
+    // the documents back would double the memory of a large submission.
+    const bool with_resources = req.prefer_return != PreferReturn::Minimal && !submission;
+    for (size_t i = 0; i < n; ++i) write_entry(w, responses[i], with_resources);
     w.EndArray();
   }
   w.EndObject();
