@@ -55,8 +55,8 @@ std::string base64_encode(std::string_view data) {
   return out;
 }
 
-bool base64_decode(std::string_view text, std::string* out) {
-  out->clear();
+bool base64_check_prefix(std::string_view text, size_t max_bytes, std::string* prefix) {
+  prefix->clear();
   uint32_t acc = 0;
   int bits = 0;
   size_t chars = 0, padding = 0;
@@ -68,16 +68,20 @@ bool base64_decode(std::string_view text, std::string* out) {
       continue;
     }
     if (padding) return false;
-    const char* at = std::strchr(kAlphabet, c);
-    if (!at || c == '\0') return false;
+    const char* at = c ? std::strchr(kAlphabet, c) : nullptr;
+    if (!at) return false;
     acc = (acc << 6) | uint32_t(at - kAlphabet);
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
-      out->push_back(char((acc >> bits) & 0xFF));
+      if (prefix->size() < max_bytes) prefix->push_back(char((acc >> bits) & 0xFF));
     }
   }
   return chars % 4 == 0 && padding <= 2;
+}
+
+bool base64_decode(std::string_view text, std::string* out) {
+  return base64_check_prefix(text, static_cast<size_t>(-1), out);
 }
 
 }  // namespace espace::interactions::cda

@@ -16,5 +16,8 @@ std::string base64_encode(std::string_view data);
 // Strict decoding; XML whitespace between characters is skipped. False on
 // anything else that is not base64.
 bool base64_decode(std::string_view text, std::string* out);
+// The same checks as base64_decode, decoding only the first `max_bytes`
+// bytes into *prefix (a 50 MB PDF need not be decoded to recognise it).
+bool base64_check_prefix(std::string_view text, size_t max_bytes, std::string* prefix);
 
 }  // namespace espace::interactions::cda
