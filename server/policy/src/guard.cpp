@@ -1,5 +1,8 @@
 // make_guard (guard.h): the storage seen through the rules of one request.
 //
+// Chains and _has are resolved over visible resources before the search
+// runs (a hidden resource never decides which visible ones match).
+//
 // Visibility of a stored version is decided once per request and cached:
 //  - a delete marker has no body, so it is judged by the version it deleted
 //    (the body just before it);
@@ -38,6 +41,11 @@ constexpr int kCountChunk = 1000;
 // Ids per _include query, and rounds of _include:iterate (as the storage).
 constexpr size_t kIncludeIdsPerQuery = 500;
 constexpr int kMaxIncludeRounds = 8;
+// Chains and _has: visible resources a join may resolve to, and nesting.
+constexpr size_t kMaxJoinIds = 5000;
+constexpr int kMaxJoinDepth = 6;
+// An id no stored resource has (ids are [A-Za-z0-9.-]): an empty join.
+constexpr const char* kNoSuchId = "!";
 
 std::string key_of(const std::string& type, const std::string& id) { return type + "/" + id; }
 std::string version_key(const ResourceVersion& v) {
@@ -353,6 +361,7 @@ class GuardedStorage final : public storage::Storage {
     *out = storage::SearchPage();
     storage::SearchQuery q = asked;
     if (Status s = judge_.restrict_search(&q); !s) return s;
+    if (Status s = resolve_joins(&q, 0); !s) return s;
     std::vector<storage::IncludeSpec> includes = std::move(q.includes);
     q.includes.clear();
     bool whole_result_seen = false;  // the page scan met every match
@@ -381,6 +390,102 @@ class GuardedStorage final : public storage::Storage {
     b.want_total = false;
     b.includes.clear();
     return b;
+  }
+
+  // Chains and _has join the searched resources with others through the
+  // index: run as they are, a hidden resource would decide which visible
+  // ones match (an oracle). Each join is resolved here first, over the
+  // VISIBLE resources of the joined type only, and replaced by plain
+  // conditions on ids and reference values.
+  Status resolve_joins(storage::SearchQuery* q, int depth) {
+    if (depth > kMaxJoinDepth)
+      return Status::error(ErrorCategory::Invalid, "invalid", "search chains and _has are nested too deeply");
+    for (storage::Condition& c : q->all_of) {
+      if (c.kind == storage::Condition::Kind::Has && c.has_query) {
+        storage::SearchQuery inner = *c.has_query;
+        if (inner.type.empty()) inner.type = c.has_type;
+        if (Status s = resolve_joins(&inner, depth + 1); !s) return s;
+        std::vector<std::string> sources;
+        if (Status s = visible_ids(inner, &sources); !s) return s;
+        storage::IncludeSpec refs;
+        refs.source_type = inner.type;
+        refs.param = c.has_param;
+        refs.target_type = q->type;
+        std::set<std::string> targets;
+        for (size_t at = 0; at < sources.size(); at += kIncludeIdsPerQuery) {
+          storage::SearchQuery iq;
+          iq.type = inner.type;
+          storage::Condition by_id;
+          by_id.kind = storage::Condition::Kind::Id;
+          by_id.ids.assign(sources.begin() + static_cast<std::ptrdiff_t>(at),
+                           sources.begin() + static_cast<std::ptrdiff_t>(std::min(sources.size(), at + kIncludeIdsPerQuery)));
+          iq.count = static_cast<int>(by_id.ids.size());
+          iq.all_of.push_back(std::move(by_id));
+          iq.includes.push_back(refs);
+          iq.max_included = static_cast<int>(kMaxJoinIds) + 1;
+          storage::SearchPage page;
+          if (Status s = base_.search(iq, &page); !s) return s;
+          for (const ResourceVersion& v : page.included)
+            if (q->type.empty() || v.type == q->type) targets.insert(v.id);
+          if (targets.size() > kMaxJoinIds) return too_costly("this _has search");
+        }
+        storage::Condition resolved;
+        resolved.kind = storage::Condition::Kind::Id;
+        resolved.ids.assign(targets.begin(), targets.end());
+        if (resolved.ids.empty()) resolved.ids.push_back(kNoSuchId);
+        resolved.negate = c.negate;
+        c = std::move(resolved);
+        continue;
+      }
+      bool chained = std::any_of(c.any_of.begin(), c.any_of.end(), [](const storage::IndexTest& t) { return t.target; });
+      if (!chained) continue;
+      std::vector<storage::IndexTest> tests;
+      for (storage::IndexTest& t : c.any_of) {
+        if (!t.target) {
+          tests.push_back(std::move(t));
+          continue;
+        }
+        storage::SearchQuery inner = *t.target;
+        if (Status s = resolve_joins(&inner, depth + 1); !s) return s;
+        std::vector<std::string> ids;
+        if (Status s = visible_ids(inner, &ids); !s) return s;
+        if (ids.empty()) ids.push_back(kNoSuchId);
+        for (const std::string& id : ids) {
+          storage::IndexTest plain;
+          plain.param = t.param;
+          plain.kind = t.kind;
+          plain.system = t.system ? t.system : std::optional<std::string>(inner.type);
+          plain.value_op = storage::TextOp::Equal;
+          plain.value = id;
+          tests.push_back(std::move(plain));
+        }
+      }
+      c.any_of = std::move(tests);
+    }
+    return Status::ok();
+  }
+
+  // Ids of every visible match of `q` (creation order), bounded.
+  Status visible_ids(const storage::SearchQuery& q, std::vector<std::string>* ids) {
+    storage::SearchQuery b = scan_query(q);
+    b.sort.clear();
+    b.offset = 0;
+    b.after_key = 0;
+    b.before_key = 0;
+    b.count = kCountChunk;
+    int64_t scanned = 0;
+    for (;;) {
+      storage::SearchPage page;
+      if (Status s = base_.search(b, &page); !s) return s;
+      scanned += static_cast<int64_t>(page.matches.size());
+      for (const storage::SearchMatch& m : page.matches)
+        if (judge_.current_visible(m.resource)) ids->push_back(m.resource.id);
+      if (ids->size() > kMaxJoinIds) return too_costly("this chained or _has search");
+      if (!page.more || page.matches.empty()) break;
+      if (scanned > kMaxScannedRows) return too_costly("this chained or _has search");
+      b.after_key = page.matches.back().key;
+    }
+    return Status::ok();
   }
 
   // Creation order from after_key: `count` visible matches, and one more to

@@ -4,7 +4,7 @@
 // simple fakes run through make_guard:
 //   - a version is hidden when its meta.security holds the code HIDE;
 //   - searches of Observation are narrowed to the compartment of one patient
-//     (subject = Patient/<patient>), and searches using _has are refused;
+//     (subject = Patient/<patient>), and _has on Patient is refused;
 //   - a write over a hidden version, and update-as-create, are refused with
 //     the same 403.
 #pragma once
@@ -74,7 +74,7 @@ struct FakeRules final : policy::ResourceRules {
   }
   Status restrict_search(storage::SearchQuery* q) override {
     for (const auto& c : q->all_of)
-      if (c.kind == storage::Condition::Kind::Has)
+      if (c.kind == storage::Condition::Kind::Has && q->type == "Patient")
         return Status::error(ErrorCategory::Forbidden, "forbidden", "access denied (rule FAKE_NO_HAS)");
     if (q->type == "Observation") {
       storage::Condition c;

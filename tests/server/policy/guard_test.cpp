@@ -278,6 +278,30 @@ TEST_CASE("guard: searches page, count and include over visible resources only",
   CHECK(bundle_total(by_text.json) == 0);
   CHECK(env.call("GET", "/Patient?_has:Observation:subject:status=final").status == 403);
 
+  // Chains and _has are resolved over visible resources only: a hidden
+  // performer's name does not select obs-5, and a Practitioner referenced
+  // only by a hidden Observation is not selected through it.
+  Reply chain_hidden = env.call("GET", std::string("/Observation?performer:Practitioner.name=") + kHiddenText +
+                                           "&_total=accurate");
+  REQUIRE(chain_hidden.status == 200);
+  CHECK(entry_refs(chain_hidden.json).empty());
+  CHECK(bundle_total(chain_hidden.json) == 0);
+  CHECK(entry_refs(env.open("GET", std::string("/Observation?performer:Practitioner.name=") + kHiddenText).json) ==
+        Refs{"Observation/obs-5"});  // the unguarded store does match it
+  Reply chain_visible = env.call("GET", "/Observation?performer:Practitioner.name=Visible");
+  CHECK(entry_refs(chain_visible.json) == Refs{"Observation/obs-6"});
+  Reply has_hidden = env.call("GET", "/Practitioner?_has:Observation:performer:_id=secret-obs-1&_total=accurate");
+  REQUIRE(has_hidden.status == 200);
+  CHECK(entry_refs(has_hidden.json).empty());
+  CHECK(bundle_total(has_hidden.json) == 0);
+  CHECK(entry_refs(env.open("GET", "/Practitioner?_has:Observation:performer:_id=secret-obs-1").json) ==
+        Refs{"Practitioner/pr-via-hidden"});
+  Reply has_visible = env.call("GET", "/Practitioner?_has:Observation:performer:status=final");
+  check_no_trace(has_visible);
+  CHECK(entry_refs(has_visible.json) == Refs{"Practitioner/pr-ok"});
+  Reply has_not = env.call("GET", "/Practitioner?_id=pr-ok,pr-via-hidden&_has:Observation:performer:code:text=visible");
+  CHECK(entry_refs(has_not.json) == Refs{"Practitioner/pr-ok"});
+
   // System search and compartment searches.
   Reply system = env.call("GET", "/?_type=Observation,Practitioner&_total=accurate");
   REQUIRE(system.status == 200);
