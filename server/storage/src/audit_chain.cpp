@@ -129,21 +129,39 @@ std::string audit_sha256(std::string_view data) {
   return h.finish();
 }
 
-std::string audit_chain_hash(const std::string& prev_hash, const AuditRecord& r) {
+std::string audit_content_bytes(const AuditRecord& r) {
+  std::string out;
+  out.reserve(32 + r.id.size() + r.json.size() + r.patients.size() * 24);
+  auto u64 = [&out](uint64_t v) {
+    for (int i = 7; i >= 0; --i) out += static_cast<char>(v >> (8 * i));
+  };
+  u64(static_cast<uint64_t>(r.recorded_us));
+  u64(r.id.size());
+  out += r.id;
+  u64(r.patients.size());
+  for (const std::string& p : r.patients) {
+    u64(p.size());
+    out += p;
+  }
+  u64(r.json.size());
+  out += r.json;
+  return out;
+}
+
+std::string audit_content_hash(const AuditRecord& r) { return audit_sha256(audit_content_bytes(r)); }
+
+namespace {
+std::string chain_hash(const std::string& prev_hash, int64_t seq, const std::string& content_hash) {
   Sha256 h;
   h.update(prev_hash);
-  h.update_u64(static_cast<uint64_t>(r.seq));
-  h.update_u64(static_cast<uint64_t>(r.recorded_us));
-  h.update_u64(r.id.size());
-  h.update(r.id);
-  h.update_u64(r.patients.size());
-  for (const std::string& p : r.patients) {
-    h.update_u64(p.size());
-    h.update(p);
-  }
-  h.update_u64(r.json.size());
-  h.update(r.json);
+  h.update_u64(static_cast<uint64_t>(seq));
+  h.update(content_hash);
   return h.finish();
+}
+}  // namespace
+
+std::string audit_chain_hash(const std::string& prev_hash, const AuditRecord& r) {
+  return chain_hash(prev_hash, r.seq, r.content_hash.empty() ? audit_content_hash(r) : r.content_hash);
 }
 
 Status Storage::append_audit(std::vector<AuditRecord>*) { return no_audit_table(); }
@@ -190,7 +208,8 @@ Status verify_audit_chain(Storage& storage, AuditVerification* out) {
         return broken(r.seq, "reordered or removed: " + at +
                                  " does not follow the record before it (its prev_hash is not that record's hash)");
       }
-      if (audit_chain_hash(prev, r) != r.hash) {
+      // The content digest is recomputed from what is stored, never taken on trust.
+      if (chain_hash(prev, r.seq, audit_content_hash(r)) != r.hash) {
         return broken(r.seq, "altered: " + at + " does not match its hash (content, time, id or patients changed)");
       }
       while (mismatch_at < index_mismatches.size() && index_mismatches[mismatch_at] < r.seq) ++mismatch_at;

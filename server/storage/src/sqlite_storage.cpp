@@ -619,6 +619,9 @@ class SqliteStorageImpl final : public SqliteStorage {
 
   Status append_audit(std::vector<AuditRecord>* records) override {
     if (Status s = sqlite::check_audit_records(*records); !s) return s;
+    // The long hashing is done here, on the caller's thread, not on the writer's.
+    for (AuditRecord& r : *records)
+      if (r.content_hash.size() != kAuditHashSize) r.content_hash = audit_content_hash(r);
     Status s = write([&](WriteTxn& txn) {
       return sqlite::insert_audit_records(static_cast<SqliteWriteTxn&>(txn).connection(), records);
     });

@@ -174,10 +174,12 @@ struct SearchPage {
 // ---- audit trail: append-only, hash-chained (one AuditEvent per request) ----
 //
 // Records are numbered seq = 1, 2, ... in commit order and chained:
-//   hash(n) = SHA-256( hash(n-1) || be64(seq) || be64(recorded_us)
-//                      || be64(len id) id || be64(#patients) (be64(len p) p)...
-//                      || be64(len json) json )
-// with hash(0) = 32 zero bytes (audit_chain_hash below). Changing, removing
+//   content(n) = SHA-256( be64(recorded_us) || be64(len id) id
+//                         || be64(#patients) (be64(len p) p)... || be64(len json) json )
+//   hash(n)    = SHA-256( hash(n-1) || be64(seq) || content(n) )
+// with hash(0) = 32 zero bytes (audit_content_hash, audit_chain_hash below).
+// The content digest is computed before the record reaches the storage's
+// single writer thread, which only hashes 72 bytes per record. Changing, removing
 // or reordering a stored record breaks the chain from that record on; see
 // verify_audit_chain. The JSON is hashed byte for byte as stored, so the
 // writer must give it in its canonical form (our AuditTrail writes compact
@@ -194,6 +196,9 @@ struct AuditRecord {
   std::vector<std::string> patients;  // ids of the Patients the event is about (searchable)
   std::string json;                   // the AuditEvent
   std::string prev_hash, hash;        // raw 32-byte digests, set by append_audit
+  // audit_content_hash(*this), when the writer has a faster SHA-256 at hand;
+  // append_audit computes it when empty. Not stored: verification recomputes it.
+  std::string content_hash;
 };
 
 struct AuditQuery {
@@ -215,7 +220,12 @@ struct AuditHead {
   int64_t patient_index_rows = 0;  // rows of the patient index for records up to seq
 };
 
-// The chain hash of one record given its predecessor's (see above).
+// The digest of a record's content (see above): what its text says.
+std::string audit_content_hash(const AuditRecord& record);
+// The exact bytes audit_content_hash digests (for another SHA-256 implementation).
+std::string audit_content_bytes(const AuditRecord& record);
+// The chain hash of one record given its predecessor's (see above); uses
+// record.content_hash when set.
 std::string audit_chain_hash(const std::string& prev_hash, const AuditRecord& record);
 // The SHA-256 digest (32 raw bytes) the chain is built with.
 std::string audit_sha256(std::string_view data);
