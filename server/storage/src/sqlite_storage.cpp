@@ -21,6 +21,7 @@
 
 #include "espace/storage/sqlite_storage.h"
 #include "sqlite_audit.h"
+#include "sqlite_outbox.h"
 #include "sqlite_connection.h"
 #include "sqlite_search.h"
 
@@ -222,8 +223,8 @@ class ReadSnapshot {
 // guards against a body keeping the reference past its callback.
 class SqliteWriteTxn final : public WriteTxn {
  public:
-  SqliteWriteTxn(Connection& c, int64_t now, int64_t& next_res_key)
-      : c_(c), now_(now), next_res_key_(next_res_key) {}
+  SqliteWriteTxn(Connection& c, int64_t now, int64_t& next_res_key, const OutboxRule& outbox_rule)
+      : c_(c), now_(now), next_res_key_(next_res_key), outbox_rule_(outbox_rule) {}
 
   void begin_body() {
     active_ = true;
@@ -304,6 +305,8 @@ class SqliteWriteTxn final : public WriteTxn {
     // Keys are never reused: one taken by a rolled-back body is just skipped.
     if (!exists) res_key = next_res_key_++;
     Status s = append(v, index, res_key, exists);
+    // The events this write raises commit or roll back with it.
+    if (s && outbox_rule_) s = sqlite::record_outbox_events(c_, outbox_rule_, v, !exists, index, now_);
     if (!s) broken_ = s;
     return s;
   }
@@ -402,6 +405,7 @@ class SqliteWriteTxn final : public WriteTxn {
   Connection& c_;
   int64_t now_;
   int64_t& next_res_key_;
+  const OutboxRule& outbox_rule_;
   bool active_ = false;
   Status broken_;
 };
@@ -656,6 +660,24 @@ class SqliteStorageImpl final : public SqliteStorage {
     return sqlite::read_audit_head(*c, out);
   }
 
+  // ---- notification outbox (sqlite_outbox.cpp) ----
+
+  Status due_outbox(int64_t now_us, int max, std::vector<OutboxEvent>* out) override {
+    ReaderPool::Lease c(readers_);
+    return sqlite::due_outbox_events(*c, now_us, max, out);
+  }
+
+  Status settle_outbox(const OutboxEvent& event) override {
+    return write([&](WriteTxn& txn) {
+      return sqlite::update_outbox_event(static_cast<SqliteWriteTxn&>(txn).connection(), event);
+    });
+  }
+
+  Status scan_outbox(int64_t after_id, int count, std::vector<OutboxEvent>* out) override {
+    ReaderPool::Lease c(readers_);
+    return sqlite::scan_outbox_events(*c, after_id, count, out);
+  }
+
   // ---- writes ----
 
   Status write(const std::function<Status(WriteTxn&)>& body) override {
@@ -716,6 +738,7 @@ class SqliteStorageImpl final : public SqliteStorage {
   Status ensure_schema() {
     if (Status s = run(writer_, "BEGIN IMMEDIATE"); !s) return s;
     Status s = create_or_check_schema();
+    if (s) s = writer_.exec(sqlite::kOutboxSchema);
     if (s)
       s = run(writer_, "COMMIT");
     if (!s && !sqlite3_get_autocommit(writer_.db())) run(writer_, "ROLLBACK");
@@ -819,7 +842,7 @@ class SqliteStorageImpl final : public SqliteStorage {
         if (st.step() != SQLITE_DONE) batch_status = sqlite::error(writer_.db(), "recording the commit time");
       }
     }
-    SqliteWriteTxn txn(writer_, now, next_res_key_);
+    SqliteWriteTxn txn(writer_, now, next_res_key_, opts_.outbox_rule);
     int64_t failed = 0;
     for (size_t i = 0; i < batch.size() && batch_status; ++i) {
       if (Status s = run(writer_, "SAVEPOINT body"); !s) {

@@ -230,6 +230,38 @@ std::string audit_chain_hash(const std::string& prev_hash, const AuditRecord& re
 // The SHA-256 digest (32 raw bytes) the chain is built with.
 std::string audit_sha256(std::string_view data);
 
+// ---- notification outbox (transactional outbox) ----
+//
+// Events are rows written inside the transaction of the write that raised
+// them: an OutboxRule given to the storage is asked at every put which events
+// that version raises, so an event commits, rolls back and survives a crash
+// exactly like its write. A delivery worker reads the due events and settles
+// each one (delivered, retried later, failed). One worker per database.
+
+enum class OutboxState { Pending, Delivered, Failed };
+// Largest page of due_outbox/scan_outbox.
+inline constexpr int kMaxOutboxPage = 1000;
+
+struct OutboxEvent {
+  int64_t id = 0;                // set by the storage, increasing in commit order
+  std::string topic;             // e.g. "document-added"
+  std::string patient;           // id of the Patient the event is about ("" when none)
+  std::string resource;          // "DocumentReference/abc": a reference, never content
+  int64_t created_us = 0;        // commit time of the write that raised it
+  OutboxState state = OutboxState::Pending;
+  int attempts = 0;              // failed delivery attempts so far
+  int64_t next_attempt_us = 0;   // due from then on (created_us at first)
+  std::string last_error;        // why the last attempt failed
+  std::string delivered_to;      // space-separated targets already served (so retries skip them)
+};
+
+// Called inside the write transaction after `written` was stored (created:
+// it is the resource's first version); appends the events it raises (topic,
+// patient, resource; the storage sets the rest). Runs on the writer thread:
+// it must be quick and must not touch the storage.
+using OutboxRule = std::function<void(const ResourceVersion& written, bool created,
+                                      const std::vector<IndexEntry>& index, std::vector<OutboxEvent>* events)>;
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -281,6 +313,16 @@ class Storage {
   // Facts kept apart from the records, so that removing the newest records
   // or rows of the patient index is noticed.
   virtual Status audit_head(AuditHead* out);
+
+  // ---- notification outbox (see OutboxEvent). Defaults answer NotAllowed. ----
+
+  // Up to `max` (1..kMaxOutboxPage) pending events with next_attempt_us <= now_us, soonest first.
+  virtual Status due_outbox(int64_t now_us, int max, std::vector<OutboxEvent>* out);
+  // Stores state, attempts, next_attempt_us, last_error and delivered_to of
+  // the event with event.id (durable like any write); NotFound when unknown.
+  virtual Status settle_outbox(const OutboxEvent& event);
+  // Up to `count` (1..kMaxOutboxPage) events of any state with id > after_id, in id order.
+  virtual Status scan_outbox(int64_t after_id, int count, std::vector<OutboxEvent>* out);
 };
 
 struct SqliteOptions {
@@ -294,6 +336,8 @@ struct SqliteOptions {
   // COMMIT; other readers may see it up to one fsync earlier. False: SQLite's
   // own synchronous=FULL, one fsync inside each COMMIT.
   bool overlap_fsync = true;
+  // Which writes raise outbox events (empty: none).
+  OutboxRule outbox_rule;
 };
 
 Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out);
