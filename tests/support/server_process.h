@@ -29,6 +29,7 @@ class ServerProcess {
   // Sends a signal and waits for the exit; returns the wait status.
   int stop(int signal_number);
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }  // for signals that do not stop it (SIGHUP)
 
  private:
   pid_t pid_ = -1;
