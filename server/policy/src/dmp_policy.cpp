@@ -48,7 +48,7 @@ class DmpPolicy final : public Policy {
       if (caller.role == Role::System && request.type == "Patient" && is_write(request.interaction) &&
           !rules->facts(patient).exists)
         continue;
-      return refusal(v.rule, "no access to this patient's record");
+      return refusal(public_rule(caller, v.rule), "no access to this patient's record");
     }
     *out = make_guard(base, std::move(rules));
     return Status::ok();

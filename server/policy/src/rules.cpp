@@ -24,6 +24,16 @@ Status refusal(const char* rule_name, const std::string& why) {
   return Status::error(ErrorCategory::Forbidden, std::move(issue));
 }
 
+const char* public_rule(const Caller& caller, const char* rule_name) {
+  std::string_view r = rule_name;
+  const bool patient_level = r == rule::kBlocked || r == rule::kBreakGlassOpposed || r == rule::kAccountOpposed ||
+                             r == rule::kAccountClosed || r == rule::kAccountDestroyed || r == rule::kNoGrant;
+  if (!patient_level) return rule_name;
+  if (caller.role == Role::Professional || caller.role == Role::System) return rule::kNoGrant;
+  if (caller.role == Role::LegalRepresentative && r == rule::kBlocked) return rule::kNoGrant;
+  return rule_name;
+}
+
 namespace {
 
 constexpr int kMaxDepth = 3;  // Binary -> DocumentReference, deleted -> previous version
@@ -483,7 +493,7 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
   if (!new_patient_by_system) {
     const storage::ResourceVersion& content = after.deleted ? *seen_before : after;
     Verdict v = decide(content, &patients, 0);
-    if (!v.visible) return refusal(v.rule, "the caller may not write this resource");
+    if (!v.visible) return refusal(public_rule(caller_, v.rule), "the caller may not write this resource");
     decided = v.rule;
   } else {
     patients.push_back(after.id);

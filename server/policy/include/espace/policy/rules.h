@@ -238,6 +238,14 @@ class DmpRules final : public ResourceRules {
 fhir::Status check_request(const RulesConfig& config, const fhir::Definitions& defs, const Caller& caller,
                            const interactions::FhirRequest& request, std::vector<std::string>* named_patients);
 
+// The rule a refusal names to the caller. A patient-level refusal must not
+// tell a professional or a system anything about the record (that it exists,
+// that they are blocked, that break-glass is opposed, the account's state):
+// all of them answer NO_GRANT, exactly as for a patient never written. A
+// representative is not told that the minor opposed them (BLOCKED ->
+// NO_GRANT). The precise rule stays in DmpRules' verdicts.
+const char* public_rule(const Caller& caller, const char* rule_name);
+
 // SMART scopes: does the caller hold `permission` ('c','r','u','d','s') on
 // `type`? A caller without scopes has the rights of its role (true).
 // *patient_only is set when every scope giving it is a patient/ scope: it
