@@ -15,6 +15,7 @@
 #include "espace/fhir/definitions.h"
 #include "espace/http/fhir_api.h"
 #include "espace/http/worker_pool.h"
+#include "espace/interactions/notify.h"
 #include "espace/net/server.h"
 #include "espace/policy/audit.h"
 #include "espace/policy/auth.h"
@@ -61,6 +62,17 @@ const char* kServeHelp =
     "  --access-log FILE       access log destination ('-' = stderr, 'off'; default '-')\n"
     "  --audit on|off          one AuditEvent per request in the hash-chained audit trail, durable before\n"
     "                          the response (default on; off only for benchmarks and throwaway databases)\n"
+    "  --notify on|off         deliver document-added notifications to active Subscriptions (rest-hook,\n"
+    "                          email) from the outbox (default on; events are recorded either way)\n"
+    "  --smtp-relay HOST:PORT  SMTP relay for email Subscriptions (none by default: email deliveries fail\n"
+    "                          and are retried)\n"
+    "  --smtp-from ADDRESS     sender of notification mails (default espace@localhost)\n"
+    "  --notify-max-attempts N  attempts before an event fails and its Subscriptions go to status error\n"
+    "                          (default 10)\n"
+    "  --notify-retry-base-ms MS  first retry delay, doubled per attempt (default 1000)\n"
+    "  --notify-retry-cap-ms MS   longest retry delay (default 300000)\n"
+    "  --notify-poll-ms MS     how often the outbox is checked for due events (default 500)\n"
+    "  --notify-timeout-ms MS  bound on one delivery: connect, send, answer (default 10000)\n"
     "  --relaxed-profiles      do not require the French profiles (generic FHIR test suites)\n"
     "  --no-fsync              commit without fsync (faster, not durable across power loss)\n";
 
@@ -92,7 +104,9 @@ int cmd_serve(int argc, char** argv) {
   if (!o.parse(argc, argv,
                {"address", "port", "port-file", "db", "auth", "io-threads", "workers", "max-queue", "max-body",
                 "max-header", "max-depth", "max-entries", "max-document-bytes", "request-timeout", "idle-timeout", "base-url",
-                "fhir-package", "tls-cert", "tls-key", "access-log", "audit", "jwks", "issuer", "audience", "clock-skew"},
+                "fhir-package", "tls-cert", "tls-key", "access-log", "audit", "jwks", "issuer", "audience", "clock-skew",
+                "notify", "smtp-relay", "smtp-from", "notify-max-attempts", "notify-retry-base-ms", "notify-retry-cap-ms",
+                "notify-poll-ms", "notify-timeout-ms"},
                {"relaxed-profiles", "no-fsync", "help"}, &err)) {
     std::fprintf(stderr, "espace serve: %s\n%s", err.c_str(), kServeHelp);
     return 2;
@@ -125,6 +139,42 @@ int cmd_serve(int argc, char** argv) {
   if (audit_mode != "on" && audit_mode != "off") {
     std::fprintf(stderr, "espace serve: --audit takes on or off, not '%s'\n", audit_mode.c_str());
     return 2;
+  }
+  const std::string notify_mode = o.get_or("notify", "on");
+  if (notify_mode != "on" && notify_mode != "off") {
+    std::fprintf(stderr, "espace serve: --notify takes on or off, not '%s'\n", notify_mode.c_str());
+    return 2;
+  }
+  interactions::NotifyOptions notify_opts;
+  {
+    int64_t attempts, base_ms, cap_ms, poll_ms, timeout_ms;
+    if (!o.get_int("notify-max-attempts", 10, 1, 1000, &attempts, &err) ||
+        !o.get_int("notify-retry-base-ms", 1000, 1, 86400000, &base_ms, &err) ||
+        !o.get_int("notify-retry-cap-ms", 300000, 1, 7LL * 86400000, &cap_ms, &err) ||
+        !o.get_int("notify-poll-ms", 500, 10, 3600000, &poll_ms, &err) ||
+        !o.get_int("notify-timeout-ms", 10000, 100, 600000, &timeout_ms, &err)) {
+      std::fprintf(stderr, "espace serve: %s\n", err.c_str());
+      return 2;
+    }
+    notify_opts.max_attempts = static_cast<int>(attempts);
+    notify_opts.retry_base_ms = base_ms;
+    notify_opts.retry_cap_ms = cap_ms;
+    notify_opts.poll_ms = poll_ms;
+    notify_opts.io_timeout_ms = timeout_ms;
+    notify_opts.smtp_from = o.get_or("smtp-from", notify_opts.smtp_from);
+    if (auto relay = o.get("smtp-relay")) {
+      size_t colon = relay->rfind(':');
+      int64_t relay_port = 0;
+      std::string port_text = colon == std::string::npos ? "" : relay->substr(colon + 1);
+      if (colon == std::string::npos || colon == 0 || port_text.empty() || port_text.size() > 5 ||
+          port_text.find_first_not_of("0123456789") != std::string::npos ||
+          (relay_port = std::stoll(port_text)) < 1 || relay_port > 65535) {
+        std::fprintf(stderr, "espace serve: --smtp-relay takes HOST:PORT\n");
+        return 2;
+      }
+      notify_opts.smtp_host = relay->substr(0, colon);
+      notify_opts.smtp_port = static_cast<uint16_t>(relay_port);
+    }
   }
   std::string auth = o.get_or("auth", "");
   if (auth != "none" && auth != "jwt") {
@@ -195,6 +245,9 @@ int cmd_serve(int argc, char** argv) {
   storage::SqliteOptions sopts;
   sopts.path = o.get_or("db", "var/espace.db");
   sopts.synchronous_full = !o.has_switch("no-fsync");
+  // Created DocumentReferences record their notification in the same
+  // transaction, whether or not this server delivers them.
+  sopts.outbox_rule = interactions::document_outbox_rule();
   std::unique_ptr<storage::Storage> store;
   if (fhir::Status s = storage::open_sqlite(sopts, &store); !s) {
     std::fprintf(stderr, "espace serve: cannot open the database %s: %s\n", sopts.path.c_str(), s.message().c_str());
@@ -299,7 +352,14 @@ int cmd_serve(int argc, char** argv) {
     if (fhir::Status s = server.reload_tls(); !s)
       std::fprintf(stderr, "espace: SIGHUP: TLS certificate not reloaded: %s\n", s.message().c_str());
   });
+  // The worker uses the storage directly: it acts for the server, not a caller.
+  std::unique_ptr<interactions::NotificationWorker> notifier;
+  if (notify_mode == "on") {
+    notifier = std::make_unique<interactions::NotificationWorker>(services, notify_opts);
+    notifier->start();
+  }
   server.run();
+  if (notifier) notifier->stop();
   pool.shutdown();
   std::fprintf(stderr, "espace: stopped\n");
   if (log_file && log_file != stderr) std::fclose(log_file);
