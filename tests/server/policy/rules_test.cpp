@@ -416,3 +416,16 @@ TEST_CASE("rules: searches are narrowed and chains into hideable types refused",
   plain.type = "Condition";
   CHECK(rule_of(unnamed.restrict_search(&plain)) == "policy-PATIENT_CONTEXT_REQUIRED");
 }
+
+TEST_CASE("rules: refusals tell professionals nothing about the record", "[policy][rules]") {
+  Caller doctor = professional("d", "1");
+  for (const char* r : {"BLOCKED", "BREAK_GLASS_OPPOSED", "ACCOUNT_OPPOSED", "ACCOUNT_CLOSED", "ACCOUNT_DESTROYED"})
+    CHECK(std::string(policy::public_rule(doctor, r)) == "NO_GRANT");
+  CHECK(std::string(policy::public_rule(doctor, "HABILITATION")) == "HABILITATION");
+  Caller representative;
+  representative.authenticated = true;
+  representative.role = Role::LegalRepresentative;
+  CHECK(std::string(policy::public_rule(representative, "BLOCKED")) == "NO_GRANT");
+  CHECK(std::string(policy::public_rule(representative, "REPRESENTATION_ENDED")) == "REPRESENTATION_ENDED");
+  CHECK(std::string(policy::public_rule(patient_caller("p"), "ACCOUNT_DESTROYED")) == "ACCOUNT_DESTROYED");
+}
