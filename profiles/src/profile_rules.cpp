@@ -18,6 +18,9 @@
 //   profile-not-checked     a profile of the R4 package (information: only ours are checked)
 #include "profile_rules.h"
 
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -233,6 +236,7 @@ class SnapshotBuilder {
   Status apply(const rapidjson::Value& e, ProfileElement* pe) {
     const std::string where = "profile " + p_->url + ", element " + pe->id;
     pe->from_differential = true;
+    pe->source = &e;
     if (auto it = e.FindMember("min"); it != e.MemberEnd()) {
       if (!it->value.IsUint()) return invalid(where + ": min is not a non-negative integer");
       pe->min = it->value.GetUint();
@@ -330,7 +334,109 @@ void collect_snapshot(const ProfileElement& pe, std::vector<SnapshotElement>* ou
   for (const ProfileElement* c : pe.slices) collect_snapshot(*c, out);
 }
 
+// The snapshot as FHIR ElementDefinitions: every element of the base type
+// (backbone elements expanded, data types not, as the spec's snapshots do),
+// merged with the differential; slices follow their sliced element's children.
+class SnapshotWriter {
+ public:
+  SnapshotWriter(rapidjson::Document::AllocatorType& a) : a_(a) {}
+
+  void element(const ProfileElement& pe, rapidjson::Value* out) {
+    rapidjson::Value e(rapidjson::kObjectType);
+    e.AddMember("id", str(pe.id), a_);
+    e.AddMember("path", str(pe.path), a_);
+    if (!pe.slice_name.empty()) e.AddMember("sliceName", str(pe.slice_name), a_);
+    e.AddMember("min", pe.min, a_);
+    e.AddMember("max", str(pe.max == UINT32_MAX ? "*" : std::to_string(pe.max)), a_);
+    if (pe.source && pe.source->HasMember("type")) {
+      e.AddMember("type", rapidjson::Value((*pe.source)["type"], a_), a_);
+    } else if (pe.path.find('.') != std::string::npos) {
+      rapidjson::Value types(rapidjson::kArrayType);
+      for (const std::string& t : pe.types) {
+        rapidjson::Value type(rapidjson::kObjectType);
+        type.AddMember("code", str(t.find('.') != std::string::npos ? "BackboneElement" : t), a_);
+        types.PushBack(type, a_);
+      }
+      e.AddMember("type", types, a_);
+    }
+    if (!pe.binding_strength.empty() && !(pe.source && pe.source->HasMember("binding"))) {
+      rapidjson::Value b(rapidjson::kObjectType);
+      b.AddMember("strength", str(pe.binding_strength), a_);
+      b.AddMember("valueSet", str(pe.binding_value_set), a_);
+      e.AddMember("binding", b, a_);
+    }
+    if (pe.source)
+      for (auto it = pe.source->MemberBegin(); it != pe.source->MemberEnd(); ++it) {
+        std::string_view name(it->name.GetString(), it->name.GetStringLength());
+        if (name == "id" || name == "path" || name == "sliceName" || name == "min" || name == "max" || name == "type")
+          continue;
+        e.AddMember(rapidjson::Value(it->name, a_), rapidjson::Value(it->value, a_), a_);
+      }
+    out->PushBack(e, a_);
+    children(pe, out);
+    for (const ProfileElement* s : pe.slices) element(*s, out);
+  }
+
+ private:
+  rapidjson::Value str(const std::string& s) { return rapidjson::Value(s.c_str(), static_cast<rapidjson::SizeType>(s.size()), a_); }
+
+  // Children in the base order; constrained ones from the profile, the others from the base.
+  void children(const ProfileElement& pe, rapidjson::Value* out) {
+    const fhir::TypeDef* t = pe.type_def;
+    if (!t || expanding_.size() > 32) return;
+    expanding_.push_back(t);
+    bool expand_base = t->kind == fhir::TypeKind::Backbone || pe.path.find('.') == std::string::npos;
+    for (const fhir::ElementDef& base : t->elements) {
+      const ProfileElement* constrained = nullptr;
+      for (const ProfileElement* c : pe.children)
+        if (c->name == base.name) constrained = c;
+      if (constrained) {
+        element(*constrained, out);
+      } else if (expand_base) {
+        ProfileElement b;
+        std::string segment = base.is_choice ? base.name + "[x]" : base.name;
+        b.id = pe.id + "." + segment;
+        b.path = pe.path + "." + segment;
+        b.name = base.name;
+        b.min = base.min;
+        b.max = base.max;
+        for (const fhir::TypeDef* bt : base.types) b.types.push_back(bt->name);
+        b.binding_strength = base.binding_strength;
+        b.binding_value_set = base.binding_value_set;
+        // A contentReference back to an enclosing backbone (Consent.provision.provision)
+        // is not expanded again.
+        if (base.types.size() == 1 && base.types[0]->kind == fhir::TypeKind::Backbone &&
+            std::find(expanding_.begin(), expanding_.end(), base.types[0]) == expanding_.end())
+          b.type_def = base.types[0];
+        element(b, out);
+      }
+    }
+    expanding_.pop_back();
+  }
+
+  rapidjson::Document::AllocatorType& a_;
+  std::vector<const fhir::TypeDef*> expanding_;
+};
+
 }  // namespace
+
+std::string Validator::snapshot_json(std::string_view url) const {
+  auto it = profiles_.find(url);
+  if (it == profiles_.end()) return {};
+  rapidjson::Document doc;
+  doc.CopyFrom(it->second->doc, doc.GetAllocator());
+  doc.RemoveMember("snapshot");
+  rapidjson::Value elements(rapidjson::kArrayType);
+  SnapshotWriter(doc.GetAllocator()).element(*it->second->root, &elements);
+  rapidjson::Value snapshot(rapidjson::kObjectType);
+  snapshot.AddMember("element", elements, doc.GetAllocator());
+  doc.AddMember("snapshot", snapshot, doc.GetAllocator());
+  rapidjson::StringBuffer buffer;
+  rapidjson::PrettyWriter<rapidjson::StringBuffer> writer(buffer);
+  writer.SetIndent(' ', 2);
+  doc.Accept(writer);
+  return std::string(buffer.GetString(), buffer.GetSize()) + "\n";
+}
 
 Status Validator::add_profile_json(std::string_view json) {
   if (json.size() > kMaxProfileBytes) return invalid("profile too large");

@@ -54,6 +54,7 @@ struct ProfileElement {
   std::vector<ProfileElement*> children;
   std::vector<ProfileElement*> slices;
   const fhir::TypeDef* type_def = nullptr;  // for descending into children
+  const rapidjson::Value* source = nullptr;  // the differential element, when there is one
 };
 
 struct Profile {

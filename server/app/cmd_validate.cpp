@@ -59,12 +59,15 @@ void print_issue(const std::string& file, const fhir::Issue& i) {
 int cmd_validate(int argc, char** argv) {
   Options o;
   std::string err;
-  if (!o.parse(argc, argv, {"profile", "fhir-package"}, {"quiet"}, &err) || o.positional().empty()) {
+  if (!o.parse(argc, argv, {"profile", "fhir-package", "snapshot"}, {"quiet"}, &err) ||
+      (o.positional().empty() && !o.get("snapshot"))) {
     std::fprintf(stderr,
                  "%s%susage: espace validate [--profile URL] [--fhir-package DIR] [--quiet] FILE...\n"
                  "  validates FHIR JSON or XML resources against the R4 base specification, their meta.profile\n"
                  "  and --profile (our profiles of profiles/data are checked);\n"
-                 "  prints one line per issue (--quiet: errors only); exit status 1 if any error\n",
+                 "  prints one line per issue (--quiet: errors only); exit status 1 if any error\n"
+                 "       espace validate --snapshot URL\n"
+                 "  prints one of our profiles with the snapshot generated from its differential\n",
                  err.c_str(), err.empty() ? "" : "\n");
     return 2;
   }
@@ -86,6 +89,15 @@ int cmd_validate(int argc, char** argv) {
   if (fhir::Status s = validator.load_data_profiles(); !s) {
     std::fprintf(stderr, "espace validate: cannot load our profiles: %s\n", s.message().c_str());
     return 1;
+  }
+  if (auto url = o.get("snapshot")) {
+    std::string json = validator.snapshot_json(*url);
+    if (json.empty()) {
+      std::fprintf(stderr, "espace validate: %s is not one of our profiles\n", url->c_str());
+      return 1;
+    }
+    std::fputs(json.c_str(), stdout);
+    return 0;
   }
   profiles::ValidationOptions opts;
   if (auto p = o.get("profile")) opts.profiles.push_back(*p);

@@ -3,6 +3,9 @@
 // exactly the expected errors (message id @ location).
 #include <catch2/catch.hpp>
 
+#include <rapidjson/document.h>
+
+#include <filesystem>
 #include <set>
 
 #include "profiles_support.h"
@@ -162,4 +165,25 @@ TEST_CASE("Bundle entries meet the profiles required for their type", "[profiles
   opts.apply_required_profiles = true;
   CHECK(errors(profiles_test::french_validator().validate(b, opts)) ==
         std::vector<std::string>{"identifier-key-invalid @ Bundle.entry[1].resource.identifier[0].value"});
+}
+
+TEST_CASE("the snapshots stored in profiles/data are the generated ones", "[profiles][fr]") {
+  // Regenerate with: espace validate --snapshot URL > profiles/data/<file>.json
+  const profiles::Validator& v = profiles_test::french_validator();
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(ESPACE_SOURCE_DIR) + "/profiles/data")) {
+    if (entry.path().filename() == "required-profiles.json") continue;
+    rapidjson::Document stored;
+    stored.Parse(profiles_test::read_text(entry.path().string()).c_str());
+    REQUIRE(stored.IsObject());
+    INFO(entry.path().filename().string());
+    REQUIRE(stored.HasMember("snapshot"));
+    rapidjson::Document generated;
+    generated.Parse(v.snapshot_json(stored["url"].GetString()).c_str());
+    REQUIRE(generated.IsObject());
+    CHECK(stored == generated);
+    CHECK(stored["snapshot"]["element"].Size() > stored["differential"]["element"].Size());
+    ++checked;
+  }
+  CHECK(checked == 8);
 }

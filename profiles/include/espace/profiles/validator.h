@@ -121,6 +121,9 @@ class Validator {
   std::vector<std::string> required_profiles(std::string_view type) const;
   bool has_profile(std::string_view url) const;
   std::vector<SnapshotElement> snapshot(std::string_view url) const;  // empty when unknown
+  // The profile as StructureDefinition JSON with its generated snapshot
+  // (every base element, backbones expanded); "" when unknown.
+  std::string snapshot_json(std::string_view url) const;
   // Registers a check usable as a constraint key without expression in our
   // profiles ("espace-ins-key"); the French identifier checks are built in.
   void register_check(std::string key, CheckFunction check);
