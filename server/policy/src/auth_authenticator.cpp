@@ -377,6 +377,7 @@ Status Authenticator::authenticate(const Credentials& credentials, Caller* out) 
   if (kid_it != jose.MemberEnd() && !kid_it->value.IsString()) return malformed("kid must be a string");
 
   auto keys = state_->snapshot();
+  if (!keys) return refuse("auth-unknown-key", "security", "no trusted keys are loaded");
   std::string_view signing_input = token.substr(0, dot2);
   bool verified = false;
   if (kid_it != jose.MemberEnd()) {
