@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <set>
+#include <thread>
+#include <atomic>
 
 #include "profiles_support.h"
 
@@ -186,4 +188,21 @@ TEST_CASE("the snapshots stored in profiles/data are the generated ones", "[prof
     ++checked;
   }
   CHECK(checked == 8);
+}
+
+TEST_CASE("profile validation gives the same answers on several threads", "[profiles][fr]") {
+  const char* files[] = {"valid-patient-ins.json", "invalid-patient-ins-key.json", "invalid-documentreference-label.json",
+                         "invalid-submissionset-sourceid.json", "invalid-consent-scope.json"};
+  std::vector<std::vector<std::string>> serial;
+  for (const char* f : files) serial.push_back(errors(validate_fr(f)));
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int round = 0; round < 20; ++round)
+        for (size_t i = 0; i < std::size(files); ++i)
+          if (errors(validate_fr(files[i])) != serial[i]) ++mismatches;
+    });
+  for (auto& t : threads) t.join();
+  CHECK(mismatches == 0);
 }
