@@ -427,11 +427,10 @@ TEST_CASE("leak hunt: a professional without a grant learns nothing of the patie
   CHECK(problems.empty());
 }
 
-// Known finding (reported to the rules owner): the 403 names rule BLOCKED for
-// a patient who blocked the caller and NO_GRANT for a patient never written,
-// so the diagnostics tell that the record exists. Kept running (mayfail)
-// until the refusal text is the same for both.
-TEST_CASE("leak hunt: a blocked professional learns nothing of the patient", "[guard][leak][!mayfail]") {
+// This hunt found that the 403 named rule BLOCKED for a patient who blocked
+// the caller and NO_GRANT for a patient never written (an existence oracle);
+// the rules now answer both as NO_GRANT (commit 15e805d).
+TEST_CASE("leak hunt: a blocked professional learns nothing of the patient", "[guard][leak]") {
   World w;
   CHECK(w.as("dr-gp", "GET", "/Observation/obs-a1").status == 200);
   std::vector<std::string> problems = patient_level_problems(w, "dr-blocked");
