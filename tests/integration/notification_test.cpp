@@ -360,3 +360,43 @@ TEST_CASE("notification: an event recorded before a crash is delivered after the
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("notification: a document created inside a transaction Bundle is announced; a rolled-back one is not",
+          "[notification]") {
+  HookReceiver hook;
+  ServerProcess server(notify_args());
+  HttpClient c("127.0.0.1", server.port());
+  subscription(c, "DocumentReference?patient=Patient/notif-tx", "rest-hook", hook.url("/tx"),
+               R"(,"payload":"application/fhir+json")");
+  auto document_entry = [](const std::string& patient) {
+    return R"({"fullUrl":"urn:uuid:)" + std::string(patient == "notif-tx" ? "8f2c0c4e-0000-4000-8000-000000000001"
+                                                                          : "8f2c0c4e-0000-4000-8000-000000000002") +
+           R"(","resource":{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/)" +
+           patient +
+           R"("},"content":[{"attachment":{"contentType":"text/plain","data":"Qm9uam91cg=="}}]},"request":{"method":"POST","url":"DocumentReference"}})";
+  };
+  // The second entry's If-Match cannot hold: the whole transaction, and the
+  // event of its document, are rolled back.
+  std::string failing = R"({"resourceType":"Bundle","type":"transaction","entry":[)" + document_entry("notif-tx") +
+                        R"(,{"resource":{"resourceType":"Basic","id":"nope","code":{"text":"x"}},"request":{"method":"PUT","url":"Basic/nope","ifMatch":"W/\"7\""}}]})";
+  HttpResponse r = c.request("POST", "/", failing, {{"Content-Type", "application/fhir+json"}});
+  INFO(r.body.substr(0, 1000));
+  REQUIRE(r.status == 412);
+  std::string ok = R"({"resourceType":"Bundle","type":"transaction","entry":[)" + document_entry("notif-tx") + "]}";
+  r = c.request("POST", "/", ok, {{"Content-Type", "application/fhir+json"}});
+  INFO(r.body.substr(0, 1000));
+  REQUIRE(r.status == 200);
+  auto bundle = json_of(r);
+  std::string location = str(bundle["entry"][0]["response"], "location");
+  REQUIRE(hook.wait_for(1));
+  // A later document proves nothing else was queued before it.
+  std::string later = add_document(c, "notif-tx");
+  REQUIRE(hook.wait_for(2));
+  auto got = hook.requests();
+  REQUIRE(got.size() == 2);
+  rapidjson::Document first;
+  first.Parse(got[0].body.c_str());
+  REQUIRE_FALSE(first.HasParseError());
+  CHECK(location.find("DocumentReference/" + str(first, "id")) != std::string::npos);
+  CHECK(got[1].target == "/tx/DocumentReference/" + later);
+}
