@@ -175,3 +175,29 @@ TEST_CASE("expansion cache is safe across threads", "[terminology]") {
   for (auto& th : threads) th.join();
   CHECK(valid == 200);
 }
+
+TEST_CASE("our French sets (terminology/data) load after the package", "[terminology][fr]") {
+  const std::string vs = "https://espace.example/fhir/ValueSet/dmp-confidentiality";
+  const std::string a07 =
+      "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+  CHECK(store().validate_code(vs, a07, "MASQUE_PS").validity == Validity::Valid);
+  CHECK(store().validate_code(vs, a07, "INVISIBLE_REPRESENTANTS_LEGAUX").validity == Validity::Valid);
+  CHECK(store().validate_code(vs, a07, "MASQUE_TOUS").validity == Validity::Invalid);
+  // Codes of the package's v3 confidentiality system are part of the set.
+  CHECK(store().validate_code(vs, "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R").validity ==
+        Validity::Valid);
+  CHECK(store().validate_code(vs, "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "L").validity ==
+        Validity::Invalid);
+  // A curated subset of LOINC: listed codes are members, others are not.
+  const std::string types = "https://espace.example/fhir/ValueSet/dmp-document-type";
+  CHECK(store().validate_code(types, "http://loinc.org", "11488-4").validity == Validity::Valid);
+  CHECK(store().validate_code(types, "http://loinc.org", "99999-9").validity == Validity::Invalid);
+  // Our TRE_G15 code system is a fragment: an absent code is not claimed to be wrong.
+  const std::string g15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante";
+  CHECK(store().lookup(g15, "10").validity == Validity::Valid);
+  CHECK(store().lookup(g15, "10").display == "Médecin");
+  CHECK(store().lookup(g15, "99").validity != Validity::Valid);
+  const std::string status = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status";
+  CHECK(store().lookup(status, "QUAL").validity == Validity::Valid);
+  CHECK(store().lookup(status, "VIDE").validity == Validity::Invalid);  // complete system: VIDE is not an RNIV status
+}
