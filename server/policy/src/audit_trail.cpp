@@ -351,6 +351,9 @@ void entity(Writer& w, std::string_view what, const char* type_code, const char*
   w.EndObject();
 }
 
+// A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then random
+// bits. Time-ordered ids land at the right edge of the audit table's id
+// index, so a commit of many events dirties few index pages.
 std::string new_event_id() {
   unsigned char b[16];
   if (RAND_bytes(b, sizeof b) != 1) {
@@ -360,7 +363,11 @@ std::string new_event_id() {
                                            std::chrono::steady_clock::now().time_since_epoch().count());
     for (int i = 0; i < 16; ++i) b[i] = static_cast<unsigned char>(n >> ((i % 8) * 8));
   }
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  const uint64_t ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x70);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   char out[37];
   std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],

@@ -292,6 +292,10 @@ TEST_CASE("the trail appends one durable, chained record per call, also concurre
   std::set<std::string> ids;
   for (const auto& r : page.records) {
     ids.insert(r.id);
+    // UUID version 7: time first, so ids of later events sort after earlier ones' milliseconds.
+    REQUIRE(r.id.size() == 36);
+    CHECK(r.id[14] == '7');
+    CHECK(r.id.substr(0, 8) <= page.records.front().id.substr(0, 8));
     auto d = parse(r.json);
     CHECK(str(d["id"]) == r.id);
     REQUIRE(find_entity(d, "Patient/p2"));
