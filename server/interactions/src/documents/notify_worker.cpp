@@ -88,7 +88,7 @@ Status criteria_match(const Services& services, const std::string& criteria, con
   return Status::ok();
 }
 
-Status deliver(const Services& services, const NotifyOptions& options, const Subscription& sub,
+Status deliver(const NotifyOptions& options, const Subscription& sub,
                const storage::ResourceVersion& document) {
   std::chrono::milliseconds timeout(options.io_timeout_ms);
   if (sub.channel_type == "rest-hook") {
@@ -124,7 +124,6 @@ Status deliver(const Services& services, const NotifyOptions& options, const Sub
     mail.text = kMailText;
     return notify::smtp_send(options.smtp_host, options.smtp_port, mail, timeout);
   }
-  (void)services;
   return Status::error(ErrorCategory::Invalid, "not-supported",
                        "notification: channel type " + sub.channel_type + " is not supported (rest-hook, email are)");
 }
@@ -219,7 +218,7 @@ Status NotificationWorker::run_once(int* settled) {
   for (storage::OutboxEvent& event : due) {
     {
       std::lock_guard lock(mutex_);
-      if (stopping_ && thread_.joinable()) break;  // the rest stays due for the next start
+      if (stopping_) break;  // the rest stays due for the next start
     }
     if (Status s = handle(event); !s) return s;
     ++*settled;
@@ -256,7 +255,7 @@ Status NotificationWorker::handle(storage::OutboxEvent& event) {
     Status m = criteria_match(services_, sub.criteria, type, id, &match);
     Status d = m;
     if (m && !match) continue;
-    if (m) d = deliver(services_, options_, sub, document);
+    if (m) d = deliver(options_, sub, document);
     if (d) {
       if (!event.delivered_to.empty()) event.delivered_to += ' ';
       event.delivered_to += target;
