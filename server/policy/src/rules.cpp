@@ -379,7 +379,27 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
       if (f.exists && f.state == AccountState::Opposed) return {false, rule::kAccountOpposed};
     }
   }
-  if (type == "AuditEvent") decided = rule::kAuditOwn;
+  if (type == "AuditEvent") {
+    decided = rule::kAuditOwn;
+    // An access event names what was read. The patient must not learn from it
+    // of a resource hidden from them (INVISIBLE_PATIENT, ...): the event stays
+    // hidden while any resource it names is.
+    if (const rapidjson::Value* entities = json::arr(doc, "entity"); entities && depth < kMaxDepth) {
+      for (const auto& e : entities->GetArray()) {
+        const rapidjson::Value* what = e.IsObject() ? json::obj(e, "what") : nullptr;
+        std::string ref = what ? json::str(*what, "reference") : std::string();
+        if (ref.empty() || ref.starts_with("Patient/")) continue;
+        size_t slash = ref.find('/');
+        if (slash == std::string::npos) continue;
+        std::string named_type = ref.substr(0, slash);
+        std::string named_id = ref.substr(slash + 1, ref.find('/', slash + 1) - slash - 1);
+        storage::ResourceVersion named;
+        if (!store_.read(named_type, named_id, &named)) continue;  // never stored: nothing to reveal
+        std::vector<std::string> ignored;
+        if (!decide(named, &ignored, depth + 1).visible) return {false, rule::kAuditHiddenEntity};
+      }
+    }
+  }
 
   std::vector<std::string> codes = visibility_codes(doc);
   auto labelled = [&](std::string_view code) { return std::find(codes.begin(), codes.end(), code) != codes.end(); };

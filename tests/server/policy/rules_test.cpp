@@ -429,3 +429,40 @@ TEST_CASE("rules: refusals tell professionals nothing about the record", "[polic
   CHECK(std::string(policy::public_rule(representative, "REPRESENTATION_ENDED")) == "REPRESENTATION_ENDED");
   CHECK(std::string(policy::public_rule(patient_caller("p"), "ACCOUNT_DESTROYED")) == "ACCOUNT_DESTROYED");
 }
+
+TEST_CASE("rules: a patient's access history never names a resource hidden from them", "[policy][rules][audit]") {
+  Space space;
+  space.put(practitioner("gp", "810000000001"));
+  space.put(R"({"resourceType":"Patient","id":"p1","birthDate":"1980-01-01","generalPractitioner":[{"reference":"Practitioner/gp"}]})");
+  space.put(R"({"resourceType":"DocumentReference","id":"pending","status":"current",
+    "type":{"coding":[{"system":"http://loinc.org","code":"11502-2"}]},"subject":{"reference":"Patient/p1"},
+    "securityLabel":[{"coding":[{"system":"urn:oid:1.2.250.1.213.1.1.4.13","code":"INVISIBLE_PATIENT"}]}],
+    "content":[{"attachment":{"url":"Binary/b1"}}]})");
+  space.put(R"({"resourceType":"DocumentReference","id":"shown","status":"current",
+    "type":{"coding":[{"system":"http://loinc.org","code":"11502-2"}]},"subject":{"reference":"Patient/p1"},
+    "content":[{"attachment":{"url":"Binary/b2"}}]})");
+  auto event = [](const std::string& what) {
+    storage::ResourceVersion v;
+    v.type = "AuditEvent";
+    v.id = "e-" + what.substr(what.find('/') + 1);
+    v.version = 1;
+    v.json = R"({"resourceType":"AuditEvent","id":")" + v.id +
+             R"(","type":{"code":"rest"},"recorded":"2026-06-01T10:00:00Z","agent":[{"requestor":true}],
+      "source":{"observer":{"display":"espace"}},"entity":[{"what":{"reference":"Patient/p1"}},
+      {"what":{"reference":")" + what + R"(/_history/1"}}]})";
+    return v;
+  };
+  const auto& defs = test_definitions();
+  const int64_t now = at("2026-06-01");
+  policy::DmpRules patient(config(), defs, *space.store, patient_caller("p1"), now);
+  policy::AccessRecord record;
+  policy::Verdict hidden = patient.may_see(event("DocumentReference/pending"), &record);
+  CHECK_FALSE(hidden.visible);
+  CHECK(std::string(hidden.rule) == "AUDIT_HIDDEN_ENTITY");
+  policy::Verdict shown = patient.may_see(event("DocumentReference/shown"), &record);
+  CHECK(shown.visible);
+  CHECK(std::string(shown.rule) == "AUDIT_OWN");
+  // Professionals never read access events through the API.
+  policy::DmpRules doctor(config(), defs, *space.store, professional("gp", "810000000001"), now);
+  CHECK_FALSE(doctor.may_see(event("DocumentReference/shown"), &record).visible);
+}

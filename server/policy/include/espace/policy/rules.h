@@ -174,6 +174,8 @@ inline constexpr const char* kChainOnHideable = "CHAIN_ON_HIDEABLE";
 inline constexpr const char* kUpdateAsCreate = "UPDATE_AS_CREATE";
 inline constexpr const char* kAuditServerOnly = "AUDIT_SERVER_ONLY";
 inline constexpr const char* kAuditPatientOnly = "AUDIT_PATIENT_ONLY";
+// An access event naming a resource the reader may not see stays hidden.
+inline constexpr const char* kAuditHiddenEntity = "AUDIT_HIDDEN_ENTITY";
 inline constexpr const char* kSystemOnly = "SYSTEM_ONLY";
 inline constexpr const char* kNoPatientLink = "NO_PATIENT_LINK";
 inline constexpr const char* kBinaryUnbound = "BINARY_UNBOUND";
