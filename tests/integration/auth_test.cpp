@@ -131,6 +131,11 @@ TEST_CASE("serve --auth jwt: 401 with WWW-Authenticate unless the token is ours"
   CHECK(r.status == 401);
   CHECK(r.header("WWW-Authenticate").rfind("Bearer realm=", 0) == 0);
   CHECK(espace::testing::str(espace::testing::json_of(r), "resourceType") == "OperationOutcome");
+  // The CapabilityStatement is public (SMART discovery); a bad token on it is still refused below.
+  r = get_with(c, "/metadata", "");
+  CHECK(r.status == 200);
+  CHECK(espace::testing::str(espace::testing::json_of(r), "resourceType") == "CapabilityStatement");
+  CHECK(get_with(c, "/Patient", "").status == 401);
 
   for (const std::string& bad :
        {std::string("Bearer not-a-jwt"), "Bearer " + admin(foreign), "Bearer " + admin(keys, "https://elsewhere"),

@@ -213,18 +213,37 @@ Response FhirApi::handle_now(const Request& original) const {
   if (!native_binary)
     if (Status s = negotiate_response(request, &fmt); !s) return fail(std::move(s));
 
-  // Who is calling, before anything else about the request is looked at.
+  // Who is calling, before anything else about the request is looked at. The
+  // CapabilityStatement is public (SMART App Launch: clients discover the
+  // server before they hold a token) and holds no patient data.
+  const bool public_route = route.kind == RouteKind::Capabilities;
   policy::Caller caller;
   policy::Credentials credentials;
   credentials.authorization = std::string(request.headers.get("Authorization"));
   credentials.remote_address = request.remote_address;
   if (Status s = policy_.authenticate(credentials, &caller); !s) {
-    Response r = fail(std::move(s));
-    // RFC 6750 section 3: a 401 names the scheme and why the token was refused.
-    r.headers.set("WWW-Authenticate", credentials.authorization.empty()
-                                          ? std::string("Bearer realm=\"espace\"")
-                                          : std::string("Bearer realm=\"espace\", error=\"invalid_token\""));
-    return r;
+    if (public_route && credentials.authorization.empty()) {
+      caller = policy::Caller();
+      caller.remote_address = request.remote_address;
+    } else {
+      if (audit_) {
+        // Failed authentications are accesses too: traced, with what was asked.
+        FhirRequest attempted;
+        attempted.interaction = interaction_of(route.kind);
+        attempted.type = route.type;
+        attempted.id = route.id;
+        attempted.method = request.method;
+        policy::Caller unknown;
+        unknown.remote_address = request.remote_address;
+        (void)audit_->record(unknown, attempted, interactions::http_status(s.category()), policy::AccessRecord());
+      }
+      Response r = fail(std::move(s));
+      // RFC 6750 section 3: a 401 names the scheme and why the token was refused.
+      r.headers.set("WWW-Authenticate", credentials.authorization.empty()
+                                            ? std::string("Bearer realm=\"espace\"")
+                                            : std::string("Bearer realm=\"espace\", error=\"invalid_token\""));
+      return r;
+    }
   }
   // Refusals by the rules are traced like every other access.
   auto refuse = [&](Status s, const FhirRequest& refused) {
@@ -340,13 +359,15 @@ Response FhirApi::handle_now(const Request& original) const {
   }
 
   std::unique_ptr<policy::RequestGuard> guard;
-  if (Status s = policy_.begin(caller, req, services_, &guard); !s) return refuse(std::move(s), req);
+  if (!public_route)
+    if (Status s = policy_.begin(caller, req, services_, &guard); !s) return refuse(std::move(s), req);
 
-  FhirResponse out = interactions::dispatch(guard->services(), req);
+  FhirResponse out = interactions::dispatch(guard ? guard->services() : services_, req);
   const int final_status = out.error.is_ok() ? out.status : interactions::http_status(out.error.category());
   if (audit_) {
     // The access is on record before anything of it leaves the server.
-    if (Status s = audit_->record(caller, req, final_status, guard->record()); !s)
+    static const policy::AccessRecord kNothingAccessed;
+    if (Status s = audit_->record(caller, req, final_status, guard ? guard->record() : kNothingAccessed); !s)
       return fail(Status::error(ErrorCategory::Unavailable, "transient",
                                 "the access could not be recorded in the audit trail; nothing was sent"));
   }
