@@ -42,6 +42,21 @@ std::string outcome_json(const std::vector<Issue>& issues) {
     w.String(severity_code(issue.severity));
     w.Key("code");
     string(issue.code.empty() ? std::string("processing") : issue.code);
+    if (!issue.message_id.empty()) {
+      // The stable message id, machine-readable: issue.details.coding in our code system.
+      w.Key("details");
+      w.StartObject();
+      w.Key("coding");
+      w.StartArray();
+      w.StartObject();
+      w.Key("system");
+      w.String(kMessageIdSystem);
+      w.Key("code");
+      string(issue.message_id);
+      w.EndObject();
+      w.EndArray();
+      w.EndObject();
+    }
     std::string diagnostics = issue.diagnostics;
     if (issue.line > 0) {
       diagnostics += diagnostics.empty() ? "" : " ";
@@ -53,11 +68,13 @@ std::string outcome_json(const std::vector<Issue>& issues) {
       w.Key("diagnostics");
       string(diagnostics);
     }
-    if (issue.line > 0) {
-      // Same convention as other servers: a textual position in `location`.
+    if (issue.line > 0 || !issue.location.empty()) {
+      // An XPath into a non-FHIR input, else (same convention as other
+      // servers) a textual position.
       w.Key("location");
       w.StartArray();
-      string("Line[" + std::to_string(issue.line) + "] Col[" + std::to_string(issue.column) + "]");
+      if (!issue.location.empty()) string(issue.location);
+      if (issue.line > 0) string("Line[" + std::to_string(issue.line) + "] Col[" + std::to_string(issue.column) + "]");
       w.EndArray();
     }
     if (!issue.expression.empty()) {

@@ -197,3 +197,29 @@ TEST_CASE("children added out of order are still written grouped and in definiti
   CHECK(write_json(p) ==
         R"({"resourceType":"Patient","id":"x","name":[{"family":"A"},{"family":"B"}],"gender":"male"})");
 }
+
+TEST_CASE("outcome_json carries message ids in details and XPaths in location", "[status]") {
+  Issue cda;
+  cda.code = "processing";
+  cda.message_id = "cda-patient-ins-key";
+  cda.diagnostics = "the INS key does not match";
+  cda.location = "/ClinicalDocument/recordTarget/patientRole/id[1]/@extension";
+  Issue plain;
+  plain.diagnostics = "no id";
+  std::string text = outcome_json({cda, plain});
+  Node oo = parse_ok(text);
+  std::vector<const Node*> issues;
+  oo.for_each_child("issue", [&](const Node& n) { issues.push_back(&n); });
+  REQUIRE(issues.size() == 2);
+  const Node* details = issues[0]->child("details");
+  REQUIRE(details);
+  REQUIRE(details->child("coding"));
+  CHECK(details->child("coding")->child_value("system") == kMessageIdSystem);
+  CHECK(details->child("coding")->child_value("code") == "cda-patient-ins-key");
+  CHECK(issues[0]->child_value("location") == "/ClinicalDocument/recordTarget/patientRole/id[1]/@extension");
+  CHECK(issues[0]->child_value("diagnostics") == "the INS key does not match");
+  CHECK(issues[1]->child("details") == nullptr);
+  CHECK(issues[1]->child("location") == nullptr);
+  // Definition order: what we write is what the model writes back.
+  CHECK(write_json(oo) == text);
+}

@@ -40,7 +40,7 @@ TEST_CASE("$ingest-cda stores the CDA and its DocumentReference for the INS pati
   const std::string report = cda_file("report.xml");
   HttpResponse r = ingest(c, report);
   REQUIRE(r.status == 422);
-  CHECK(r.body.find("[cda-patient-unknown]") != std::string::npos);
+  CHECK(r.body.find(R"("code":"cda-patient-unknown")") != std::string::npos);
 
   r = c.request("POST", "/", cda_file("patients.json"), {{"Content-Type", "application/fhir+json"}});
   REQUIRE(r.status == 200);
@@ -69,19 +69,19 @@ TEST_CASE("$ingest-cda stores the CDA and its DocumentReference for the INS pati
   // The same document twice: 409.
   r = ingest(c, report, "text/xml; charset=UTF-8");
   CHECK(r.status == 409);
-  CHECK(r.body.find("[cda-duplicate]") != std::string::npos);
+  CHECK(r.body.find(R"("code":"cda-duplicate")") != std::string::npos);
 
   // Each broken document is refused with its rule and the XPath of the problem.
   r = ingest(c, cda_file("broken-ins-key.xml"));
   CHECK(r.status == 422);
-  CHECK(r.body.find("[cda-patient-ins-key]") != std::string::npos);
+  CHECK(r.body.find(R"("code":"cda-patient-ins-key")") != std::string::npos);
   CHECK(r.body.find("/ClinicalDocument/recordTarget/patientRole/id[1]/@extension") != std::string::npos);
   r = ingest(c, cda_file("broken-no-author.xml"));
   CHECK(r.status == 422);
-  CHECK(r.body.find("[cda-author]") != std::string::npos);
+  CHECK(r.body.find(R"("code":"cda-author")") != std::string::npos);
   r = ingest(c, cda_file("broken-unknown-type.xml"));
   CHECK(r.status == 422);
-  CHECK(r.body.find("[cda-document-type]") != std::string::npos);
+  CHECK(r.body.find(R"("code":"cda-document-type")") != std::string::npos);
 
   // Hostile XML: 400 with an OperationOutcome, and the server keeps serving.
   for (const char* name : {"hostile-xxe.xml", "hostile-billion-laughs.xml"}) {
@@ -89,7 +89,7 @@ TEST_CASE("$ingest-cda stores the CDA and its DocumentReference for the INS pati
     CHECK(r.status == 400);
     auto oo = json_of(r);
     CHECK(std::string(oo["resourceType"].GetString()) == "OperationOutcome");
-    CHECK(r.body.find("[cda-xml-doctype]") != std::string::npos);
+    CHECK(r.body.find(R"("code":"cda-xml-doctype")") != std::string::npos);
     CHECK(r.body.find("root:") == std::string::npos);  // nothing of /etc/passwd
   }
   r = ingest(c, "<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>");

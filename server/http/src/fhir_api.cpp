@@ -359,7 +359,10 @@ Response FhirApi::handle_now(const Request& original) const {
   }
 
   std::unique_ptr<policy::RequestGuard> guard;
-  if (!public_route)
+  // An anonymous caller of the public CapabilityStatement skips the rules;
+  // a caller with a token meets them like everywhere else (NON_CARE_PURPOSE, ...).
+  const bool anonymous_public = public_route && !caller.authenticated;
+  if (!anonymous_public)
     if (Status s = policy_.begin(caller, req, services_, &guard); !s) return refuse(std::move(s), req);
 
   FhirResponse out = interactions::dispatch(guard ? guard->services() : services_, req);

@@ -113,9 +113,9 @@ TEST_CASE("every CDA document of test-data/cda gives its expected DocumentRefere
       if (expected.HasMember("issues")) {
         std::set<std::pair<std::string, std::string>> want, got;
         for (const auto& i : expected["issues"].GetArray())
-          want.emplace(i["id"].GetString(), i.HasMember("expression") ? i["expression"].GetString() : "");
+          want.emplace(i["id"].GetString(), i.HasMember("location") ? i["location"].GetString() : "");
         for (const auto& i : r.error.issues())
-          if (i.severity == espace::fhir::Severity::Error) got.emplace(i.message_id, i.expression);
+          if (i.severity == espace::fhir::Severity::Error) got.emplace(i.message_id, i.location);
         CHECK(got == want);
         continue;
       }
@@ -241,7 +241,7 @@ TEST_CASE("read_cda_document maps without storage and reports warnings apart", "
   CHECK(doc.patient_ins == "162112A01234541");
   REQUIRE(doc.warnings.size() == 1);
   CHECK(doc.warnings[0].message_id == "cda-author-organization");
-  CHECK(doc.warnings[0].expression == "/ClinicalDocument/author/assignedAuthor/representedOrganization");
+  CHECK(doc.warnings[0].location == "/ClinicalDocument/author/assignedAuthor/representedOrganization");
   std::string json = espace::fhir::write_json(doc.document_reference);
   CHECK(json.find("\"subject\"") == std::string::npos);
   CHECK(json.find("urn:ihe:lab:xd-lab:2008") != std::string::npos);

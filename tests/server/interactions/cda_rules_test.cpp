@@ -233,11 +233,11 @@ TEST_CASE("rule and mapping tables: checks and conversions come from the JSON", 
   auto issues = check_header(config, *root);
   REQUIRE(issues.size() == 4);
   CHECK(issues[0].message_id == "r-type");
-  CHECK(issues[0].expression == "/ClinicalDocument/value/@xsi:type");
+  CHECK(issues[0].location == "/ClinicalDocument/value/@xsi:type");
   CHECK(issues[1].message_id == "r-custodian");
-  CHECK(issues[1].expression == "/ClinicalDocument/custodian");
+  CHECK(issues[1].location == "/ClinicalDocument/custodian");
   CHECK(issues[2].message_id == "r-rpps");  // 810007654328 has a bad key
-  CHECK(issues[2].expression == "/ClinicalDocument/author[2]/assignedAuthor/id[1]/@extension");
+  CHECK(issues[2].location == "/ClinicalDocument/author[2]/assignedAuthor/id[1]/@extension");
   CHECK(issues[3].severity == espace::fhir::Severity::Warning);
 
   rapidjson::Document out;

@@ -23,6 +23,9 @@ struct Issue {
   int line = 0;                   // 1-based position in the input when known, 0 otherwise
   int column = 0;
   std::string message_id;         // stable id tests can assert, e.g. "json-unknown-element"
+  // Where in a non-FHIR input (a CDA document): an XPath, rendered in
+  // OperationOutcome.issue.location as R4 defines that element.
+  std::string location;
 };
 
 // The kind of failure; the HTTP layer turns each into exactly one status code.
@@ -82,7 +85,12 @@ class Status {
 
 const char* severity_code(Severity s);
 
-// An OperationOutcome resource as FHIR JSON text.
+// The code system of Issue::message_id in OperationOutcome.issue.details.
+inline constexpr const char* kMessageIdSystem = "https://espace.example/fhir/CodeSystem/message-id";
+
+// An OperationOutcome resource as FHIR JSON text: message ids in
+// issue.details.coding, XPaths and line/column in issue.location, FHIRPath
+// locations in issue.expression.
 std::string outcome_json(const std::vector<Issue>& issues);
 
 }  // namespace espace::fhir

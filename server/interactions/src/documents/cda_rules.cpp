@@ -122,8 +122,8 @@ Issue rule_issue(const HeaderRule& rule, std::string code, std::string detail, s
   i.code = std::move(code);
   i.message_id = rule.id;
   // The rule id leads the text: OperationOutcome has no field of its own for it.
-  i.diagnostics = "[" + rule.id + "] " + rule.text + (detail.empty() ? std::string() : " (" + detail + ")");
-  i.expression = std::move(xpath);
+  i.diagnostics = rule.text + (detail.empty() ? std::string() : " (" + detail + ")");
+  i.location = std::move(xpath);
   return i;
 }
 

@@ -64,7 +64,7 @@ fhir::Status cda_config(const CdaConfig** out);
 // Builds a config from the texts of the two files (tests, reloading).
 fhir::Status load_cda_config(std::string_view rules_json, std::string_view mapping_json, CdaConfig* out);
 
-// Every failed rule as an issue: message_id the rule id, expression the
+// Every failed rule as an issue: message_id the rule id, location the
 // XPath of the problem, severity error or warning.
 std::vector<fhir::Issue> check_header(const CdaConfig& config, const XmlElement& root);
 

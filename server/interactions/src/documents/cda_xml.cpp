@@ -27,7 +27,7 @@ Issue make_issue(std::string code, std::string message_id, std::string diagnosti
   Issue i;
   i.code = std::move(code);
   i.message_id = std::move(message_id);
-  i.diagnostics = "[" + i.message_id + "] " + diagnostics;
+  i.diagnostics = std::move(diagnostics);
   i.line = line;
   return i;
 }

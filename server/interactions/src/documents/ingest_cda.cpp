@@ -50,12 +50,12 @@ rapidjson::Value& member(rapidjson::Value& object, const char* name, rapidjson::
   return it->value;
 }
 
-Status unprocessable(std::string message_id, std::string diagnostics, std::string expression = {}) {
+Status unprocessable(std::string message_id, std::string diagnostics, std::string xpath = {}) {
   fhir::Issue i;
   i.code = "processing";
   i.message_id = std::move(message_id);
-  i.diagnostics = "[" + i.message_id + "] " + diagnostics;
-  i.expression = std::move(expression);
+  i.diagnostics = diagnostics;
+  i.location = std::move(xpath);
   return Status::error(ErrorCategory::Unprocessable, std::move(i));
 }
 
@@ -143,8 +143,8 @@ Status duplicate(const std::string& id) {
   fhir::Issue i;
   i.code = "duplicate";
   i.message_id = "cda-duplicate";
-  i.diagnostics = "[cda-duplicate] a document with this unique id (ClinicalDocument/id) is already stored as DocumentReference/" + id;
-  i.expression = "/ClinicalDocument/id";
+  i.diagnostics = "a document with this unique id (ClinicalDocument/id) is already stored as DocumentReference/" + id;
+  i.location = "/ClinicalDocument/id";
   return Status::error(ErrorCategory::Conflict, std::move(i));
 }
 
@@ -240,9 +240,9 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
         fhir::Issue i;
         i.code = "conflict";
         i.message_id = "cda-related-not-current";
-        i.diagnostics = "[cda-related-not-current] the replaced document is " + std::string(stored.child_value("status")) +
+        i.diagnostics = "the replaced document is " + std::string(stored.child_value("status")) +
                         ": only the current version of a document can be replaced";
-        i.expression = related_xpath;
+        i.location = related_xpath;
         return error_response(Status::error(ErrorCategory::Conflict, std::move(i)));
       }
       const fhir::Node* stored_subject = stored.child("subject");
@@ -324,8 +324,8 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
     fhir::Issue i;
     i.code = "conflict";
     i.message_id = "cda-related-changed";
-    i.diagnostics = "[cda-related-changed] the replaced document changed while this one was stored; send it again";
-    i.expression = "/ClinicalDocument/relatedDocument/parentDocument/id";
+    i.diagnostics = "the replaced document changed while this one was stored; send it again";
+    i.location = "/ClinicalDocument/relatedDocument/parentDocument/id";
     return error_response(Status::error(ErrorCategory::Conflict, std::move(i)));
   }
   if (!s) return error_response(std::move(s));
