@@ -1,6 +1,5 @@
 // Byte encodings the document attachment needs: SHA-1 (Attachment.hash is
-// the base64 SHA-1 of the data in R4), base64 (Binary.data), and SHA-256 for
-// ids derived from document unique ids.
+// the base64 SHA-1 of the data in R4) and base64 (Binary.data).
 #pragma once
 
 #include <array>
@@ -11,7 +10,6 @@
 namespace espace::interactions::cda {
 
 std::array<uint8_t, 20> sha1(std::string_view data);
-std::string sha256_hex(std::string_view data);
 std::string base64_encode(std::string_view data);
 // Strict decoding; XML whitespace between characters is skipped. False on
 // anything else that is not base64.

@@ -17,6 +17,7 @@
 #include "cda_codec.h"
 #include "cda_rules.h"
 #include "cda_xml.h"
+#include "mhd_provide.h"
 #include "espace/fhir/json.h"
 #include "espace/interactions/cda.h"
 #include "espace/interactions/validate.h"
@@ -108,11 +109,8 @@ bool accepted_media_type(std::string_view type) {
   return type == "application/xml" || type == "text/xml" || type == "application/hl7-cda+xml";
 }
 
-// The id a document unique id is stored under: the derivation of ITI-65
-// (mhd_provide.cpp derived_id), so both channels agree on it.
-std::string document_id_for(std::string_view unique_id) {
-  return cda::sha256_hex("DocumentReference|" + std::string(unique_id)).substr(0, 40);
-}
+// The id a document unique id is stored under: the one ITI-65 uses.
+std::string document_id_for(std::string_view unique_id) { return mhd::derived_id("DocumentReference", unique_id); }
 
 // The identity reliability extension (ours, or FR Core's) says QUAL.
 bool qualified_identity(std::string_view patient_json) {

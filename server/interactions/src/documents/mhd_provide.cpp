@@ -167,11 +167,6 @@ std::string strip_base(std::string ref, const std::string& base_url) {
   return ref;
 }
 
-// The id a uniqueId is stored under: unguessable without the uniqueId, stable.
-std::string derived_id(std::string_view kind, std::string_view unique_id) {
-  return sha256_hex(std::string(kind) + "|" + std::string(unique_id)).substr(0, 40);
-}
-
 // The SubmissionSet's uniqueId: identifier with use=official (MHD SubmissionSet
 // profile), or the only identifier when none says so.
 std::string list_unique_id(const Node& list) {
@@ -659,6 +654,10 @@ std::optional<FhirResponse> explain_failed_write(const Services& services, const
           " was already submitted with different content; a uniqueId identifies one submission (replace a document "
           "with a new uniqueId and relatesTo.code=replaces)",
       "Bundle.entry[" + std::to_string(failed_entry) + "]"));
+}
+
+std::string derived_id(std::string_view kind, std::string_view unique_id) {
+  return sha256_hex(std::string(kind) + "|" + std::string(unique_id)).substr(0, 40);
 }
 
 }  // namespace espace::interactions::mhd

@@ -8,11 +8,18 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../common.h"
 
 namespace espace::interactions::mhd {
+
+// The id a document's uniqueId (kind "DocumentReference", "List", ...) is
+// stored under: stable and unguessable without the uniqueId. Every channel
+// that files documents (ITI-65, $ingest-cda) uses it, so a duplicate uniqueId
+// is one id conflict inside the write transaction, whichever way it came.
+std::string derived_id(std::string_view kind, std::string_view unique_id);
 
 // Canonical URLs and codes used by the document-sharing code (MHD, FR Core, ours).
 inline constexpr const char* kListTypesSystem = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes";
