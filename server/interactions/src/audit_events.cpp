@@ -130,20 +130,6 @@ void write_string(rapidjson::Writer<rapidjson::StringBuffer>& w, const char* key
   w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
 }
 
-std::string query_url(const std::string& base, const std::string& path,
-                      const std::vector<std::pair<std::string, std::string>>& params) {
-  std::string url = base + "/" + path;
-  char sep = '?';
-  for (const auto& [k, v] : params) {
-    url += sep;
-    url += url_encode(k);
-    url += '=';
-    url += url_encode(v);
-    sep = '&';
-  }
-  return url;
-}
-
 // A Bundle (searchset or history) of audit records.
 std::string bundle(const FhirRequest& req, const char* type, const std::vector<storage::AuditRecord>& records,
                    const std::string& self, const std::string& next) {
@@ -268,7 +254,7 @@ FhirResponse search_events(const Services& services, const FhirRequest& req) {
   }
   if (q.since_us != 0 && q.before_us != 0 && q.since_us >= q.before_us) {
     FhirResponse r;
-    r.json = bundle(req, "searchset", {}, query_url(req.base_url, "AuditEvent", used), {});
+    r.json = bundle(req, "searchset", {}, link_url(req.base_url, "/AuditEvent", used), {});
     return r;
   }
   storage::AuditPage page;
@@ -281,10 +267,10 @@ FhirResponse search_events(const Services& services, const FhirRequest& req) {
   if (page.more && page.last_seq > 0) {
     auto next_params = used;
     next_params.emplace_back("_cursor", std::to_string(page.last_seq));
-    next = query_url(req.base_url, path, next_params);
+    next = link_url(req.base_url, "/" + path, next_params);
   }
   FhirResponse r;
-  r.json = bundle(req, "searchset", page.records, query_url(req.base_url, path, self_params), next);
+  r.json = bundle(req, "searchset", page.records, link_url(req.base_url, "/" + path, self_params), next);
   return r;
 }
 

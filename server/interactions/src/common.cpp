@@ -200,6 +200,22 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
+std::string query_string(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string q;
+  for (const auto& [k, v] : params) {
+    q += q.empty() ? '?' : '&';
+    q += url_encode(k);
+    q += '=';
+    q += url_encode(v);
+  }
+  return q;
+}
+
+std::string link_url(const std::string& base, const std::string& path,
+                     const std::vector<std::pair<std::string, std::string>>& params) {
+  return base + path + query_string(params);
+}
+
 FhirResponse error_response(Status status) {
   FhirResponse r;
   r.error = std::move(status);

@@ -38,6 +38,11 @@ bool is_valid_id(std::string_view id);
 
 // Percent-encodes everything but RFC 3986 unreserved characters (for links).
 std::string url_encode(std::string_view s);
+// "?k1=v1&k2=v2" with keys and values percent-encoded; empty for no parameters.
+std::string query_string(const std::vector<std::pair<std::string, std::string>>& params);
+// base + path + query_string(params): a Bundle link.
+std::string link_url(const std::string& base, const std::string& path,
+                     const std::vector<std::pair<std::string, std::string>>& params);
 
 FhirResponse error_response(Status status);
 FhirResponse error_response(ErrorCategory category, std::string issue_code, std::string diagnostics,

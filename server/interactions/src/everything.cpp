@@ -47,20 +47,6 @@ Status collect_inputs(const FhirRequest& req, std::vector<std::pair<std::string,
   return Status::ok();
 }
 
-std::string link_url(const std::string& base, const std::string& path,
-                     const std::vector<std::pair<std::string, std::string>>& params) {
-  std::string url = base + path;
-  char sep = '?';
-  for (const auto& [k, v] : params) {
-    url += sep;
-    sep = '&';
-    url += url_encode(k);
-    url += '=';
-    url += url_encode(v);
-  }
-  return url;
-}
-
 }  // namespace
 
 FhirResponse everything_operation(const Services& services, const FhirRequest& req) {

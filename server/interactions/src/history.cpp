@@ -21,17 +21,6 @@ bool parse_count(const std::string& v, int* out) {
   return true;
 }
 
-std::string query_string(const std::vector<std::pair<std::string, std::string>>& params) {
-  std::string q;
-  for (const auto& [k, v] : params) {
-    q += q.empty() ? '?' : '&';
-    q += url_encode(k);
-    q += '=';
-    q += url_encode(v);
-  }
-  return q;
-}
-
 }  // namespace
 
 FhirResponse do_history(const Services& services, const FhirRequest& req) {

@@ -20,20 +20,6 @@ namespace {
 using search::SummaryMode;
 using search::TotalMode;
 
-std::string link_url(const std::string& base, const std::string& path,
-                     const std::vector<std::pair<std::string, std::string>>& params) {
-  std::string url = base + path;
-  char sep = '?';
-  for (const auto& [k, v] : params) {
-    url += sep;
-    sep = '&';
-    url += url_encode(k);
-    url += '=';
-    url += url_encode(v);
-  }
-  return url;
-}
-
 // Marks a resource as a subset (search.html#summary): meta.tag SUBSETTED.
 void add_subsetted_tag(rapidjson::Document& doc) {
   auto& alloc = doc.GetAllocator();
