@@ -5,6 +5,8 @@
 // built from, so `tools/run` and the tests need no setup.
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -20,5 +22,23 @@ std::string data_path(std::string_view relative);
 
 // Reads a data file whole; NotFound naming the path when it is missing.
 Status read_data_file(std::string_view relative, std::string* out);
+
+// A T built from data files once per process: `build` (Status(T*)) runs at
+// most once, and every call answers the same object, or the same error.
+// Each call site passes its own lambda, so each has its own T.
+template <typename T, typename Build>
+Status load_once(Build build, const T** out) {
+  static std::once_flag once;
+  static std::unique_ptr<T> loaded;
+  static Status status;
+  std::call_once(once, [&] {
+    auto built = std::make_unique<T>();
+    status = build(built.get());
+    if (status) loaded = std::move(built);
+  });
+  if (!status) return status;
+  *out = loaded.get();
+  return Status::ok();
+}
 
 }  // namespace espace::fhir

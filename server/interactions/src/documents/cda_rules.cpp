@@ -1,7 +1,6 @@
 // Loading and applying the CDA header rules and mapping tables (cda_rules.h).
 #include "cda_rules.h"
 
-#include <mutex>
 
 #include <rapidjson/error/en.h>
 
@@ -557,22 +556,17 @@ Status load_cda_config(std::string_view rules_json, std::string_view mapping_jso
 }
 
 Status cda_config(const CdaConfig** out) {
-  static std::once_flag once;
-  static std::unique_ptr<CdaConfig> config;
-  static Status load_status;
-  std::call_once(once, [] {
-    std::string rules, mapping;
-    load_status = fhir::read_data_file(kRulesFile, &rules);
-    if (load_status) load_status = fhir::read_data_file(kMappingFile, &mapping);
-    if (load_status) {
-      config = std::make_unique<CdaConfig>();
-      load_status = load_cda_config(rules, mapping, config.get());
-    }
-    if (load_status.category() == ErrorCategory::NotFound) load_status.set_category(ErrorCategory::Internal);
-  });
-  if (!load_status) return load_status;
-  *out = config.get();
-  return Status::ok();
+  return fhir::load_once<CdaConfig>(
+      [](CdaConfig* config) {
+        std::string rules, mapping;
+        Status s = fhir::read_data_file(kRulesFile, &rules);
+        if (s) s = fhir::read_data_file(kMappingFile, &mapping);
+        if (s) s = load_cda_config(rules, mapping, config);
+        // A missing data file is the server's fault, not the client's.
+        if (s.category() == ErrorCategory::NotFound) s.set_category(ErrorCategory::Internal);
+        return s;
+      },
+      out);
 }
 
 std::vector<Issue> check_header(const CdaConfig& config, const XmlElement& root) {

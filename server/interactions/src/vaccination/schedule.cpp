@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <memory>
-#include <mutex>
 #include <tuple>
 
 #include "espace/fhir/data_files.h"
@@ -303,20 +301,13 @@ Status Schedule::parse(std::string_view json, Schedule* out) {
 }
 
 Status Schedule::get(const Schedule** out) {
-  static std::once_flag once;
-  static std::unique_ptr<Schedule> loaded;
-  static Status load_status;
-  std::call_once(once, [] {
-    std::string text;
-    load_status = fhir::read_data_file("server/interactions/data/vaccination-schedule.json", &text);
-    if (!load_status) return;
-    auto s = std::make_unique<Schedule>();
-    load_status = parse(text, s.get());
-    if (load_status) loaded = std::move(s);
-  });
-  if (!load_status) return load_status;
-  *out = loaded.get();
-  return Status::ok();
+  return fhir::load_once<Schedule>(
+      [](Schedule* s) {
+        std::string text;
+        if (Status r = fhir::read_data_file("server/interactions/data/vaccination-schedule.json", &text); !r) return r;
+        return parse(text, s);
+      },
+      out);
 }
 
 const Disease* Schedule::disease(std::string_view key) const {

@@ -5,8 +5,6 @@
 #include <rapidjson/error/en.h>
 
 #include <algorithm>
-#include <memory>
-#include <mutex>
 
 #include "espace/fhir/data_files.h"
 
@@ -73,20 +71,13 @@ Status ScreeningRules::parse(std::string_view json, ScreeningRules* out) {
 }
 
 Status ScreeningRules::get(const ScreeningRules** out) {
-  static std::once_flag once;
-  static std::unique_ptr<ScreeningRules> loaded;
-  static Status load_status;
-  std::call_once(once, [] {
-    std::string text;
-    load_status = fhir::read_data_file("server/interactions/data/screening-reminders.json", &text);
-    if (!load_status) return;
-    auto r = std::make_unique<ScreeningRules>();
-    load_status = parse(text, r.get());
-    if (load_status) loaded = std::move(r);
-  });
-  if (!load_status) return load_status;
-  *out = loaded.get();
-  return Status::ok();
+  return fhir::load_once<ScreeningRules>(
+      [](ScreeningRules* r) {
+        std::string text;
+        if (Status s = fhir::read_data_file("server/interactions/data/screening-reminders.json", &text); !s) return s;
+        return parse(text, r);
+      },
+      out);
 }
 
 std::vector<ScreeningReminder> screening_reminders(const ScreeningRules& rules, const PatientFacts& patient,
