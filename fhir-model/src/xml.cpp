@@ -6,6 +6,7 @@
 // against the Definitions; no DOM is built. Writing appends straight to a
 // std::string.
 #include "espace/fhir/xml.h"
+#include "espace/fhir/xml_sax.h"
 
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
@@ -14,8 +15,6 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <cstring>
-#include <mutex>
 
 namespace espace::fhir {
 namespace {
@@ -30,11 +29,6 @@ constexpr int kMaxDivDepth = 256;
 
 std::string_view sv(const xmlChar* s) {
   return s ? std::string_view(reinterpret_cast<const char*>(s)) : std::string_view();
-}
-
-void init_libxml() {
-  static std::once_flag once;
-  std::call_once(once, [] { xmlInitParser(); });
 }
 
 bool is_xml_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -173,32 +167,13 @@ class SaxReader {
   SaxReader(const Definitions* defs, Mode mode, int max_depth) : defs_(defs), mode_(mode), max_depth_(max_depth) {}
 
   Status run(std::string_view text) {
-    init_libxml();
     if (text.size() > static_cast<size_t>(INT_MAX))
       return Status::error(ErrorCategory::TooLarge,
                            make_issue("too-long", "xml-too-large", "XML document is too large", "", 0));
-    ctxt_ = xmlCreateMemoryParserCtxt(text.data(), static_cast<int>(text.size()));
+    ctxt_ = make_hardened_sax_context(text, {on_start, on_end, on_characters, on_doctype, on_error}, this);
     if (!ctxt_)
       return Status::error(ErrorCategory::Internal, make_issue("exception", "xml-parser-unavailable",
                                                                "could not create an XML parser", "", 0));
-    // No XML_PARSE_NOENT (entity substitution), XML_PARSE_DTDLOAD,
-    // XML_PARSE_DTDATTR or XML_PARSE_HUGE; a DTD is refused before it is read.
-    xmlCtxtUseOptions(ctxt_, XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    ctxt_->replaceEntities = 0;
-    ctxt_->loadsubset = 0;
-    ctxt_->validate = 0;
-    ctxt_->_private = this;
-    // Only our callbacks: nothing builds a tree, nothing resolves entities.
-    xmlSAXHandler* sax = ctxt_->sax;
-    std::memset(sax, 0, sizeof *sax);
-    sax->initialized = XML_SAX2_MAGIC;
-    sax->internalSubset = on_doctype;
-    sax->externalSubset = on_doctype;
-    sax->startElementNs = on_start;
-    sax->endElementNs = on_end;
-    sax->characters = on_characters;
-    sax->ignorableWhitespace = on_characters;
-    sax->serror = on_error;
 
     xmlParseDocument(ctxt_);
     const bool well_formed = ctxt_->wellFormed != 0;

@@ -2,12 +2,11 @@
 #include "cda_xml.h"
 
 #include <libxml/parser.h>
-#include <libxml/parserInternals.h>
 #include <libxml/xmlerror.h>
 
 #include <climits>
-#include <cstring>
-#include <mutex>
+
+#include "espace/fhir/xml_sax.h"
 
 namespace espace::interactions::cda {
 namespace {
@@ -37,8 +36,6 @@ class TreeBuilder {
   explicit TreeBuilder(const XmlLimits& limits) : limits_(limits) {}
 
   Status run(std::string_view text, std::unique_ptr<XmlElement>* root) {
-    static std::once_flag once;
-    std::call_once(once, [] { xmlInitParser(); });
     if (text.size() > limits_.max_bytes || text.size() > static_cast<size_t>(INT_MAX))
       return Status::error(ErrorCategory::TooLarge,
                            make_issue("too-long", "cda-xml-too-large",
@@ -48,27 +45,10 @@ class TreeBuilder {
     if (text.empty())
       return Status::error(ErrorCategory::Invalid,
                            make_issue("structure", "cda-xml-malformed", "the CDA document is empty", 0));
-    ctxt_ = xmlCreateMemoryParserCtxt(text.data(), static_cast<int>(text.size()));
+    ctxt_ = fhir::make_hardened_sax_context(text, {on_start, on_end, on_characters, on_doctype, on_error}, this);
     if (!ctxt_)
       return Status::error(ErrorCategory::Internal,
                            make_issue("exception", "cda-xml-parser-unavailable", "could not create an XML parser", 0));
-    // Never XML_PARSE_NOENT, DTDLOAD, DTDATTR or HUGE: entities stay
-    // unexpanded and no external subset is ever fetched.
-    xmlCtxtUseOptions(ctxt_, XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    ctxt_->replaceEntities = 0;
-    ctxt_->loadsubset = 0;
-    ctxt_->validate = 0;
-    ctxt_->_private = this;
-    xmlSAXHandler* sax = ctxt_->sax;
-    std::memset(sax, 0, sizeof *sax);
-    sax->initialized = XML_SAX2_MAGIC;
-    sax->internalSubset = on_doctype;
-    sax->externalSubset = on_doctype;
-    sax->startElementNs = on_start;
-    sax->endElementNs = on_end;
-    sax->characters = on_characters;
-    sax->ignorableWhitespace = on_characters;
-    sax->serror = on_error;
 
     xmlParseDocument(ctxt_);
     const bool well_formed = ctxt_->wellFormed != 0;
