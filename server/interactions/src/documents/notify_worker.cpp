@@ -172,9 +172,7 @@ Status mark_subscription_error(const Services& services, const Subscription& sub
 }  // namespace
 
 NotificationWorker::NotificationWorker(const Services& services, NotifyOptions options)
-    : services_(services), options_(std::move(options)) {
-  services_.search_filter = nullptr;  // the worker acts for the server
-}
+    : services_(services), options_(std::move(options)) {}
 
 NotificationWorker::~NotificationWorker() { stop(); }
 

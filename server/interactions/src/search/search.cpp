@@ -1,6 +1,7 @@
 // search-type, search-system, compartment search — hl7.org/fhir/R4/search.html.
-// Parameters become one storage::SearchQuery (query.cpp); the storage runs it;
-// the page passes Services::search_filter; the Bundle is built here.
+// Parameters become one storage::SearchQuery (query.cpp); the storage runs it
+// (under a policy, the guarded storage of policy/guard.h, which leaves out what
+// the caller may not see); the Bundle is built here.
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -130,8 +131,6 @@ FhirResponse do_search(const Services& services, const FhirRequest& req) {
 
   storage::SearchPage page;
   if (Status s = services.store->search(q, &page); !s) return error_response(std::move(s));
-  if (services.search_filter)
-    if (Status s = services.search_filter(req, page); !s) return error_response(std::move(s));
 
   int64_t total = page.total;
   if (total < 0 && parsed.total != TotalMode::None && q.offset == 0 && q.after_key == 0 && q.before_key == 0 &&

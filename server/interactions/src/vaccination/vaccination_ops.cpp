@@ -144,8 +144,6 @@ Status patient_resources(const Services& services, const FhirRequest& req, const
   parsed.query.count = kMaxRecords;
   storage::SearchPage page;
   if (Status s = services.store->search(parsed.query, &page); !s) return s;
-  if (services.search_filter)
-    if (Status s = services.search_filter(req, page); !s) return s;
   if (page.more)
     return Status::error(ErrorCategory::Unprocessable, "too-costly",
                          "more than " + std::to_string(kMaxRecords) + " " + type + " records for this patient");

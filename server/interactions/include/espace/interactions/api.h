@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -86,19 +85,11 @@ struct Limits {
   size_t max_document_bytes = 64u << 20;
 };
 
-// The single point every search result set passes through (matches,
-// _include/_revinclude resources, totals, paging) before it is rendered:
-// search-type, search-system, compartment search and POST _search alike.
-// The policy module installs its filter here; it may drop resources from
-// the page (and should then lower page.total) or fail the whole search.
-using SearchResultFilter = std::function<fhir::Status(const FhirRequest&, storage::SearchPage&)>;
-
 // What every interaction needs. Definitions and storage outlive it.
 struct Services {
   const fhir::Definitions* defs = nullptr;
   storage::Storage* store = nullptr;
   Limits limits;
-  SearchResultFilter search_filter;  // empty: results pass unchanged
   // Checks every created/updated/patched resource and transaction before the
   // write (errors -> 422, nothing stored). Null: no validation.
   const profiles::Validator* validator = nullptr;
