@@ -5,6 +5,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -73,6 +74,9 @@ const char* kServeHelp =
     "  --notify-retry-cap-ms MS   longest retry delay (default 300000)\n"
     "  --notify-poll-ms MS     how often the outbox is checked for due events (default 500)\n"
     "  --notify-timeout-ms MS  bound on one delivery: connect, send, answer (default 10000)\n"
+    "  --export-dir DIR        Bulk Data $export files (default: 'export' beside the database)\n"
+    "  --export-expiry SEC     a finished export and its files are removed after this time (default 3600)\n"
+    "  --export-max-jobs N     exports one caller may have running at once (default 2)\n"
     "  --relaxed-profiles      do not require the French profiles (generic FHIR test suites)\n"
     "  --no-fsync              commit without fsync (faster, not durable across power loss)\n";
 
@@ -106,7 +110,7 @@ int cmd_serve(int argc, char** argv) {
                 "max-header", "max-depth", "max-entries", "max-document-bytes", "request-timeout", "idle-timeout", "base-url",
                 "fhir-package", "tls-cert", "tls-key", "access-log", "audit", "jwks", "issuer", "audience", "clock-skew",
                 "notify", "smtp-relay", "smtp-from", "notify-max-attempts", "notify-retry-base-ms", "notify-retry-cap-ms",
-                "notify-poll-ms", "notify-timeout-ms"},
+                "notify-poll-ms", "notify-timeout-ms", "export-dir", "export-expiry", "export-max-jobs"},
                {"relaxed-profiles", "no-fsync", "help"}, &err)) {
     std::fprintf(stderr, "espace serve: %s\n%s", err.c_str(), kServeHelp);
     return 2;
@@ -285,6 +289,24 @@ int cmd_serve(int argc, char** argv) {
     audit_trail = policy::make_audit_trail(*store);
     api.set_audit_trail(audit_trail.get());
   }
+  interactions::ExportOptions export_opts;
+  export_opts.directory =
+      o.get_or("export-dir", (std::filesystem::path(sopts.path).parent_path() / "export").string());
+  int64_t export_expiry, export_max_jobs;
+  if (!o.get_int("export-expiry", 3600, 1, 30LL * 86400, &export_expiry, &err) ||
+      !o.get_int("export-max-jobs", 2, 1, 64, &export_max_jobs, &err)) {
+    std::fprintf(stderr, "espace serve: %s\n", err.c_str());
+    return 2;
+  }
+  export_opts.expiry_seconds = export_expiry;
+  export_opts.max_jobs_per_owner = static_cast<int>(export_max_jobs);
+  export_opts.retry_after_seconds = 1;
+  interactions::ExportJobs export_jobs(services, export_opts);
+  if (fhir::Status s = export_jobs.start(); !s) {
+    std::fprintf(stderr, "espace serve: %s\n", s.message().c_str());
+    return 1;
+  }
+  api.set_export_jobs(&export_jobs);
 
   net::ServerOptions nopts;
   nopts.address = o.get_or("address", "127.0.0.1");

@@ -4,6 +4,7 @@
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 
+#include <algorithm>
 #include <cctype>
 #include <optional>
 
@@ -14,6 +15,7 @@
 #include "espace/http/routes.h"
 #include "espace/http/worker_pool.h"
 #include "espace/interactions/binary_retrieve.h"
+#include "espace/interactions/bulk_export.h"
 #include "espace/interactions/operations.h"
 
 namespace espace::http {
@@ -155,6 +157,23 @@ Response native_binary_response(const Request& request, FhirResponse&& out, Resp
   return std::move(response);
 }
 
+// The requester's view for a bulk export job: a guard begun as if the caller
+// sent the job's per-patient request (interactions/bulk_export.h).
+class GuardedExportView final : public interactions::ExportView {
+ public:
+  GuardedExportView(const interactions::Services& base) : base_(base) {}
+  const interactions::Services& services() const override { return guard_ ? guard_->services() : base_; }
+  std::unique_ptr<policy::RequestGuard> guard_;
+
+ private:
+  const interactions::Services& base_;
+};
+
+// Who owns an export job: the same account of the same issuer through the same software.
+std::string export_owner(const policy::Caller& caller) {
+  return caller.issuer + '\n' + caller.subject + '\n' + caller.client_id + '\n' + policy::role_name(caller.role);
+}
+
 }  // namespace
 
 Response FhirApi::handle_now(const Request& original) const {
@@ -189,7 +208,9 @@ Response FhirApi::handle_now(const Request& original) const {
   };
 
   RouteMatch route = match_route(request.method, request.path);
-  switch (route.kind) {
+  const interactions::ExportEndpoint export_endpoint =
+      export_ ? interactions::export_endpoint(request.path) : interactions::ExportEndpoint::None;
+  if (export_endpoint == interactions::ExportEndpoint::None) switch (route.kind) {
     case RouteKind::NotFound: return fail(error(ErrorCategory::NotFound, "not-found", route.error));
     case RouteKind::BadId: return fail(error(ErrorCategory::Invalid, "invalid", route.error));
     case RouteKind::NotAllowed:
@@ -210,7 +231,8 @@ Response FhirApi::handle_now(const Request& original) const {
   const bool native_binary = (route.kind == RouteKind::Read || route.kind == RouteKind::VRead) &&
                              route.type == "Binary" &&
                              interactions::wants_native_binary(format_param, request.headers.get("Accept"));
-  if (!native_binary)
+  // Export status and files have their own media types (manifest JSON, NDJSON).
+  if (!native_binary && export_endpoint == interactions::ExportEndpoint::None)
     if (Status s = negotiate_response(request, &fmt); !s) return fail(std::move(s));
 
   // Who is calling, before anything else about the request is looked at. The
@@ -244,6 +266,36 @@ Response FhirApi::handle_now(const Request& original) const {
                                             : std::string("Bearer realm=\"espace\", error=\"invalid_token\""));
       return r;
     }
+  }
+  // Bulk export answers (status, manifest, NDJSON): traced, then sent as they are.
+  auto export_response = [&](interactions::ExportAnswer&& a, const FhirRequest& traced,
+                             const policy::AccessRecord& access) {
+    if (audit_) {
+      policy::AccessRecord record = access;
+      for (const std::string& p : a.patients)
+        if (std::find(record.patients.begin(), record.patients.end(), p) == record.patients.end())
+          record.patients.push_back(p);
+      if (Status s = audit_->record(caller, traced, a.status, record); !s)
+        return fail(Status::error(ErrorCategory::Unavailable, "transient",
+                                  "the access could not be recorded in the audit trail; nothing was sent"));
+    }
+    Response r = a.error.is_ok() ? Response() : fail(std::move(a.error));
+    r.status = a.status;
+    for (auto& [name, value] : a.headers) r.headers.set(name, std::move(value));
+    if (!a.content_type.empty()) {
+      r.headers.set("Content-Type", a.content_type);
+      r.body = std::move(a.body);
+    }
+    return r;
+  };
+  if (export_endpoint != interactions::ExportEndpoint::None) {
+    FhirRequest traced;
+    traced.interaction = Interaction::Operation;
+    traced.operation = export_endpoint == interactions::ExportEndpoint::File ? "export-file" : "export-poll-status";
+    traced.method = request.method;
+    traced.params = request.query;
+    return export_response(export_->follow_up(export_endpoint, request.method, request.query, export_owner(caller)),
+                           traced, policy::AccessRecord());
   }
   // Refusals by the rules are traced like every other access.
   auto refuse = [&](Status s, const FhirRequest& refused) {
@@ -365,6 +417,23 @@ Response FhirApi::handle_now(const Request& original) const {
   if (!anonymous_public)
     if (Status s = policy_.begin(caller, req, services_, &guard); !s) return refuse(std::move(s), req);
 
+  if (op && op->name == "export" && export_) {
+    const policy::Caller job_caller = caller;
+    const policy::Policy* policy = &policy_;
+    const interactions::Services* base = &services_;
+    interactions::ExportViewOpener open = [job_caller, policy, base](const FhirRequest& as_if,
+                                                                     std::unique_ptr<interactions::ExportView>* view) {
+      auto v = std::make_unique<GuardedExportView>(*base);
+      if (Status s = policy->begin(job_caller, as_if, *base, &v->guard_); !s) return s;
+      *view = std::move(v);
+      return Status::ok();
+    };
+    const bool all_patients = caller.role == policy::Role::System || caller.role == policy::Role::Open;
+    static const policy::AccessRecord kNothingAccessed;
+    return export_response(export_->kick_off(req, request.headers.get("Prefer"), export_owner(caller), all_patients,
+                                             std::move(open)),
+                           req, guard ? guard->record() : kNothingAccessed);
+  }
   FhirResponse out = interactions::dispatch(guard ? guard->services() : services_, req);
   const int final_status = out.error.is_ok() ? out.status : interactions::http_status(out.error.category());
   if (audit_) {

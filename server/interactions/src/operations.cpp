@@ -14,6 +14,8 @@ namespace espace::interactions {
 
 // Patient/[id]/$everything (everything.cpp).
 FhirResponse everything_operation(const Services& services, const FhirRequest& request);
+// $export kick-off when the http layer has no export jobs (export/bulk_export.cpp).
+FhirResponse export_unavailable_operation(const Services& services, const FhirRequest& request);
 
 namespace {
 
@@ -53,6 +55,8 @@ const std::vector<OperationDef>& operation_table() {
       row("immunization-recommendation", false, false, true, {"Patient"}, true, B::Resource, false, immunization_recommendation_operation),
       row("screening-reminders",         false, false, true, {"Patient"}, true, B::None,     false, screening_reminders_operation),
       row("everything",                  false, false, true, {"Patient"}, true, B::Resource, false, everything_operation),
+      // Bulk Data kick-off ([base], Patient, Patient/[id]); the http layer hands it to interactions/bulk_export.h.
+      row("export",                      true,  true,  true, {},          true, B::None,     false, export_unavailable_operation),
   };
   return table;
 }

@@ -7,6 +7,7 @@
 
 #include "espace/http/message.h"
 #include "espace/interactions/api.h"
+#include "espace/interactions/bulk_export.h"
 #include "espace/policy/policy.h"
 
 namespace espace::http {
@@ -35,6 +36,9 @@ class FhirApi {
   // Every request then writes an AuditEvent before its response is sent.
   // Null (the default): no audit trail. `audit` must outlive the FhirApi.
   void set_audit_trail(policy::AuditTrail* audit) { audit_ = audit; }
+  // Bulk Data $export kick-offs, status and file URLs go to `jobs`. Null (the
+  // default): $export answers not-supported. `jobs` must outlive the FhirApi.
+  void set_export_jobs(interactions::ExportJobs* jobs) { export_ = jobs; }
 
  private:
   const interactions::Services& services_;
@@ -42,6 +46,7 @@ class FhirApi {
   WorkerPool& pool_;
   ApiOptions options_;
   policy::AuditTrail* audit_ = nullptr;
+  interactions::ExportJobs* export_ = nullptr;
 };
 
 }  // namespace espace::http
