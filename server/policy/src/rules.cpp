@@ -565,6 +565,9 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
         return refusal(rule::kConsentPatientOnly, type + " resources are the patient's choices");
       if (config_.shared_types.count(type) && caller_.role != Role::System)
         return refusal(rule::kSharedWrite, type + " resources are maintained by platform systems");
+      if (auto w = config_.restricted_writers.find(type);
+          w != config_.restricted_writers.end() && !w->second.count(profession()))
+        return refusal(rule::kWriterProfession, type + " resources are not written by this profession");
       if (type == "Patient") {
         if (!exists_for_caller && caller_.role != Role::System)
           return refusal(rule::kPatientCreate, "patients are registered by systems");
@@ -575,9 +578,88 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
       }
       break;
   }
+  if (!after.deleted && parsed) {
+    // Systems relay what named professionals entered; everyone else signs
+    // their own writes (the audit trail records systems).
+    auto entered = config_.entered_by.find(type);
+    if (entered != config_.entered_by.end() && !entered->second.empty() && caller_.role != Role::System &&
+        !names_caller(after_doc, entered->second)) {
+      Status s = refusal(rule::kEnteredBy, type + "." + entered->second.front() +
+                                               " must name the caller: every write records who entered it");
+      s.set_category(ErrorCategory::Unprocessable);
+      s.issues().front().expression = type + "." + entered->second.front();
+      return s;
+    }
+    if (type == "MedicationDispense")
+      if (Status s = check_dispense(after_doc, patients); !s) return s;
+  }
   note(record, patients, decided);
   for (const std::string& p : patients)
     if (record && patient_access(p).rule == rule::kBreakGlass) record->break_glass = true;
+  return Status::ok();
+}
+
+namespace {
+
+// The Reference objects at a dotted path ("performer.actor"), through arrays.
+void references_at(const rapidjson::Value& node, std::string_view path, std::vector<const rapidjson::Value*>* out) {
+  if (node.IsArray()) {
+    for (const auto& item : node.GetArray()) references_at(item, path, out);
+    return;
+  }
+  if (path.empty()) {
+    if (node.IsObject()) out->push_back(&node);
+    return;
+  }
+  size_t dot = path.find('.');
+  std::string name(path.substr(0, dot));
+  if (const rapidjson::Value* child = json::member(node, name.c_str()))
+    references_at(*child, dot == std::string_view::npos ? std::string_view() : path.substr(dot + 1), out);
+}
+
+}  // namespace
+
+bool DmpRules::names_caller(const rapidjson::Value& resource, const std::vector<std::string>& paths) {
+  for (const std::string& path : paths) {
+    std::vector<const rapidjson::Value*> references;
+    references_at(resource, path, &references);
+    for (const rapidjson::Value* r : references) {
+      ConsentActor a = actor_of(*r);
+      // A patient's token need not carry fhirUser: the launch patient is who they are.
+      if (caller_.role == Role::Patient && !caller_.patient_id.empty() && a.reference == "Patient/" + caller_.patient_id)
+        return true;
+      if (matches_caller(a)) return true;
+    }
+  }
+  return false;
+}
+
+Status DmpRules::check_dispense(const rapidjson::Value& dispense, const std::vector<std::string>& patients) {
+  // One answer for "absent" and "another patient's": no oracle on other records.
+  auto refuse = [](const std::string& why) {
+    Status s = refusal(rule::kDispensePrescription, why);
+    s.set_category(ErrorCategory::Unprocessable);
+    s.issues().front().expression = "MedicationDispense.authorizingPrescription";
+    return s;
+  };
+  const char* kWhy = "authorizingPrescription must reference a MedicationRequest of the same patient";
+  const rapidjson::Value* prescriptions = json::arr(dispense, "authorizingPrescription");
+  if (!prescriptions || prescriptions->Empty())
+    return refuse("a dispensation names the prescription it fulfils (authorizingPrescription)");
+  std::vector<std::string> expected = patients;
+  std::sort(expected.begin(), expected.end());
+  for (const auto& p : prescriptions->GetArray()) {
+    std::string reference = actor_of(p).reference;
+    constexpr std::string_view kPrefix = "MedicationRequest/";
+    if (reference.compare(0, kPrefix.size(), kPrefix) != 0) return refuse(kWhy);
+    std::string id = reference.substr(kPrefix.size());
+    id = id.substr(0, id.find('/'));  // a versioned reference names the same request
+    storage::ResourceVersion request;
+    if (id.empty() || !store_.read("MedicationRequest", id, &request) || request.deleted) return refuse(kWhy);
+    std::vector<std::string> owners = patients_of(request);
+    std::sort(owners.begin(), owners.end());
+    if (owners.empty() || owners != expected) return refuse(kWhy);
+  }
   return Status::ok();
 }
 

@@ -313,6 +313,13 @@ Status RulesConfig::parse(std::string_view habilitations_json, std::string_view 
   fill("patient_label_editable_types", &c.patient_label_editable_types);
   fill("professional_never_writes", &c.professional_never_writes);
   fill("hideable_types", &c.hideable_types);
+  if (const rapidjson::Value* w = json::obj(r, "restricted_writers"))
+    for (auto it = w->MemberBegin(); it != w->MemberEnd(); ++it)
+      for (const std::string& profession : json::strings(*w, it->name.GetString()))
+        c.restricted_writers[it->name.GetString()].insert(profession);
+  if (const rapidjson::Value* e = json::obj(r, "entered_by"))
+    for (auto it = e->MemberBegin(); it != e->MemberEnd(); ++it)
+      c.entered_by[it->name.GetString()] = json::strings(*e, it->name.GetString());
   *out = std::move(c);
   return Status::ok();
 }

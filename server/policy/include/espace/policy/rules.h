@@ -23,6 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include <rapidjson/document.h>
+
 #include "espace/fhir/definitions.h"
 #include "espace/fhir/status.h"
 #include "espace/interactions/api.h"
@@ -130,6 +132,13 @@ struct RulesConfig {
   std::string break_glass_purpose = "ETREAT";
   std::set<std::string, std::less<>> shared_types, administrator_types, administrator_operations,
       patient_writable_types, patient_label_editable_types, professional_never_writes, hideable_types;
+  // Types only some professions may write (MedicationRequest: prescribers,
+  // MedicationDispense: pharmacists): type -> TRE_G15 codes ("system" for systems).
+  std::map<std::string, std::set<std::string>, std::less<>> restricted_writers;
+  // Who entered a write: type -> the Reference elements (dotted paths, any
+  // of them) that must name the caller on every create/update by a patient,
+  // a representative or a professional (provenance inside the resource).
+  std::map<std::string, std::vector<std::string>, std::less<>> entered_by;
 
   // From server/policy/data/{habilitations,purposes,roles}.json.
   static fhir::Status load(RulesConfig* out);
@@ -186,6 +195,10 @@ inline constexpr const char* kConsentPatientOnly = "CONSENT_PATIENT_ONLY";
 inline constexpr const char* kPatientChange = "PATIENT_CHANGE";
 inline constexpr const char* kPatientCreate = "PATIENT_CREATE";
 inline constexpr const char* kSharedWrite = "SHARED_WRITE";
+// Prescriptions and dispensations (roles.json restricted_writers, entered_by).
+inline constexpr const char* kWriterProfession = "WRITER_PROFESSION";
+inline constexpr const char* kEnteredBy = "ENTERED_BY";
+inline constexpr const char* kDispensePrescription = "DISPENSE_PRESCRIPTION";
 }  // namespace rule
 
 // The rules of one request for one caller. Facts are loaded from `store`
@@ -217,6 +230,8 @@ class DmpRules final : public ResourceRules {
   bool matches_caller(const ConsentActor& actor);
   bool resource_names_caller(const std::string& reference);
   bool is_gp(const PatientFacts& facts);
+  bool names_caller(const rapidjson::Value& resource, const std::vector<std::string>& paths);
+  fhir::Status check_dispense(const rapidjson::Value& dispense, const std::vector<std::string>& patients);
   bool scope_allows(std::string_view type, char permission, bool* patient_only = nullptr) const;
   std::string profession() const;
 
