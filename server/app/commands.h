@@ -8,6 +8,7 @@ int cmd_import(int argc, char** argv);
 int cmd_validate(int argc, char** argv);
 int cmd_token(int argc, char** argv);
 int cmd_audit(int argc, char** argv);
+int cmd_purge(int argc, char** argv);
 
 }  // namespace espace::app
 

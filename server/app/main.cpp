@@ -17,7 +17,8 @@ void usage(FILE* out) {
       "  validate   validate FHIR JSON/XML files: espace validate [--profile URL] FILE...\n"
       "  fhirpath   evaluate a FHIRPath expression: espace fhirpath [--input FILE] EXPRESSION\n"
       "  token      development signing keys and bearer tokens (espace token --help)\n"
-      "  audit      check the audit trail's hash chain: espace audit verify --db FILE\n",
+      "  audit      check the audit trail's hash chain: espace audit verify --db FILE\n"
+      "  purge      remove connected-app measurements past their retention: espace purge --db FILE\n",
       out);
 }
 
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   if (command == "fhirpath") return cmd_fhirpath(argc - 1, argv + 1);
   if (command == "token") return espace::app::cmd_token(argc - 1, argv + 1);
   if (command == "audit") return espace::app::cmd_audit(argc - 1, argv + 1);
+  if (command == "purge") return espace::app::cmd_purge(argc - 1, argv + 1);
   if (command == "--help" || command == "-h" || command == "help") {
     usage(stdout);
     return 0;
