@@ -329,6 +329,22 @@ FhirResponse immunization_recommendation_operation(const Services& services, con
     if (r.status == "completed" && r.day && reliability(r) != "declared") doses.push_back({r.id, *r.day, r.diseases});
   std::vector<vaccination::Line> lines = vaccination::evaluate(*schedule, patient, doses, today);
 
+  // ImmunizationRecommendation.recommendation is 1..*: the resource cannot
+  // say "nothing to recommend". When no rule of the schedule concerns the
+  // patient on that date the answer is an informational OperationOutcome
+  // (200), as operations answer outcomes that are not their return resource
+  // (R4 operations.html), rather than an invalid resource or an invented line.
+  if (lines.empty()) {
+    fhir::Issue issue;
+    issue.severity = fhir::Severity::Information;
+    issue.code = "informational";
+    issue.diagnostics = "no vaccination of the schedule (" + schedule->source.substr(0, schedule->source.find(" (")) +
+                        ") concerns this patient on " + vaccination::format_date(today);
+    FhirResponse r;
+    r.json = fhir::outcome_json({issue});
+    return r;
+  }
+
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
@@ -340,10 +356,8 @@ FhirResponse immunization_recommendation_operation(const Services& services, con
   std::string edition = schedule->source.substr(0, schedule->source.find(" ("));  // the title, without the notes
   key_string(w, "display", edition);
   w.EndObject();
-  // recommendation is 1..*: a patient no rule concerns gets a resource
-  // without lines (invalid against the base, but the honest answer).
-  if (!lines.empty()) w.Key("recommendation");
-  if (!lines.empty()) w.StartArray();
+  w.Key("recommendation");
+  w.StartArray();
   for (const vaccination::Line& line : lines) {
     const vaccination::Group& g = *line.group;
     w.StartObject();
@@ -410,7 +424,7 @@ FhirResponse immunization_recommendation_operation(const Services& services, con
     }
     w.EndObject();
   }
-  if (!lines.empty()) w.EndArray();
+  w.EndArray();
   w.EndObject();
   return json_response(buf);
 }

@@ -15,6 +15,9 @@
 //       .../vaccination-schedule-rule (valueCoding in the schedule's rule system).
 //       Only completed records count, and not those declared from memory
 //       (reliability 'declared'): without written proof a dose is not counted.
+//       When no rule concerns the patient on that date, an OperationOutcome
+//       (200, severity information) says so: recommendation is 1..* and an
+//       ImmunizationRecommendation cannot be empty.
 //   GET      Patient/[id]/$screening-reminders[?date=YYYY-MM-DD]
 //       Bundle (type collection) of CommunicationRequest reminders from
 //       server/interactions/data/screening-reminders.json.
