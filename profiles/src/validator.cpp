@@ -26,6 +26,7 @@
 #include "espace/fhirpath/fhirpath.h"
 #include "espace/profiles/validator.h"
 #include "espace/profiles/french_identifiers.h"
+#include "invariant_guards.h"
 #include "profile_rules.h"
 #include "xhtml_rules.h"
 
@@ -56,6 +57,20 @@ std::string str_member(const rapidjson::Value& obj, const char* name) {
 // just htmlChecks(), checked with the narrative's XHTML.
 enum class Native { None, Ele1, Ext1, NarrativeRules };
 
+// Two invariants evaluated on nearly every resource whose FHIRPath is costly
+// next to the question they usually settle: a cheap sufficient condition
+// decides the common case natively, the compiled expression the rest. Tied to
+// the exact R4 text, so that another expression under the same key is
+// evaluated as written.
+enum class Shortcut { None, Ref1, Dom3 };
+constexpr std::string_view kRef1 =
+    "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))";
+constexpr std::string_view kDom3 =
+    "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | "
+    "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = "
+    "'#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = "
+    "'#').exists()).not()).trace('unmatched', id).empty()";
+
 }  // namespace
 
 struct Invariant {
@@ -66,6 +81,8 @@ struct Invariant {
   std::shared_ptr<const fhirpath::Expression> compiled;
   std::string compile_error;  // non-empty: cannot run
   Native native = Native::None;
+  Shortcut shortcut = Shortcut::None;
+  InvariantGuard guard;  // when it holds without evaluation (absent elements)
 };
 
 struct ElementRules {
@@ -210,6 +227,9 @@ const TypeRules* Validator::build_rules(const TypeDef* type) const {
       opts.definitions = &defs_;
       fhir::Status st = fhirpath::compile(c.expression, opts, &inv->compiled);
       if (!st) inv->compile_error = st.message();
+      inv->guard = analyse_invariant(c.expression);
+      if (c.key == "ref-1" && c.expression == kRef1) inv->shortcut = Shortcut::Ref1;
+      if (c.key == "dom-3" && c.expression == kDom3) inv->shortcut = Shortcut::Dom3;
     }
     if (!inv->compile_error.empty())
       loaded_->not_compiled.push_back(c.key + " (" + root + "): " + inv->compile_error);
@@ -537,6 +557,7 @@ class Walker {
                  "invariant " + inv.key + " was not checked: " + inv.compile_error, "invariant-not-run");
           return;
         }
+        if (inv.guard.holds_without_evaluation(node) || shortcut_holds(node, inv.shortcut)) return;
         fhirpath::Environment env;
         env.resource = resource_;
         env.root_resource = container_;  // the container of a contained resource, else the resource
@@ -556,6 +577,46 @@ class Walker {
     if (!ok)
       report(inv.severity, "invariant", "constraint " + inv.key + " failed: " + inv.human,
              inv.native != Native::None ? inv.key : "inv-" + inv.key);
+  }
+
+  // The sufficient conditions of Shortcut (false: evaluate the expression).
+  bool shortcut_holds(const Node& node, Shortcut shortcut) const {
+    switch (shortcut) {
+      case Shortcut::None:
+        return false;
+      case Shortcut::Ref1: {
+        // Only "#id" references are constrained.
+        const Node* ref = node.child("reference");
+        return !ref || !ref->has_value || !ref->value.starts_with('#');
+      }
+      case Shortcut::Dom3: {
+        // Every contained resource with an id is named by some "#id"
+        // reference of the resource (the first branch of the where()).
+        std::vector<std::string_view> wanted;
+        bool all_have_ids = true;
+        node.for_each_child("contained", [&](const Node& c) {
+          std::string_view id = resource_id(c);
+          if (id.empty()) all_have_ids = false;
+          else wanted.push_back(id);
+        });
+        if (!all_have_ids || !resource_) return false;
+        remove_referenced(*resource_, &wanted, 0);
+        return wanted.empty();
+      }
+    }
+    return false;
+  }
+
+  // Drops from `ids` those a "reference": "#id" under `n` names.
+  static void remove_referenced(const Node& n, std::vector<std::string_view>* ids, int depth) {
+    if (ids->empty() || depth > 64) return;
+    for (const Node& c : n.children) {
+      if (c.has_value && c.value.size() > 1 && c.value[0] == '#' && c.def && c.def->name == "reference") {
+        std::string_view id = std::string_view(c.value).substr(1);
+        ids->erase(std::remove(ids->begin(), ids->end(), id), ids->end());
+      }
+      remove_referenced(c, ids, depth + 1);
+    }
   }
 
   // ----- extensions defined in the package: value type (context: later)
