@@ -27,7 +27,8 @@ Status refusal(const char* rule_name, const std::string& why) {
 const char* public_rule(const Caller& caller, const char* rule_name) {
   std::string_view r = rule_name;
   const bool patient_level = r == rule::kBlocked || r == rule::kBreakGlassOpposed || r == rule::kAccountOpposed ||
-                             r == rule::kAccountClosed || r == rule::kAccountDestroyed || r == rule::kNoGrant;
+                             r == rule::kAccountClosed || r == rule::kAccountDestroyed || r == rule::kNoGrant ||
+                             r == rule::kDeviceAppConsent;
   if (!patient_level) return rule_name;
   if (caller.role == Role::Professional || caller.role == Role::System) return rule::kNoGrant;
   if (caller.role == Role::LegalRepresentative && r == rule::kBlocked) return rule::kNoGrant;
@@ -291,6 +292,7 @@ Verdict DmpRules::patient_access(const std::string& patient_id) {
   // Professionals and systems.
   if (is_gp(f)) return decided(true, rule::kGp);
   if (granted) return decided(true, rule::kGrant);
+  if (Verdict app; device_app_access(patient_id, &app)) return decided(app.visible, app.rule);
   if (caller_.purpose_of_use == config_.break_glass_purpose)
     return decided(!f.break_glass_opposed, f.break_glass_opposed ? rule::kBreakGlassOpposed : rule::kBreakGlass);
   return decided(false, rule::kNoGrant);
@@ -379,6 +381,8 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
       if (f.exists && f.state == AccountState::Opposed) return {false, rule::kAccountOpposed};
     }
   }
+  if (decided == rule::kDeviceAppConsent)
+    if (Verdict v = device_app_content(type, doc); !v.visible) return v;
   if (type == "AuditEvent") {
     decided = rule::kAuditOwn;
     // An access event names what was read. The patient must not learn from it
@@ -537,6 +541,18 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
   switch (caller_.role) {
     case Role::Patient:
     case Role::LegalRepresentative:
+      if (type == "Communication") {
+        if (Status s = check_patient_message(exists_for_caller, after.deleted, parsed ? &after_doc : nullptr); !s)
+          return s;
+        break;
+      }
+      if (type == "Appointment") {
+        if (Status s = check_patient_appointment(exists_for_caller && parsed ? &before_doc : nullptr,
+                                                 !after.deleted && parsed ? &after_doc : nullptr);
+            !s)
+          return s;
+        break;
+      }
       if (config_.patient_writable_types.count(type)) {
         // Withdrawing a grant or a block is the one deletion a patient makes;
         // the rest of the record is not the patient's to erase.
@@ -592,6 +608,10 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
     }
     if (type == "MedicationDispense")
       if (Status s = check_dispense(after_doc, patients); !s) return s;
+    if (type == "Communication")
+      if (Status s = check_attachments(after_doc); !s) return s;
+    if (decided == rule::kDeviceAppConsent)
+      if (Status s = check_app_measurement(after_doc); !s) return s;
   }
   note(record, patients, decided);
   for (const std::string& p : patients)

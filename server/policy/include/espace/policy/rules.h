@@ -28,6 +28,7 @@
 #include "espace/fhir/definitions.h"
 #include "espace/fhir/status.h"
 #include "espace/interactions/api.h"
+#include "espace/interactions/devices.h"
 #include "espace/policy/auth.h"
 #include "espace/policy/caller.h"
 #include "espace/policy/guard.h"
@@ -199,6 +200,12 @@ inline constexpr const char* kSharedWrite = "SHARED_WRITE";
 inline constexpr const char* kWriterProfession = "WRITER_PROFESSION";
 inline constexpr const char* kEnteredBy = "ENTERED_BY";
 inline constexpr const char* kDispensePrescription = "DISPENSE_PRESCRIPTION";
+// Connected apps, messages, appointments (rules_devices.cpp).
+inline constexpr const char* kDeviceAppConsent = "DEVICE_APP_CONSENT";
+inline constexpr const char* kDeviceAppData = "DEVICE_APP_DATA";
+inline constexpr const char* kThreadReplyOnly = "THREAD_REPLY_ONLY";
+inline constexpr const char* kAttachmentNotVisible = "ATTACHMENT_NOT_VISIBLE";
+inline constexpr const char* kAppointmentCancelOnly = "APPOINTMENT_CANCEL_ONLY";
 }  // namespace rule
 
 // The rules of one request for one caller. Facts are loaded from `store`
@@ -232,6 +239,15 @@ class DmpRules final : public ResourceRules {
   bool is_gp(const PatientFacts& facts);
   bool names_caller(const rapidjson::Value& resource, const std::vector<std::string>& paths);
   fhir::Status check_dispense(const rapidjson::Value& dispense, const std::vector<std::string>& patients);
+  // rules_devices.cpp: connected apps (system callers named by a patient's
+  // device-app-connection Consent), secure messages, appointments.
+  const std::vector<interactions::devices::AppConsent>& app_consents(const std::string& patient_id);
+  bool device_app_access(const std::string& patient_id, Verdict* out);  // false: no Consent names the app
+  Verdict device_app_content(const std::string& type, const rapidjson::Value& doc);
+  fhir::Status check_app_measurement(const rapidjson::Value& observation);  // declares fr-device-observation
+  fhir::Status check_attachments(const rapidjson::Value& communication);
+  fhir::Status check_patient_message(bool exists, bool deleting, const rapidjson::Value* after);
+  fhir::Status check_patient_appointment(const rapidjson::Value* before, const rapidjson::Value* after);
   bool scope_allows(std::string_view type, char permission, bool* patient_only = nullptr) const;
   std::string profession() const;
 
@@ -244,6 +260,8 @@ class DmpRules final : public ResourceRules {
   std::map<std::string, PatientFacts> facts_;
   std::map<std::string, Verdict> access_;
   std::map<std::string, bool> reference_matches_;  // "CareTeam/t1" -> includes the caller
+  std::map<std::string, std::vector<interactions::devices::AppConsent>> app_consents_;
+  std::map<std::string, bool> app_devices_;  // "Device/d1" -> carries the calling app's client id
 };
 
 // Request-level rules (before anything is read): authentication, purpose of
