@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "device_purge.h"
 #include "espace/fhir/definitions.h"
 #include "espace/http/fhir_api.h"
 #include "espace/http/worker_pool.h"
@@ -74,6 +75,8 @@ const char* kServeHelp =
     "  --notify-retry-cap-ms MS   longest retry delay (default 300000)\n"
     "  --notify-poll-ms MS     how often the outbox is checked for due events (default 500)\n"
     "  --notify-timeout-ms MS  bound on one delivery: connect, send, answer (default 10000)\n"
+    "  --purge-interval SEC    remove connected-app measurements past their retention every SEC seconds,\n"
+    "                          first at start (default 3600; 0: never; `espace purge` runs it once)\n"
     "  --export-dir DIR        Bulk Data $export files (default: 'export' beside the database)\n"
     "  --export-expiry SEC     a finished export and its files are removed after this time (default 3600)\n"
     "  --export-max-jobs N     exports one caller may have running at once (default 2)\n"
@@ -110,7 +113,7 @@ int cmd_serve(int argc, char** argv) {
                 "max-header", "max-depth", "max-entries", "max-document-bytes", "request-timeout", "idle-timeout", "base-url",
                 "fhir-package", "tls-cert", "tls-key", "access-log", "audit", "jwks", "issuer", "audience", "clock-skew",
                 "notify", "smtp-relay", "smtp-from", "notify-max-attempts", "notify-retry-base-ms", "notify-retry-cap-ms",
-                "notify-poll-ms", "notify-timeout-ms", "export-dir", "export-expiry", "export-max-jobs"},
+                "notify-poll-ms", "notify-timeout-ms", "export-dir", "export-expiry", "export-max-jobs", "purge-interval"},
                {"relaxed-profiles", "no-fsync", "help"}, &err)) {
     std::fprintf(stderr, "espace serve: %s\n%s", err.c_str(), kServeHelp);
     return 2;
@@ -121,7 +124,9 @@ int cmd_serve(int argc, char** argv) {
   }
   int64_t port, io_threads, workers, max_queue, max_body, max_header, max_depth, max_entries, request_timeout,
       idle_timeout, max_document;
-  if (!o.get_int("max-document-bytes", 64LL << 20, 1024, 3LL << 30, &max_document, &err)) {
+  int64_t purge_interval;
+  if (!o.get_int("max-document-bytes", 64LL << 20, 1024, 3LL << 30, &max_document, &err) ||
+      !o.get_int("purge-interval", 3600, 0, 30LL * 86400, &purge_interval, &err)) {
     std::fprintf(stderr, "espace serve: %s\n", err.c_str());
     return 2;
   }
@@ -380,7 +385,14 @@ int cmd_serve(int argc, char** argv) {
     notifier = std::make_unique<interactions::NotificationWorker>(services, notify_opts);
     notifier->start();
   }
+  // Connected-app measurements past their retention (device_purge.h).
+  std::unique_ptr<DevicePurgeTimer> purger;
+  if (purge_interval > 0) {
+    purger = std::make_unique<DevicePurgeTimer>(*defs, *store, audit_trail.get(), purge_interval);
+    purger->start();
+  }
   server.run();
+  if (purger) purger->stop();
   if (notifier) notifier->stop();
   pool.shutdown();
   std::fprintf(stderr, "espace: stopped\n");

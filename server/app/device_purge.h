@@ -3,7 +3,10 @@
 // --purge-interval seconds, with one AuditEvent per run that removed data.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+#include <thread>
 
 #include "espace/fhir/definitions.h"
 #include "espace/fhir/status.h"
@@ -16,5 +19,28 @@ namespace espace::app {
 // `audit` may be null (audit trail off). `store` is the unguarded storage.
 fhir::Status run_device_purge(const fhir::Definitions& defs, storage::Storage& store, policy::AuditTrail* audit,
                               int64_t now_us, interactions::devices::PurgeReport* report);
+
+// Runs run_device_purge every `interval_seconds` (first run at start) on its
+// own thread until stop(). Failures are reported on stderr and retried at the
+// next run; nothing about patients is logged, only counts.
+class DevicePurgeTimer {
+ public:
+  DevicePurgeTimer(const fhir::Definitions& defs, storage::Storage& store, policy::AuditTrail* audit,
+                   int64_t interval_seconds);
+  ~DevicePurgeTimer();  // stop()
+  void start();
+  void stop();
+
+ private:
+  void loop();
+  const fhir::Definitions& defs_;
+  storage::Storage& store_;
+  policy::AuditTrail* audit_;
+  int64_t interval_seconds_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 }  // namespace espace::app
