@@ -167,6 +167,12 @@ class SnapshotBuilder {
       if (Status s = element(id, &pe); !s) return s;
       if (Status s = apply(e, pe); !s) return s;
     }
+    // profiling.html#discriminator: "exists" tells at most two slices apart,
+    // one where the element is required and one where it is forbidden.
+    for (const ProfileElement& pe : p_->elements)
+      for (const Discriminator& d : pe.discriminators)
+        if (d.type == "exists" && pe.slices.size() > 2)
+          return invalid("profile " + p_->url + ", element " + pe.id + ": an exists discriminator allows at most two slices");
     return Status::ok();
   }
 
@@ -202,6 +208,7 @@ class SnapshotBuilder {
       pe.fixed = pe.pattern = pe.min_value = pe.max_value = nullptr;
       pe.binding_from_profile = false;  // checked once, on the sliced element
       pe.target_types.clear();
+      pe.target_profiles.clear();
       pe.min = pe.base_min = 0;
       pe.base_max = sliced->max;
       sliced->slices.push_back(&pe);
@@ -264,6 +271,7 @@ class SnapshotBuilder {
             if (!u.IsString()) continue;
             std::string_view url = u.GetString();
             if (url.starts_with(kCoreSd)) pe->target_types.emplace_back(url.substr(kCoreSd.size()));
+            pe->target_profiles.emplace_back(url.substr(0, url.find('|')));
           }
       }
       if (!types.empty()) {
@@ -288,7 +296,13 @@ class SnapshotBuilder {
       if (!rules.empty()) pe->slicing_rules = rules;
       if (auto d = it->value.FindMember("discriminator"); d != it->value.MemberEnd() && d->value.IsArray())
         for (const auto& x : d->value.GetArray())
-          if (x.IsObject()) pe->discriminators.push_back({str_member(x, "type"), str_member(x, "path")});
+          if (x.IsObject()) {
+            Discriminator dis{str_member(x, "type"), str_member(x, "path")};
+            if (dis.type != "value" && dis.type != "pattern" && dis.type != "type" && dis.type != "exists" &&
+                dis.type != "profile")
+              return invalid(where + ": unknown discriminator type '" + dis.type + "'");
+            pe->discriminators.push_back(std::move(dis));
+          }
     }
     if (auto it = e.FindMember("constraint"); it != e.MemberEnd() && it->value.IsArray()) {
       for (const auto& c : it->value.GetArray()) {
@@ -548,8 +562,9 @@ class ProfileChecker {
   ProfileChecker(const Validator& v, const Profile& profile, const Node& resource, const Node* bundle,
                  const std::unordered_map<std::string, std::unique_ptr<Profile>, fhir::StringHash, std::equal_to<>>&
                      profiles,
-                 std::vector<Issue>* out)
-      : v_(v), profile_(profile), resource_(resource), bundle_(bundle), profiles_(profiles), out_(out) {}
+                 std::vector<Issue>* out, int nesting = 0)
+      : v_(v), profile_(profile), resource_(resource), bundle_(bundle), profiles_(profiles), out_(out),
+        nesting_(nesting) {}
 
   void run(const std::string& location) { check_item(*profile_.root, resource_, location, 0); }
 
@@ -706,11 +721,110 @@ class ProfileChecker {
         if (!any) return false;
       } else if (d.type == "type") {
         if (slice.types.empty() || !item.type || item.type->name != slice.types[0]) return false;
+      } else if (d.type == "exists") {
+        // The slice requires (min >= 1) or forbids (max 0) the element.
+        std::vector<std::string> segs = path_segments(d.path);
+        const ProfileElement* pe = element_at(slice, segs);
+        if (!pe || (pe->max != 0 && pe->min == 0)) return false;
+        std::vector<const Node*> found;
+        nodes_at(item, segs, 0, &found);
+        if (found.empty() != (pe->max == 0)) return false;
+      } else if (d.type == "profile") {
+        if (!conforms_to_slice_profile(slice, d.path, item)) return false;
       } else {
-        return false;  // exists / profile discriminators: not used by our profiles
+        return false;
       }
     }
     return true;
+  }
+
+  static std::vector<std::string> path_segments(std::string_view path) {
+    std::vector<std::string> segs;
+    if (path.empty() || path == "$this") return segs;
+    if (path.starts_with("$this.")) path.remove_prefix(6);
+    size_t start = 0;
+    while (start <= path.size()) {
+      size_t dot = path.find('.', start);
+      if (dot == std::string_view::npos) dot = path.size();
+      segs.emplace_back(path.substr(start, dot - start));
+      start = dot + 1;
+    }
+    return segs;
+  }
+
+  // The element of the slice at a path of child names (nullptr when the slice does not constrain it).
+  static const ProfileElement* element_at(const ProfileElement& slice, const std::vector<std::string>& segs) {
+    const ProfileElement* pe = &slice;
+    for (const std::string& s : segs) {
+      const ProfileElement* next = nullptr;
+      for (const ProfileElement* c : pe->children)
+        if (c->name == s) next = c;
+      if (!next) return nullptr;
+      pe = next;
+    }
+    return pe;
+  }
+
+  // The resource a reference names: "#id" in the resource, else an entry of the Bundle (fullUrl or Type/id).
+  const Node* resolve(std::string_view ref) const {
+    const Node* found = nullptr;
+    if (ref.size() > 1 && ref.front() == '#') {
+      resource_.for_each_child("contained", [&](const Node& c) {
+        if (!found && fhir::resource_id(c) == ref.substr(1)) found = &c;
+      });
+      return found;
+    }
+    if (!bundle_ || ref.empty()) return nullptr;
+    bundle_->for_each_child("entry", [&](const Node& e) {
+      const Node* r = e.child("resource");
+      if (found || !r) return;
+      std::string_view type = fhir::resource_type(*r), id = fhir::resource_id(*r);
+      if (e.child_value("fullUrl") == ref ||
+          (!id.empty() && ref.size() == type.size() + 1 + id.size() && ref.starts_with(type) &&
+           ref[type.size()] == '/' && ref.ends_with(id)))
+        found = r;
+    });
+    return found;
+  }
+
+  // Profile discriminator: the element at `path` in the item (or the resource
+  // it references, with resolve()) meets one of the profiles the slice gives
+  // that element (type.profile, or type.targetProfile with resolve()). Meeting
+  // means no error from the profile's own rules; the base rules are the walk's.
+  bool conforms_to_slice_profile(const ProfileElement& slice, std::string_view path, const Node& item) const {
+    bool through_reference = false;
+    if (path.ends_with("resolve()")) {
+      through_reference = true;
+      path.remove_suffix(9);
+      if (path.ends_with('.')) path.remove_suffix(1);
+    }
+    std::vector<std::string> segs = path_segments(path);
+    const ProfileElement* pe = element_at(slice, segs);
+    if (!pe || nesting_ >= kMaxNesting) return false;
+    const std::vector<std::string>& urls = through_reference ? pe->target_profiles : pe->type_profiles;
+    std::vector<const Node*> found;
+    nodes_at(item, segs, 0, &found);
+    for (const Node* n : found) {
+      const Node* target = n;
+      if (through_reference) {
+        target = resolve(n->child_value("reference"));
+        if (!target) continue;
+      }
+      for (const std::string& url : urls) {
+        auto it = profiles_.find(url);
+        if (it == profiles_.end()) continue;
+        const Profile& p = *it->second;
+        bool is_resource = target->is_resource();
+        std::string_view type = is_resource ? fhir::resource_type(*target)
+                                            : (target->type ? std::string_view(target->type->name) : std::string_view());
+        if (p.type != type) continue;
+        std::vector<Issue> scratch;
+        ProfileChecker nested(v_, p, is_resource ? *target : resource_, bundle_, profiles_, &scratch, nesting_ + 1);
+        nested.check_item(*p.root, *target, std::string(type), 0);
+        if (!has_errors(scratch)) return true;
+      }
+    }
+    return false;
   }
 
   void check_item(const ProfileElement& pe, const Node& node, const std::string& loc, int depth) {
@@ -734,7 +848,7 @@ class ProfileChecker {
     if (node.type && node.type->name == "Extension")
       for (const std::string& url : pe.type_profiles)
         if (auto it = profiles_.find(url); it != profiles_.end() && it->second.get() != &profile_) {
-          ProfileChecker nested(v_, *it->second, resource_, bundle_, profiles_, out_);
+          ProfileChecker nested(v_, *it->second, resource_, bundle_, profiles_, out_, nesting_);
           nested.check_item(*it->second->root, node, loc, depth + 1);
         }
     for (const ProfileElement* child : pe.children) {
@@ -890,6 +1004,9 @@ class ProfileChecker {
   const Node* bundle_;
   const std::unordered_map<std::string, std::unique_ptr<Profile>, fhir::StringHash, std::equal_to<>>& profiles_;
   std::vector<Issue>* out_;
+  // Profile discriminators check items against other profiles, whose slices may do the same.
+  static constexpr int kMaxNesting = 4;
+  int nesting_ = 0;
 };
 
 }  // namespace

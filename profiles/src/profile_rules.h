@@ -27,8 +27,9 @@ struct ProfileConstraint {
 };
 
 struct Discriminator {
-  std::string type;  // value | pattern | type | exists (profile: not supported)
-  std::string path;  // relative to the sliced element; "$this" for the element itself
+  std::string type;  // value | pattern | type | exists | profile
+  std::string path;  // relative to the sliced element; "$this" for the element itself;
+                     // profile: may end in resolve() (the profile then applies to the target)
 };
 
 struct ProfileElement {
@@ -41,6 +42,7 @@ struct ProfileElement {
   bool types_restricted = false;        // narrower than the base
   std::vector<std::string> type_profiles;  // Extension definitions (extension slices)
   std::vector<std::string> target_types;   // Reference targets, restricted by the profile
+  std::vector<std::string> target_profiles;  // every targetProfile URL (profile discriminators)
   const rapidjson::Value* fixed = nullptr;
   const rapidjson::Value* pattern = nullptr;
   const rapidjson::Value* min_value = nullptr;
