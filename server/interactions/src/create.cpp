@@ -1,5 +1,6 @@
 // create and conditional create — hl7.org/fhir/R4/http.html#create, #ccreate.
 #include "common.h"
+#include "documents/mhd_provide.h"
 #include "espace/interactions/validate.h"
 
 namespace espace::interactions {
@@ -26,14 +27,15 @@ FhirResponse do_create(const Services& services, const FhirRequest& req) {
   WriteOp op;
   op.kind = WriteOp::Kind::Create;
   op.type = req.type;
-  op.id = new_id();
+  op.id = req.type == "DocumentReference" ? mhd::document_reference_id(resource) : new_id();
   op.method = "POST";
   s = PreparedBody::prepare(resource, op.id, &op.body);
   if (!s) return error_response(std::move(s));
   op.index = index_entries(*services.defs, resource);
 
   WriteOutcome outcome;
-  s = services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });
+  s = services.store->write([&](storage::WriteTxn& txn) { return mhd::apply_checked_write(txn, resource, op, &outcome); });
+  if (!s && req.type == "DocumentReference") return mhd::document_create_failed(services, req, resource, op, std::move(s));
   if (!s) return error_response(std::move(s));
   return write_response(req, op, outcome);
 }

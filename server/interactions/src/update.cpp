@@ -1,5 +1,6 @@
 // update, update-as-create and conditional update — hl7.org/fhir/R4/http.html#update, #cond-update.
 #include "common.h"
+#include "documents/mhd_provide.h"
 #include "espace/interactions/validate.h"
 
 namespace espace::interactions {
@@ -20,7 +21,7 @@ FhirResponse update_with_id(const Services& services, const FhirRequest& req, co
   if (!s) return error_response(std::move(s));
   op.index = index_entries(*services.defs, resource);
   WriteOutcome outcome;
-  s = services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });
+  s = services.store->write([&](storage::WriteTxn& txn) { return mhd::apply_checked_write(txn, resource, op, &outcome); });
   if (!s) return error_response(std::move(s));
   return write_response(req, op, outcome);
 }

@@ -72,6 +72,23 @@ std::optional<FhirResponse> explain_failed_write(const Services& services, const
                                                  const Submission& submission, const Status& failure,
                                                  size_t failed_entry);
 
+// ---- plain create and update of a DocumentReference (document_writes.cpp) ----
+
+// The id POST stores a DocumentReference under: the one its masterIdentifier
+// determines (derived_id), or a fresh id when it has none.
+std::string document_reference_id(const fhir::Node& resource);
+// apply_write for a create or update whose body is `resource`, with the
+// DocumentReference rules checked inside the same write transaction: a PUT on
+// a stored document changes only the lifecycle's metadata; a PUT does not
+// create a document under another id than its uniqueId's (409 when that
+// uniqueId is stored, 422 otherwise). Other types: apply_write.
+Status apply_checked_write(storage::WriteTxn& txn, const fhir::Node& resource, const WriteOp& op, WriteOutcome* out);
+// The answer to a failed POST of a DocumentReference: the stored resource when
+// the identical document is posted again, 409 naming the stored document when
+// its uniqueId is taken, the failure itself otherwise.
+FhirResponse document_create_failed(const Services& services, const FhirRequest& request, const fhir::Node& resource,
+                                    const WriteOp& op, Status failure);
+
 // ---- lifecycle (mhd_lifecycle.cpp) ----
 
 // A JSON Patch on a DocumentReference may change only the metadata the DMP
