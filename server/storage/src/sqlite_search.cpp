@@ -166,7 +166,10 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
       // once, from the (type, param, value, system) index when it applies.
       // Matched by (type, id), the primary key of resource_current, so that
       // SQLite may equally drive the search from the index rows.
-      sql = "(" + a + ".type, " + a + ".id) IN (";
+      // Several tests: their UNION wrapped in a plain subquery, which SQLite
+      // can drive the search from (a bare compound makes it scan every
+      // resource and test membership).
+      sql = "(" + a + ".type, " + a + ".id) IN (" + std::string(cond.any_of.size() > 1 ? "SELECT * FROM (" : "");
       bool first = true;
       for (const IndexTest& t : cond.any_of) {
         std::string s = b.alias("s");
@@ -177,7 +180,7 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
         sql += "SELECT " + s + ".type, " + s + ".id FROM search_index " + s + " WHERE " +
                (q.type.empty() ? std::string() : s + ".type = " + b.placeholder(q.type) + " AND ") + test;
       }
-      sql += ")";
+      sql += cond.any_of.size() > 1 ? "))" : ")";
       break;
     }
     case Condition::Kind::Id: {
@@ -369,16 +372,74 @@ class Snapshot {
   bool ok_ = false;
 };
 
-// How selective each top-level condition is: an index condition matching at
-// least walk_threshold rows is "unselective" and is better probed per
-// candidate (correlated EXISTS) than collected as a key set. When the page is
-// in creation order and every condition is unselective, the plan walks
-// resources in key order and stops at the page size (*walk).
+// How many index rows a condition is worth counting before probing it per
+// candidate instead: a probe reads the few rows of one resource, so a key
+// set pays off only when it is not much bigger than the driving one.
+constexpr int64_t kProbeCost = 16;
+// A driver this small makes every other condition cheap to probe per
+// candidate, whatever its own size: no need to count the others.
+constexpr int64_t kSmallDriver = 64;
+
+// How cheaply a condition's matching rows are counted from an index:
+// 0 equality on the value, 1 a bounded range of the index (a closed range of
+// low, a prefix of the value), 2 anything else (open ranges, substrings),
+// which may scan many non-matching rows before meeting a match.
+int judge_rank(const Condition& cond) {
+  int rank = 0;
+  for (const IndexTest& t : cond.any_of) {
+    int r = 2;
+    if (t.value_op == TextOp::Equal) {
+      r = 0;
+    } else if (t.value_op == TextOp::StartsWith) {
+      r = 1;
+    } else if (t.value_op == TextOp::Any) {
+      bool above = false, below = false;
+      for (const Bound& b : t.bounds) {
+        if (b.column != Bound::Column::Low) continue;
+        above |= b.op == Bound::Op::Ge || b.op == Bound::Op::Gt || b.op == Bound::Op::Eq;
+        below |= b.op == Bound::Op::Le || b.op == Bound::Op::Lt || b.op == Bound::Op::Eq;
+      }
+      if (above && below) r = 1;
+    }
+    rank = std::max(rank, r);
+  }
+  return rank;
+}
+
+// Counts the index rows of the query's type matching condition `cond`, up to `limit`.
+Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, int64_t limit, int64_t* out) {
+  SqlBuilder b;
+  int budget = kMaxSearchConditions;
+  std::string rows;
+  for (const IndexTest& t : cond.any_of) {
+    std::string test;
+    if (Status s = index_test_sql(b, t, "s", 0, &budget, &test); !s) return s;
+    rows += rows.empty() ? "(" + test + ")" : " OR (" + test + ")";
+  }
+  OwnedStmt st;
+  std::string sql = "SELECT count(*) FROM (SELECT 1 FROM search_index s WHERE s.type = " + b.placeholder(q.type) +
+                    " AND (" + rows + ") LIMIT " + b.placeholder(std::max<int64_t>(limit, 1)) + ")";
+  if (Status s = st.prepare(c, sql, b.params()); !s) return s;
+  if (st.step() != SQLITE_ROW) return error(c.db(), "judging a search condition");
+  *out = st.int64(0);
+  return Status::ok();
+}
+
+// Chooses how each top-level condition is evaluated: one small condition
+// drives the search as a key set, and conditions much bigger than it are
+// probed per candidate (correlated EXISTS: *unselective). First the cheaply
+// counted conditions are counted up to kSmallDriver; when one is below, it
+// drives and nothing else is counted. Otherwise every plain condition is
+// counted, each count stopping at walk_threshold and at kProbeCost times the
+// smallest so far. When the page is in creation order and every condition
+// matches at least walk_threshold rows, the plan walks resources in key order
+// and stops at the page size (*walk).
 Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* unselective, bool* walk) {
   *walk = false;
   unselective->assign(q.all_of.size(), false);
   if (q.type.empty() || q.walk_threshold <= 0) return Status::ok();
   bool all = true;
+  std::vector<size_t> order;  // plain index conditions
   for (size_t i = 0; i < q.all_of.size(); ++i) {
     const Condition& cond = q.all_of[i];
     if (cond.kind == Condition::Kind::Missing) continue;  // probed per resource anyway
@@ -386,31 +447,59 @@ Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* 
       all = false;
       continue;
     }
-    SqlBuilder b;
-    int budget = kMaxSearchConditions;
-    std::string rows;
     bool chained = false;
-    for (const IndexTest& t : cond.any_of) {
-      chained |= t.target != nullptr;
-      std::string test;
-      if (Status s = index_test_sql(b, t, "s", 0, &budget, &test); !s) return s;
-      rows += rows.empty() ? "(" + test + ")" : " OR (" + test + ")";
-    }
-    if (chained) {  // chains: judged selective
+    for (const IndexTest& t : cond.any_of) chained |= t.target != nullptr;
+    if (chained) {  // chains: judged selective, kept as key sets
       all = false;
       continue;
     }
-    OwnedStmt st;
-    std::string sql = "SELECT count(*) FROM (SELECT 1 FROM search_index s WHERE s.type = " + b.placeholder(q.type) +
-                      " AND (" + rows + ") LIMIT " + b.placeholder(q.walk_threshold) + ")";
-    if (Status s = st.prepare(c, sql, b.params()); !s) return s;
-    if (st.step() != SQLITE_ROW) return error(c.db(), "judging a search condition");
-    if (st.int64(0) >= q.walk_threshold)
-      (*unselective)[i] = true;
-    else
-      all = false;
+    order.push_back(i);
   }
-  *walk = all && q.sort.empty() && q.count > 0;
+  std::vector<int> ranks(q.all_of.size(), 2);
+  for (size_t i : order) ranks[i] = judge_rank(q.all_of[i]);
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return ranks[x] < ranks[y]; });
+
+  // Round one: a small driver among the cheaply counted conditions.
+  if (order.size() > 1 && q.walk_threshold > kSmallDriver) {
+    size_t driver = order.size();
+    int64_t smallest = kSmallDriver;
+    for (size_t k = 0; k < order.size() && ranks[order[k]] < 2; ++k) {
+      int64_t n = 0;
+      if (Status s = count_rows(c, q, q.all_of[order[k]], smallest, &n); !s) return s;
+      if (n < smallest) {
+        smallest = n;
+        driver = k;
+      }
+    }
+    if (driver < order.size()) {
+      for (size_t k = 0; k < order.size(); ++k) (*unselective)[order[k]] = k != driver;
+      return Status::ok();
+    }
+  }
+
+  std::vector<int64_t> counts(q.all_of.size(), 0), limits(q.all_of.size(), 0);
+  int64_t best = q.walk_threshold;
+  for (size_t i : order) {
+    int64_t limit = best >= q.walk_threshold ? q.walk_threshold : std::min(q.walk_threshold, best * kProbeCost);
+    if (Status s = count_rows(c, q, q.all_of[i], limit, &counts[i]); !s) return s;
+    limits[i] = limit;
+    best = std::min(best, counts[i]);
+  }
+  if (best >= q.walk_threshold) {
+    for (size_t i : order) (*unselective)[i] = true;
+    *walk = all && !order.empty() && q.sort.empty() && q.count > 0;
+    return Status::ok();
+  }
+  // One driver (the first with the smallest count) stays a key set; others
+  // stay key sets too unless probing them per driving row is cheaper.
+  bool driver_chosen = false;
+  for (size_t i : order) {
+    if (!driver_chosen && counts[i] == best) {
+      driver_chosen = true;
+      continue;
+    }
+    (*unselective)[i] = counts[i] >= limits[i] || counts[i] > best * kProbeCost;
+  }
   return Status::ok();
 }
 
