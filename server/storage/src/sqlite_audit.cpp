@@ -125,34 +125,53 @@ Status check_audit_records(const std::vector<AuditRecord>& records) {
   return Status::ok();
 }
 
-Status insert_audit_records(Connection& c, std::vector<AuditRecord>* records) {
+Status load_audit_chain_head(Connection& c, AuditChainHead* head) {
   sqlite3_stmt* raw = nullptr;
-  int64_t seq = 0;
-  std::string prev(kAuditHashSize, '\0');
-  {
-    if (Status s = c.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", &raw); !s) return s;
-    Stmt st(raw);
-    int rc = st.step();
-    if (rc == SQLITE_ROW) {
-      seq = st.int64(0);
-      prev = st.text(1);
-    } else if (rc != SQLITE_DONE) {
-      return error(c.db(), "reading the newest audit record");
-    }
+  if (Status s = c.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", &raw); !s) return s;
+  Stmt st(raw);
+  int rc = st.step();
+  if (rc == SQLITE_ROW) {
+    head->seq = st.int64(0);
+    head->hash = st.text(1);
+  } else if (rc == SQLITE_DONE) {
+    head->seq = 0;
+    head->hash.assign(kAuditHashSize, '\0');
+  } else {
+    return error(c.db(), "reading the newest audit record");
   }
+  head->loaded = true;
+  return Status::ok();
+}
+
+Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<AuditRecord>* records,
+                            bool* batch_broken) {
+  *batch_broken = false;
+  if (!head->loaded)
+    if (Status s = load_audit_chain_head(c, head); !s) {
+      *batch_broken = true;
+      return s;
+    }
+  sqlite3_stmt* log_raw = nullptr;
+  sqlite3_stmt* patient_raw = nullptr;
+  Status prepared = c.prepare(
+      "INSERT INTO audit_log(seq, id, recorded, patients, body, prev_hash, hash) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      &log_raw);
+  if (prepared) prepared = c.prepare("INSERT OR IGNORE INTO audit_patient(patient, seq) VALUES(?1, ?2)", &patient_raw);
+  if (!prepared) {
+    *batch_broken = true;
+    return prepared;
+  }
+  // The chain advances in a copy: the head moves only once every record is in.
+  int64_t seq = head->seq;
+  std::string prev = head->hash;
   for (AuditRecord& r : *records) {
     r.seq = ++seq;
     r.prev_hash = prev;
     r.hash = audit_chain_hash(prev, r);
     prev = r.hash;
     {
-      if (Status s = c.prepare(
-              "INSERT INTO audit_log(seq, id, recorded, patients, body, prev_hash, hash) "
-              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-              &raw);
-          !s)
-        return s;
-      Stmt st(raw);
+      Stmt st(log_raw);
       std::string patients = join_patients(r.patients);
       st.bind(1, r.seq);
       st.bind(2, r.id);
@@ -162,18 +181,34 @@ Status insert_audit_records(Connection& c, std::vector<AuditRecord>* records) {
       st.bind_blob(6, r.prev_hash);
       st.bind_blob(7, r.hash);
       int rc = st.step();
-      if ((rc & 0xff) == SQLITE_CONSTRAINT)  // extended codes may be on
+      // A failed INSERT undoes itself (statement rollback); the batch only
+      // breaks when a record of this call was already written.
+      if ((rc & 0xff) == SQLITE_CONSTRAINT) {  // extended codes may be on
+        *batch_broken = &r != &records->front();
         return Status::error(ErrorCategory::Conflict, "duplicate", "storage: audit record " + r.id + " already exists");
-      if (rc != SQLITE_DONE) return error(c.db(), "appending an audit record");
+      }
+      if (rc != SQLITE_DONE) {
+        *batch_broken = true;
+        return error(c.db(), "appending an audit record");
+      }
     }
-    if (Status s = c.prepare("INSERT OR IGNORE INTO audit_patient(patient, seq) VALUES(?1, ?2)", &raw); !s) return s;
     for (const std::string& p : r.patients) {
-      Stmt st(raw);
+      Stmt st(patient_raw);
       st.bind(1, p);
       st.bind(2, r.seq);
-      if (Status s = step_done(c, st, "indexing an audit record"); !s) return s;
+      if (Status s = step_done(c, st, "indexing an audit record"); !s) {
+        *batch_broken = true;
+        return s;
+      }
     }
   }
+  head->seq = seq;
+  head->hash = std::move(prev);
+  return Status::ok();
+}
+
+Status store_audit_head(Connection& c, int64_t seq) {
+  sqlite3_stmt* raw = nullptr;
   if (Status s = c.prepare("UPDATE storage_meta SET value = ?1 WHERE key = 'audit_head_seq'", &raw); !s) return s;
   Stmt st(raw);
   st.bind(1, seq);

@@ -16,9 +16,25 @@ extern const char* const kAuditSchema;
 
 // Checks records before they reach the writer thread (ids, patients, sizes).
 Status check_audit_records(const std::vector<AuditRecord>& records);
+// The newest record of the chain as the writer thread sees it, kept in
+// memory between batches so appending needs no lookup; reset (loaded=false)
+// whenever a transaction that may have moved it rolls back.
+struct AuditChainHead {
+  bool loaded = false;
+  int64_t seq = 0;
+  std::string hash;  // raw digest of record seq (zeros before the first)
+};
+Status load_audit_chain_head(Connection& c, AuditChainHead* head);
 // Inside a write transaction (the writer thread): chains and inserts the
-// records after the newest stored one and moves the head.
-Status insert_audit_records(Connection& c, std::vector<AuditRecord>* records);
+// records after `head` and advances it. No savepoint: a duplicate id in the
+// first record is undone by SQLite's statement rollback; any other failure,
+// or one after a record of the call was written, sets *batch_broken — the
+// whole transaction must then roll back.
+Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<AuditRecord>* records,
+                            bool* batch_broken);
+// Records the committed head (storage_meta 'audit_head_seq'); once per
+// transaction that appended records.
+Status store_audit_head(Connection& c, int64_t seq);
 // Reads on a reader connection.
 Status read_audit_record(Connection& c, const std::string& id, AuditRecord* out);
 Status search_audit_records(Connection& c, const AuditQuery& q, AuditPage* out);

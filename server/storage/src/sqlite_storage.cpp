@@ -3,7 +3,13 @@
 // Why one writer thread: SQLite allows one writer at a time anyway, and the
 // expensive part of a durable write is the fsync at COMMIT. Running every
 // queued write body in one transaction (each in its own savepoint) pays that
-// fsync once per batch instead of once per write.
+// fsync once per batch instead of once per write. Audit records, one per
+// request, take a shorter path in the same transactions: no savepoint, the
+// chain head kept in memory, the committed head stored once per batch.
+//
+// Readers do not memory-map the file: SQLite drops a reader's mapping at the
+// start of every read transaction after a commit, and with an audit record
+// committed for every request that munmap/fault cycle cost more than the read.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -11,7 +17,6 @@
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <semaphore>
 #include <thread>
 
 #include <fcntl.h>
@@ -47,6 +52,7 @@ constexpr int kWriterCheckpointFrames = 10000;
 // smaller, and small batches cost more CPU per write (each commit rewrites
 // the same hot pages).
 constexpr int kSyncThreads = 2;
+constexpr int kFileChunkBytes = 16 << 20;
 constexpr int64_t kMaxUnflushedBatches = 2;
 
 // Every resource gets a numeric key (res_key) when first created, in
@@ -160,7 +166,7 @@ class ReaderPool {
       if (Status s = c->open(path, SQLITE_OPEN_READONLY); !s) return s;
       sqlite3_busy_timeout(c->db(), kBusyTimeoutMs);
       // Readers cache less than the writer; mmap lets them share the OS page cache.
-      if (Status s = c->exec("PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456; PRAGMA query_only=1;"); !s)
+      if (Status s = c->exec("PRAGMA cache_size=-16384; PRAGMA mmap_size=0; PRAGMA query_only=1;"); !s)
         return s;
       free_.push_back(c.get());
       all_.push_back(std::move(c));
@@ -468,6 +474,13 @@ class SqliteStorageImpl final : public SqliteStorage {
     if (Status s = checkpointer_.exec(opts_.synchronous_full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;");
         !s)
       return s;
+    // The database file grows by checkpoints; growing it in large steps means
+    // readers re-map their memory-mapped view rarely instead of after most
+    // checkpoints (a munmap per reader each time).
+    for (Connection* c : {&writer_, &checkpointer_}) {
+      int chunk = kFileChunkBytes;
+      sqlite3_file_control(c->db(), "main", SQLITE_FCNTL_CHUNK_SIZE, &chunk);
+    }
     sqlite3_wal_hook(writer_.db(), &SqliteStorageImpl::on_wal_commit, this);  // replaces auto-checkpoint
     checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
     if (own_fsync_)
@@ -626,9 +639,9 @@ class SqliteStorageImpl final : public SqliteStorage {
     // The long hashing is done here, on the caller's thread, not on the writer's.
     for (AuditRecord& r : *records)
       if (r.content_hash.size() != kAuditHashSize) r.content_hash = audit_content_hash(r);
-    Status s = write([&](WriteTxn& txn) {
-      return sqlite::insert_audit_records(static_cast<SqliteWriteTxn&>(txn).connection(), records);
-    });
+    Pending p;
+    p.audit = records;
+    Status s = enqueue_and_wait(p);
     // Nothing was kept: seq and hashes given on the writer thread mean nothing.
     if (!s)
       for (AuditRecord& r : *records) {
@@ -681,20 +694,9 @@ class SqliteStorageImpl final : public SqliteStorage {
   // ---- writes ----
 
   Status write(const std::function<Status(WriteTxn&)>& body) override {
-    if (std::this_thread::get_id() == writer_thread_id_)
-      return internal("write() called from inside a write body would wait for itself");
-    if (sync_failed_.load())
-      return internal("an earlier fsync of the write-ahead log failed; writes are refused until restart");
-    Pending p{&body};
-    {
-      std::lock_guard lock(queue_mutex_);
-      if (stopping_)
-        return Status::error(ErrorCategory::Unavailable, "transient", "storage: shutting down");
-      queue_.push_back(&p);
-    }
-    queue_cv_.notify_one();
-    p.done.acquire();
-    return std::move(p.result);
+    Pending p;
+    p.body = &body;
+    return enqueue_and_wait(p);
   }
 
   WriteStats write_stats() const override {
@@ -716,11 +718,49 @@ class SqliteStorageImpl final : public SqliteStorage {
   }
 
  private:
+  // One queued write: a body, or audit records (appended without a savepoint).
+  // The caller sleeps on `wake` without spinning: a semaphore's spin-then-
+  // yield wait costs more than the write itself when dozens of requests wait.
   struct Pending {
-    const std::function<Status(WriteTxn&)>* body;
+    const std::function<Status(WriteTxn&)>* body = nullptr;
+    std::vector<AuditRecord>* audit = nullptr;
     Status result;
-    std::binary_semaphore done{0};
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool done = false;
+
+    void wait() {
+      std::unique_lock lock(mutex);
+      wake.wait(lock, [&] { return done; });
+    }
+    // Notifying under the lock: the waiter cannot return (and destroy this)
+    // before the notification is finished.
+    void finish(Status s) {
+      std::lock_guard lock(mutex);
+      result = std::move(s);
+      done = true;
+      wake.notify_one();
+    }
   };
+
+  Status enqueue_and_wait(Pending& p) {
+    if (std::this_thread::get_id() == writer_thread_id_)
+      return internal("write() called from inside a write body would wait for itself");
+    if (sync_failed_.load())
+      return internal("an earlier fsync of the write-ahead log failed; writes are refused until restart");
+    bool wake_writer;
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (stopping_)
+        return Status::error(ErrorCategory::Unavailable, "transient", "storage: shutting down");
+      queue_.push_back(&p);
+      // The writer only sleeps on an empty queue; it drains the rest itself.
+      wake_writer = writer_idle_;
+    }
+    if (wake_writer) queue_cv_.notify_one();
+    p.wait();
+    return std::move(p.result);
+  }
 
   static Status not_found(const std::string& type, const std::string& id) {
     return Status::error(ErrorCategory::NotFound, "not-found", "storage: " + type + "/" + id + " does not exist");
@@ -814,7 +854,9 @@ class SqliteStorageImpl final : public SqliteStorage {
       }
       {
         std::unique_lock lock(queue_mutex_);
+        writer_idle_ = true;
         queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        writer_idle_ = false;
         if (queue_.empty()) return;  // stopping, and everything queued has been written
         while (!queue_.empty() && batch.size() < static_cast<size_t>(opts_.max_batch)) {
           batch.push_back(queue_.front());
@@ -844,7 +886,14 @@ class SqliteStorageImpl final : public SqliteStorage {
     }
     SqliteWriteTxn txn(writer_, now, next_res_key_, opts_.outbox_rule);
     int64_t failed = 0;
+    const int64_t audit_seq_before = audit_head_.loaded ? audit_head_.seq : -1;
     for (size_t i = 0; i < batch.size() && batch_status; ++i) {
+      if (batch[i]->audit) {
+        Status s = run_audit(*batch[i]->audit, &batch_status);
+        if (!s) ++failed;
+        results[i] = std::move(s);
+        continue;
+      }
       if (Status s = run(writer_, "SAVEPOINT body"); !s) {
         batch_status = s;
         break;
@@ -873,12 +922,16 @@ class SqliteStorageImpl final : public SqliteStorage {
       }
       results[i] = std::move(s);
     }
+    // The committed head moves once per transaction, not once per record.
+    if (batch_status && audit_head_.loaded && audit_head_.seq != audit_seq_before)
+      batch_status = sqlite::store_audit_head(writer_, audit_head_.seq);
     if (batch_status) {
       batch_status = run(writer_, "COMMIT");
       if (batch_status) last_commit_us_ = now;
     }
     if (!batch_status) {
       if (!sqlite3_get_autocommit(writer_.db())) run(writer_, "ROLLBACK");
+      audit_head_.loaded = false;  // it may have moved in the rolled-back transaction
       failed_commits_.fetch_add(1);
       Status everyone = internal("the commit failed, nothing was written: " + batch_status.message());
       for (Status& r : results)
@@ -902,12 +955,36 @@ class SqliteStorageImpl final : public SqliteStorage {
     acknowledge(batch, results);
   }
 
-  // After release() the caller may return and destroy its Pending.
-  static void acknowledge(const std::vector<Pending*>& batch, std::vector<Status>& results) {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i]->result = std::move(results[i]);
-      batch[i]->done.release();
+  // Appends one call's audit records inside the batch. A single record needs
+  // no savepoint (a failed INSERT undoes itself); several share one so that
+  // a call is all or nothing. Errors that leave the transaction unusable
+  // land in *batch_status.
+  Status run_audit(std::vector<AuditRecord>& records, Status* batch_status) {
+    const bool several = records.size() > 1;
+    sqlite::AuditChainHead saved;
+    if (several) {
+      if (Status s = run(writer_, "SAVEPOINT audit"); !s) {
+        *batch_status = s;
+        return s;
+      }
+      saved = audit_head_;
     }
+    bool broken = false;
+    Status s = sqlite::insert_audit_records(writer_, &audit_head_, &records, &broken);
+    if (several) {
+      Status r = s ? Status::ok() : run(writer_, "ROLLBACK TO audit");
+      if (r) r = run(writer_, "RELEASE audit");
+      if (!s) audit_head_ = std::move(saved);
+      if (!r) *batch_status = r;
+    } else if (broken) {
+      *batch_status = s;
+    }
+    return s;
+  }
+
+  // After finish() the caller may return and destroy its Pending.
+  static void acknowledge(const std::vector<Pending*>& batch, std::vector<Status>& results) {
+    for (size_t i = 0; i < batch.size(); ++i) batch[i]->finish(std::move(results[i]));
   }
 
   // Each sync thread flushes the WAL as of the newest commit no flush has
@@ -996,7 +1073,9 @@ class SqliteStorageImpl final : public SqliteStorage {
   mutable std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
   std::deque<Pending*> queue_;
+  bool writer_idle_ = false;  // the writer waits on queue_cv_ (an empty queue)
   bool stopping_ = false;
+  sqlite::AuditChainHead audit_head_;  // writer thread only
   std::thread writer_thread_;
   std::thread::id writer_thread_id_;
 

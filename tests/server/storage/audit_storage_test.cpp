@@ -342,3 +342,68 @@ TEST_CASE("audit verification finds altered, removed and reordered records", "[a
     check("UPDATE audit_log SET hash = zeroblob(32) WHERE seq = 15", 15, "altered");
   }
 }
+
+TEST_CASE("audit appends share commits with resource writes; a duplicate fails alone; reopening continues the chain",
+          "[audit]") {
+  TempDb db;
+  constexpr int kThreads = 6, kEach = 40;
+  {
+    auto s = open_db(db.path);
+    std::vector<AuditRecord> seed{make_record("seed", 1, {"p0"})};
+    REQUIRE(s->append_audit(&seed).is_ok());
+    std::vector<std::thread> threads;
+    std::atomic<int> unexpected{0}, conflicts{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          // Every fifth append repeats the seed's id: refused, alone.
+          bool dup = i % 5 == 4;
+          std::vector<AuditRecord> one{
+              make_record(dup ? "seed" : "m" + std::to_string(t) + "-" + std::to_string(i), 1 + i, {"p" + std::to_string(t)})};
+          Status st = s->append_audit(&one);
+          if (dup && st.category() == ErrorCategory::Conflict && one[0].seq == 0)
+            conflicts.fetch_add(1);
+          else if (dup || !st.is_ok())
+            unexpected.fetch_add(1);
+          // A resource write and a failing write body between appends: the
+          // writer mixes them into the same commits as the audit records.
+          Status w = s->write([&](WriteTxn& txn) {
+            ResourceVersion v;
+            v.type = "Basic";
+            v.id = "b" + std::to_string(t) + "-" + std::to_string(i);
+            v.version = 1;
+            v.method = "POST";
+            v.last_updated_us = txn.now_us();
+            v.json = R"({"resourceType":"Basic"})";
+            return txn.put(v, {});
+          });
+          if (!w) unexpected.fetch_add(1);
+          Status refused = s->write([](WriteTxn&) { return Status::error(ErrorCategory::Invalid, "invalid", "no"); });
+          if (refused.category() != ErrorCategory::Invalid) unexpected.fetch_add(1);
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(unexpected.load() == 0);
+    CHECK(conflicts.load() == kThreads * (kEach / 5));
+    AuditHead head;
+    REQUIRE(s->audit_head(&head).is_ok());
+    CHECK(head.seq == 1 + kThreads * (kEach - kEach / 5));
+    AuditVerification v;
+    REQUIRE(verify_audit_chain(*s, &v).is_ok());
+    CHECK(v.intact);
+    CHECK(v.records == head.seq);
+  }
+  // A fresh storage reads the head from the file and chains after it.
+  auto s = open_db(db.path);
+  std::vector<AuditRecord> next{make_record("after-reopen", 5, {})};
+  REQUIRE(s->append_audit(&next).is_ok());
+  CHECK(next[0].seq == 2 + kThreads * (kEach - kEach / 5));
+  AuditRecord last;
+  REQUIRE(s->read_audit("after-reopen", &last).is_ok());
+  CHECK(last.prev_hash.size() == kAuditHashSize);
+  AuditVerification v;
+  REQUIRE(verify_audit_chain(*s, &v).is_ok());
+  CHECK(v.intact);
+  CHECK(v.records == next[0].seq);
+}

@@ -16,7 +16,7 @@
 //   storage_meta      small key/value facts (last commit timestamp)
 //
 // Threads: one writer (group commit: every queued body in one transaction,
-// each in its own savepoint), with overlap_fsync a few WAL sync threads that
+// each in its own savepoint; audit appends without one), with overlap_fsync a few WAL sync threads that
 // acknowledge writes once flushed, and one checkpointer.
 //
 // History semantics: versions are ordered by seq (commit order), newest first.
