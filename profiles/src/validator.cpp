@@ -75,6 +75,7 @@ constexpr std::string_view kDom3 =
 
 struct Invariant {
   std::string key;
+  uint32_t key_id = 0;  // the same for every invariant with this key (cheap comparisons)
   Severity severity = Severity::Error;
   std::string human;
   std::string expression;
@@ -121,6 +122,7 @@ using RawSnapshot = std::unordered_map<std::string, RawElement>;
 struct Validator::Loaded {
   std::unordered_map<std::string, std::unique_ptr<RawSnapshot>> snapshots;  // by root type name
   std::unordered_map<std::string, std::unique_ptr<Invariant>> invariants;   // by key + expression
+  std::unordered_map<std::string, uint32_t> key_ids;
   size_t native = 0;
   std::vector<std::string> not_compiled;
 };
@@ -212,6 +214,7 @@ const TypeRules* Validator::build_rules(const TypeDef* type) const {
     if (it != loaded_->invariants.end()) return it->second.get();
     auto inv = std::make_unique<Invariant>();
     inv->key = c.key;
+    inv->key_id = loaded_->key_ids.emplace(c.key, static_cast<uint32_t>(loaded_->key_ids.size())).first->second;
     inv->severity = c.severity == "error" ? Severity::Error : Severity::Warning;
     inv->human = c.human;
     inv->expression = c.expression;
@@ -367,7 +370,7 @@ class Walker {
   void run(const Node& resource) {
     bundle_ = resource_type(resource) == "Bundle" ? &resource : nullptr;
     resolver_ = BundleResolver(bundle_);
-    walk(resource, nullptr, -1);
+    walk(resource, nullptr, -1, nullptr);
   }
 
  private:
@@ -404,7 +407,8 @@ class Walker {
     out_->push_back(std::move(i));
   }
 
-  void walk(const Node& node, const ElementDef* def, int index) {
+  // `parent`: the rules of the parent's type, which own `def` (saves a lookup per node).
+  void walk(const Node& node, const ElementDef* def, int index, const TypeRules* parent) {
     if (!node.type) return;
     if (stack_.size() > 256) return;  // the parsers bound depth far below this
     stack_.push_back({&node, index});
@@ -417,12 +421,18 @@ class Walker {
       resource_ = &node;
     }
     const TypeRules& rules = v_.rules(node.type);
+    const ElementRules* element_rules = nullptr;
+    if (def) {
+      const TypeRules& owner = parent && parent->type == def->owner ? *parent : v_.rules(def->owner);
+      size_t i = static_cast<size_t>(def - def->owner->elements.data());
+      if (i < owner.elements.size()) element_rules = &owner.elements[i];
+    }
 
-    if (node.is_primitive()) check_primitive_value(node, def, rules);
+    if (node.is_primitive()) check_primitive_value(node, def, element_rules);
     check_children(node, rules);
-    if (opts_.check_invariants) check_invariants(node, def, rules);
+    if (opts_.check_invariants) check_invariants(node, def, element_rules, rules);
     if (def && opts_.check_bindings && !def->binding_strength.empty()) check_binding(node, *def);
-    if (def && node.type->name == "Reference") check_reference(node, *def);
+    if (def && node.type->name == "Reference") check_reference(node, element_rules);
     if (node.type->name == "Extension") check_extension(node);
 
     resource_ = saved_resource;
@@ -430,7 +440,7 @@ class Walker {
     stack_.pop_back();
   }
 
-  void check_primitive_value(const Node& node, const ElementDef* def, const TypeRules&) {
+  void check_primitive_value(const Node& node, const ElementDef* def, const ElementRules* element_rules) {
     if (!node.has_value) return;
     const std::string& type = node.type->name;
     if (type == "xhtml") {
@@ -459,11 +469,8 @@ class Walker {
       report(Severity::Error, "value", "invalid " + format + ": " + why, "format-invalid");
       return;
     }
-    if (def) {
-      const ElementDef* owner_def = def;
-      const TypeRules& owner_rules = v_.rules(owner_def->owner);
-      size_t i = static_cast<size_t>(owner_def - owner_def->owner->elements.data());
-      uint32_t max = i < owner_rules.elements.size() ? owner_rules.elements[i].max_length : 0;
+    if (element_rules) {
+      uint32_t max = element_rules->max_length;
       if (max && node.value.size() > max)
         report(Severity::Error, "value",
                "value is longer than the maximum length of " + std::to_string(max) + " characters", "max-length");
@@ -497,19 +504,16 @@ class Walker {
         report(Severity::Error, "structure",
                "element '" + c.def->name + "' may occur at most " + std::to_string(c.def->max) + " time(s)",
                "card-max", "." + c.def->name);
-      walk(c, c.def, c.def && c.def->is_array() ? position : -1);
+      walk(c, c.def, c.def && c.def->is_array() ? position : -1, &rules);
     }
   }
 
-  void check_invariants(const Node& node, const ElementDef* def, const TypeRules& rules) {
-    const std::vector<const Invariant*>* lists[2] = {nullptr, &rules.root_invariants};
-    if (def) {
-      const TypeRules& owner_rules = v_.rules(def->owner);
-      size_t i = static_cast<size_t>(def - def->owner->elements.data());
-      if (i < owner_rules.elements.size()) lists[0] = &owner_rules.elements[i].invariants;
-    }
+  void check_invariants(const Node& node, const ElementDef* def, const ElementRules* element_rules,
+                        const TypeRules& rules) {
+    const std::vector<const Invariant*>* lists[2] = {element_rules ? &element_rules->invariants : nullptr,
+                                                     &rules.root_invariants};
     // ele-1 etc. appear both on the element and on the type's root: once each.
-    const Invariant* done[32];
+    uint32_t done[32];
     size_t ndone = 0;
     // dom-6 (narrative) is advice for stand-alone resources: a contained
     // resource is described by its container's narrative.
@@ -520,9 +524,9 @@ class Walker {
         if (contained && inv->key == "dom-6") continue;
         bool seen = false;
         for (size_t k = 0; k < ndone; ++k)
-          if (done[k]->key == inv->key) seen = true;
+          if (done[k] == inv->key_id) seen = true;
         if (seen) continue;
-        if (ndone < 32) done[ndone++] = inv;
+        if (ndone < 32) done[ndone++] = inv->key_id;
         evaluate(node, *inv);
       }
     }
@@ -751,12 +755,9 @@ class Walker {
     return {};
   }
 
-  void check_reference(const Node& node, const ElementDef& def) {
+  void check_reference(const Node& node, const ElementRules* er) {
     std::string_view ref = node.child_value("reference");
     if (ref.empty()) return;
-    const TypeRules& owner_rules = v_.rules(def.owner);
-    size_t i = static_cast<size_t>(&def - def.owner->elements.data());
-    const ElementRules* er = i < owner_rules.elements.size() ? &owner_rules.elements[i] : nullptr;
 
     std::string_view target_type;
     if (ref.front() == '#') {

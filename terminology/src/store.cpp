@@ -233,10 +233,22 @@ int64_t CodeSystem::find(std::string_view code) const {
   return -1;
 }
 
-bool Expansion::contains(std::string_view system, std::string_view code) const {
-  if (!system.empty()) return keys.count(key_of(system, code)) > 0;
-  return keys.count(key_of("", code)) > 0;
+int64_t Expansion::find(std::string_view system, std::string_view code) const {
+  // The key is built on the stack: this runs for every coded element validated.
+  char buffer[512];
+  size_t n = system.size() + 1 + code.size();
+  if (n > sizeof buffer) {
+    auto it = keys.find(key_of(system, code));
+    return it == keys.end() ? int64_t{-1} : int64_t{it->second};
+  }
+  std::copy(system.begin(), system.end(), buffer);
+  buffer[system.size()] = '|';
+  std::copy(code.begin(), code.end(), buffer + system.size() + 1);
+  auto it = keys.find(std::string_view(buffer, n));
+  return it == keys.end() ? int64_t{-1} : int64_t{it->second};
 }
+
+bool Expansion::contains(std::string_view system, std::string_view code) const { return find(system, code) >= 0; }
 
 bool Expansion::is_unchecked(std::string_view system) const {
   if (system.empty()) return !unchecked_systems.empty();
@@ -370,7 +382,7 @@ fhir::Status Store::expand(std::string_view url, std::shared_ptr<const Expansion
 fhir::Status Store::expand_at_depth(std::string_view url, int depth, std::shared_ptr<const Expansion>* out) const {
   url = without_version(url);
   {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
+    std::shared_lock lock(cache_mutex_);
     auto it = cache_.find(url);
     if (it != cache_.end()) {
       *out = it->second;
@@ -389,7 +401,7 @@ fhir::Status Store::expand_at_depth(std::string_view url, int depth, std::shared
   if (fhir::Status s = compute_expansion(*vs, depth, &computed); !s) return s;
   // Computed outside the lock (imports recurse); two threads may compute the
   // same expansion once each, and the first stored wins.
-  std::lock_guard<std::mutex> lock(cache_mutex_);
+  std::unique_lock lock(cache_mutex_);
   auto [it, inserted] = cache_.emplace(std::string(url), computed);
   *out = it->second;
   return fhir::Status::ok();
@@ -504,9 +516,10 @@ fhir::Status Store::compute_expansion(const ValueSetDef& vs, int depth, std::sha
                  "tx-too-large");
   expansion->codes = std::move(included.codes);
   expansion->keys.reserve(expansion->codes.size() * 2);
-  for (const ExpandedCode& c : expansion->codes) {
-    expansion->keys.insert(key_of(c.system, c.code));
-    expansion->keys.insert(key_of("", c.code));
+  for (uint32_t i = 0; i < expansion->codes.size(); ++i) {
+    const ExpandedCode& c = expansion->codes[i];
+    expansion->keys.emplace(key_of(c.system, c.code), i);
+    expansion->keys.emplace(key_of("", c.code), i);  // keeps the first code of that name
   }
   *out = std::move(expansion);
   return fhir::Status::ok();
@@ -521,13 +534,9 @@ CodeResult Store::validate_code(std::string_view value_set_url, std::string_view
     r.message = s.message();
     return r;
   }
-  if (expansion->contains(system, code)) {
+  if (int64_t i = expansion->find(system, code); i >= 0) {
     r.validity = Validity::Valid;
-    for (const ExpandedCode& c : expansion->codes)
-      if (c.code == code && (system.empty() || c.system == system)) {
-        r.display = c.display;
-        break;
-      }
+    r.display = expansion->codes[static_cast<size_t>(i)].display;
     return r;
   }
   // A case-insensitive system may hold the code in another case.

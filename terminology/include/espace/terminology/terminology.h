@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -89,8 +90,11 @@ struct Expansion {
   bool contains(std::string_view system, std::string_view code) const;  // system "" = any
   bool is_unchecked(std::string_view system) const;                     // system "" = any
 
-  // "system|code" and "|code" keys for membership tests.
-  std::unordered_set<std::string, fhir::StringHash, std::equal_to<>> keys;
+  // "system|code" and "|code" keys for membership tests, each with the index
+  // in `codes` of its (first) code, for the display.
+  std::unordered_map<std::string, uint32_t, fhir::StringHash, std::equal_to<>> keys;
+  // Index in `codes` of (system, code), system "" = any; -1 when absent.
+  int64_t find(std::string_view system, std::string_view code) const;
 };
 
 // The form of a code in a system whose content the store lacks: BCP-13 MIME
@@ -156,7 +160,7 @@ class Store {
 
   std::unordered_map<std::string, std::unique_ptr<CodeSystem>, fhir::StringHash, std::equal_to<>> code_systems_;
   std::unordered_map<std::string, std::unique_ptr<ValueSetDef>, fhir::StringHash, std::equal_to<>> value_sets_;
-  mutable std::mutex cache_mutex_;
+  mutable std::shared_mutex cache_mutex_;  // readers share it: every validated code reads the cache
   mutable std::unordered_map<std::string, std::shared_ptr<const Expansion>, fhir::StringHash, std::equal_to<>> cache_;
 };
 
