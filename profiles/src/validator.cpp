@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <unordered_set>
 
 #include "espace/fhir/read_file.h"
 #include "espace/fhir/xml.h"
@@ -62,7 +63,7 @@ enum class Native { None, Ele1, Ext1, NarrativeRules };
 // decides the common case natively, the compiled expression the rest. Tied to
 // the exact R4 text, so that another expression under the same key is
 // evaluated as written.
-enum class Shortcut { None, Ref1, Dom3 };
+enum class Shortcut { None, Ref1, Dom3, Bdl3, Bdl4, Bdl7 };
 constexpr std::string_view kRef1 =
     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))";
 constexpr std::string_view kDom3 =
@@ -70,6 +71,14 @@ constexpr std::string_view kDom3 =
     "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = "
     "'#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = "
     "'#').exists()).not()).trace('unmatched', id).empty()";
+constexpr std::string_view kBdl3 =
+    "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = "
+    "'history'))";
+constexpr std::string_view kBdl4 =
+    "entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' or "
+    "%resource.type = 'history'))";
+constexpr std::string_view kBdl7 =
+    "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()";
 
 }  // namespace
 
@@ -233,6 +242,9 @@ const TypeRules* Validator::build_rules(const TypeDef* type) const {
       inv->guard = analyse_invariant(c.expression);
       if (c.key == "ref-1" && c.expression == kRef1) inv->shortcut = Shortcut::Ref1;
       if (c.key == "dom-3" && c.expression == kDom3) inv->shortcut = Shortcut::Dom3;
+      if (c.key == "bdl-3" && c.expression == kBdl3) inv->shortcut = Shortcut::Bdl3;
+      if (c.key == "bdl-4" && c.expression == kBdl4) inv->shortcut = Shortcut::Bdl4;
+      if (c.key == "bdl-7" && c.expression == kBdl7) inv->shortcut = Shortcut::Bdl7;
     }
     if (!inv->compile_error.empty())
       loaded_->not_compiled.push_back(c.key + " (" + root + "): " + inv->compile_error);
@@ -606,6 +618,41 @@ class Walker {
         if (!all_have_ids || !resource_) return false;
         remove_referenced(*resource_, &wanted, 0);
         return wanted.empty();
+      }
+      case Shortcut::Bdl3:
+      case Shortcut::Bdl4: {
+        // Every entry has a request (a response) exactly when the Bundle's type calls for one.
+        if (&node != resource_) return false;
+        const Node* type = node.child("type");
+        if (!type || !type->has_value) return false;
+        const std::string& t = type->value;
+        bool expected = shortcut == Shortcut::Bdl3 ? t == "batch" || t == "transaction" || t == "history"
+                                                   : t == "batch-response" || t == "transaction-response" || t == "history";
+        const char* member = shortcut == Shortcut::Bdl3 ? "request" : "response";
+        bool all = true;
+        node.for_each_child("entry", [&](const Node& entry) {
+          if ((entry.child(member) != nullptr) != expected) all = false;
+        });
+        return all;
+      }
+      case Shortcut::Bdl7: {
+        // A history, or fullUrl + versionId distinct across the entries with a fullUrl.
+        if (node.child_value("type") == "history") return true;
+        std::unordered_set<std::string> seen;
+        bool distinct = true;
+        node.for_each_child("entry", [&](const Node& entry) {
+          const Node* full_url = entry.child("fullUrl");
+          if (!distinct || !full_url) return;
+          if (!full_url->has_value) {
+            distinct = false;  // a fullUrl with only extensions: left to the expression
+            return;
+          }
+          std::string key = full_url->value;  // fullUrl & versionId: plain concatenation, as the expression
+          if (const Node* r = entry.child("resource"))
+            if (const Node* meta = r->child("meta")) key += meta->child_value("versionId");
+          if (!seen.insert(std::move(key)).second) distinct = false;
+        });
+        return distinct;
       }
     }
     return false;

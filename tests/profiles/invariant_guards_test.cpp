@@ -58,3 +58,58 @@ TEST_CASE("the guard looks at the children of the node", "[profiles][invariants]
   REQUIRE(status);
   CHECK(!analyse_invariant("id.empty()").holds_without_evaluation(*status));
 }
+
+namespace {
+
+// "message-id @ location" of the errors, sorted.
+std::vector<std::string> base_errors(const std::string& json) {
+  std::vector<std::string> out;
+  for (const espace::fhir::Issue& i : profiles_test::validator().validate(profiles_test::parse(json)))
+    if (i.severity == espace::fhir::Severity::Error) out.push_back(i.message_id + " @ " + i.expression);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string entry(const std::string& full_url, const std::string& extra, const std::string& version = "") {
+  std::string meta = version.empty() ? "" : R"("meta":{"versionId":")" + version + R"("},)";
+  return R"({"fullUrl":")" + full_url + R"(","resource":{"resourceType":"Basic",)" + meta +
+         R"("code":{"text":"x"}})" + extra + "}";
+}
+
+const std::string kPost = R"(,"request":{"method":"POST","url":"Basic"})";
+
+}  // namespace
+
+// The invariants decided natively in the common case (validator.cpp, Shortcut)
+// still fail exactly as their FHIRPath says when the shortcut does not apply.
+TEST_CASE("bdl-3, bdl-4, bdl-7, dom-3 and ref-1 still fail when they should", "[profiles][invariants]") {
+  std::string ok = R"({"resourceType":"Bundle","type":"transaction","entry":[)" + entry("urn:uuid:1", kPost) + "," +
+                   entry("urn:uuid:2", kPost) + "]}";
+  CHECK(base_errors(ok).empty());
+  // A transaction entry without request.
+  CHECK(base_errors(R"({"resourceType":"Bundle","type":"transaction","entry":[)" + entry("urn:uuid:1", kPost) + "," +
+                    entry("urn:uuid:2", "") + "]}") == std::vector<std::string>{"inv-bdl-3 @ Bundle"});
+  // A batch-response entry without response.
+  CHECK(base_errors(R"({"resourceType":"Bundle","type":"batch-response","entry":[)" +
+                    entry("urn:uuid:1", R"(,"response":{"status":"201"})") + "," + entry("urn:uuid:2", "") + "]}") ==
+        std::vector<std::string>{"inv-bdl-4 @ Bundle"});
+  // The same fullUrl twice; and fullUrl & versionId equal by concatenation ("urn:uuid:1" & "0" = "urn:uuid:10").
+  CHECK(base_errors(R"({"resourceType":"Bundle","type":"transaction","entry":[)" + entry("urn:uuid:1", kPost) + "," +
+                    entry("urn:uuid:1", kPost) + "]}") == std::vector<std::string>{"inv-bdl-7 @ Bundle"});
+  CHECK(base_errors(R"({"resourceType":"Bundle","type":"transaction","entry":[)" + entry("urn:uuid:1", kPost, "0") +
+                    "," + entry("urn:uuid:10", kPost) + "]}") == std::vector<std::string>{"inv-bdl-7 @ Bundle"});
+  // The same fullUrl is fine in a history.
+  CHECK(base_errors(R"({"resourceType":"Bundle","type":"history","entry":[)" +
+                    entry("urn:uuid:1", R"(,"request":{"method":"PUT","url":"Basic/1"},"response":{"status":"200"})") +
+                    "," +
+                    entry("urn:uuid:1", R"(,"request":{"method":"PUT","url":"Basic/1"},"response":{"status":"200"})") +
+                    "]}")
+            .empty());
+  // A contained resource nothing refers to; one referred to.
+  std::string contained = R"({"resourceType":"Basic","contained":[{"resourceType":"Patient","id":"p"}],"code":{"text":"x"})";
+  CHECK(base_errors(contained + "}") == std::vector<std::string>{"inv-dom-3 @ Basic"});
+  CHECK(base_errors(contained + R"(,"subject":{"reference":"#p"}})").empty());
+  // "#id" naming no contained resource (ref-1, and the reference check).
+  CHECK(base_errors(R"({"resourceType":"Basic","code":{"text":"x"},"subject":{"reference":"#nobody"}})") ==
+        std::vector<std::string>{"inv-ref-1 @ Basic.subject", "ref-contained-missing @ Basic.subject.reference"});
+}
