@@ -23,11 +23,19 @@ fhir::Status run_device_purge(const fhir::Definitions& defs, storage::Storage& s
     request.interaction = interactions::Interaction::Operation;
     request.operation = "purge-device-data";
     request.method = "DELETE";
-    policy::AccessRecord access;
-    access.patients = report->patients;
-    access.resources = report->removed;
-    access.rules.emplace_back("DEVICE_DATA_RETENTION");
-    if (fhir::Status s = audit->record(server, request, status ? 200 : 500, access); !s && status) return s;
+    // Two events: the measurements, about their patients (they appear in
+    // each patient's access history), and the Provenance resources, which
+    // name no patient and would hide the first event from them
+    // (AUDIT_HIDDEN_ENTITY).
+    policy::AccessRecord measurements, provenances;
+    measurements.patients = report->patients;
+    for (const std::string& r : report->removed)
+      (r.starts_with("Provenance/") ? provenances : measurements).resources.push_back(r);
+    for (policy::AccessRecord* access : {&measurements, &provenances}) {
+      if (access->resources.empty()) continue;
+      access->rules.emplace_back("DEVICE_DATA_RETENTION");
+      if (fhir::Status s = audit->record(server, request, status ? 200 : 500, *access); !s && status) return s;
+    }
   }
   return status;
 }
