@@ -5,13 +5,17 @@
 //
 //   bench_seed --db FILE --patients N [--documents N] [--observations N]
 //              [--seed S] [--batch N] [--threads N] [--samples N] [--data DIR]
+//              [--phase Patient|DocumentReference|Observation]...
 //
+// --phase writes only those resources (repeatable; default all three), e.g.
+// to add the Observations to a database seeded earlier with the same seed.
 // Writes into --data the lists the search scenarios pick from (ids and values
 // of generated resources, already percent-encoded for a URL query), then
 // runs ANALYZE so the planner statistics match the data, like a server that
 // has been running for a while.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -21,6 +25,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -48,6 +53,7 @@ struct Options {
   int batch = 2000;
   int threads = 2;
   int samples = 10000;
+  std::vector<std::string> phases;  // empty: all
 };
 
 std::vector<std::string> read_list(const std::string& path) {
@@ -206,7 +212,8 @@ bool write_lines(const std::string& path, const std::vector<std::string>& lines)
 
 int usage() {
   std::cerr << "usage: bench_seed --db FILE --patients N [--documents N] [--observations N] [--seed S]\n"
-               "                  [--batch N] [--threads N] [--samples N] [--data DIR] [--lists DIR]\n";
+               "                  [--batch N] [--threads N] [--samples N] [--data DIR] [--lists DIR]\n"
+               "                  [--phase Patient|DocumentReference|Observation]...\n";
   return 2;
 }
 
@@ -229,6 +236,7 @@ int main(int argc, char** argv) {
       else if (a == "--batch") o.batch = std::stoi(v);
       else if (a == "--threads") o.threads = std::stoi(v);
       else if (a == "--samples") o.samples = std::stoi(v);
+      else if (a == "--phase") o.phases.push_back(v);
       else return usage();
     } catch (const std::exception&) {
       return usage();
@@ -278,6 +286,7 @@ int main(int argc, char** argv) {
                           {"Observation", o.observations, observation}};
   auto started = std::chrono::steady_clock::now();
   for (const Phase& phase : phases) {
+    if (!o.phases.empty() && std::find(o.phases.begin(), o.phases.end(), phase.name) == o.phases.end()) continue;
     std::atomic<int64_t> next{0};
     std::atomic<bool> failed{false};
     std::mutex err_mutex;
@@ -305,6 +314,10 @@ int main(int argc, char** argv) {
         Status s = store->write([&](storage::WriteTxn& txn) {
           std::string stamp = format_instant(txn.now_us());
           for (const Prepared& p : batch) {
+            // Resumable: what an interrupted earlier run committed is kept.
+            std::optional<storage::ResourceVersion> existing;
+            if (Status st = txn.current(p.g.type, p.g.id, &existing); !st) return st;
+            if (existing) continue;
             storage::ResourceVersion v;
             v.type = p.g.type;
             v.id = p.g.id;

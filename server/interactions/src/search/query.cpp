@@ -18,6 +18,9 @@ using storage::SearchQuery;
 using storage::TextOp;
 
 constexpr size_t kMaxValuesPerParam = 100;   // comma-separated alternatives
+// Codes a ValueSet may hold for :in/:not-in (each is one alternative of the
+// condition; SQLite caps a compound SELECT at 500 parts).
+constexpr size_t kMaxValueSetCodes = 400;
 constexpr size_t kMaxValueLength = 2048;
 constexpr int kMaxChain = 3;
 
@@ -385,10 +388,56 @@ struct Parser {
     return Status::ok();
   }
 
+  // :in / :not-in (search.html#modifiers): the codes of the ValueSets
+  // named, from their expansion; one index test per code (OR), negated for
+  // :not-in. Only sets the terminology service can enumerate completely:
+  // a partial expansion would silently miss matches.
+  Status value_set_values(const std::string& name, const std::string& modifier,
+                          const std::vector<std::string>& values, IndexTest base, Condition* out) {
+    if (!ctx.terminology) return unsupported(name, "modifier ':" + modifier + "' needs the terminology service");
+    base.kind = "token";
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const std::string& raw : values) {
+      std::string url = unescape(raw);
+      if (url.empty()) return bad(name, "empty ValueSet URL for :" + modifier);
+      std::shared_ptr<const terminology::Expansion> expansion;
+      if (Status s = ctx.terminology->expand(url, &expansion); !s) {
+        if (s.category() == ErrorCategory::NotFound) return bad(name, "unknown ValueSet '" + url + "'");
+        return unsupported(name, "ValueSet '" + url + "' cannot be expanded: " + s.message());
+      }
+      if (!expansion->is_complete())
+        return unsupported(name, "ValueSet '" + url + "' includes codes of systems this server cannot enumerate");
+      for (const terminology::ExpandedCode& code : expansion->codes) {
+        if (!seen.emplace(code.system, code.code).second) continue;
+        if (seen.size() > kMaxValueSetCodes)
+          return unsupported(name, "ValueSet '" + url + "' has more than " + std::to_string(kMaxValueSetCodes) +
+                                       " codes, too many for :" + modifier);
+        IndexTest t = base;
+        t.system = code.system;
+        t.value = code.code;
+        t.value_op = TextOp::Equal;
+        out->any_of.push_back(std::move(t));
+      }
+    }
+    if (out->any_of.empty()) {
+      // An empty set: :in matches nothing, :not-in everything.
+      IndexTest t = base;
+      t.system = "";
+      t.value = "";
+      t.value_op = TextOp::Equal;
+      t.kind = "-";  // no row has this kind
+      out->any_of.push_back(std::move(t));
+    }
+    out->negate = modifier == "not-in";
+    return Status::ok();
+  }
+
   Status token_values(const std::string& name, const std::string& modifier, const std::vector<std::string>& values,
                       IndexTest base, Condition* out) {
     if (modifier == "not") {
       out->negate = true;
+    } else if (modifier == "in" || modifier == "not-in") {
+      return value_set_values(name, modifier, values, base, out);
     } else if (modifier == "text") {
       base.kind = "text";
       for (auto& raw : values) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "espace/interactions/api.h"
+#include "espace/terminology/terminology.h"
 #include "registry.h"
 
 namespace espace::interactions::search {
@@ -35,6 +36,8 @@ struct ParseContext {
   std::string base_url;  // absolute references to this server are read as Type/id
   bool lenient = false;
   Limits limits;
+  // ValueSets for the token modifiers :in and :not-in (null: refused as not supported).
+  const terminology::Store* terminology = nullptr;
 };
 
 // `type` empty for a system-level search. Paging parameters (_offset,

@@ -11,6 +11,7 @@
 
 #include "../common.h"
 #include "../documents/mhd_provide.h"
+#include "espace/profiles/validator.h"
 #include "query.h"
 #include "registry.h"
 
@@ -91,6 +92,7 @@ FhirResponse do_search(const Services& services, const FhirRequest& req) {
   ctx.base_url = req.base_url;
   ctx.lenient = req.lenient;
   ctx.limits = services.limits;
+  ctx.terminology = services.validator ? services.validator->terminology() : nullptr;
   std::string type = req.interaction == Interaction::SearchType ? req.type : std::string();
   search::ParsedSearch parsed;
   if (Status s = search::parse_search(ctx, type, req.params, &parsed); !s) return error_response(std::move(s));
