@@ -167,10 +167,12 @@ std::string check_decimal(std::string_view s) {
 
 std::string check_string(std::string_view s) {
   if (s.empty()) return "must not be empty";
+  bool control = false;  // no early exit: the loop vectorises
   for (char c : s) {
     unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 && c != '\t' && c != '\r' && c != '\n') return "contains a control character";
+    control |= u < 0x20 && c != '\t' && c != '\r' && c != '\n';
   }
+  if (control) return "contains a control character";
   return "";
 }
 
@@ -191,8 +193,9 @@ std::string check_id(std::string_view s) {
 }
 
 std::string check_uri(std::string_view s) {
+  // White space is all at or below ' ': one comparison per character in the common case.
   for (char c : s)
-    if (is_space(c)) return "must not contain white space";
+    if (static_cast<unsigned char>(c) <= ' ' && is_space(c)) return "must not contain white space";
   return "";
 }
 

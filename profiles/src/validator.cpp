@@ -47,6 +47,9 @@ constexpr std::string_view kCoreSd = "http://hl7.org/fhir/StructureDefinition/";
 const std::string kIdType = "id";
 
 
+// Equality with a literal: compares sizes first, no strlen (runs for every node).
+constexpr bool eq(std::string_view a, std::string_view b) { return a == b; }
+
 std::string str_member(const rapidjson::Value& obj, const char* name) {
   auto it = obj.FindMember(name);
   if (it == obj.MemberEnd() || !it->value.IsString()) return {};
@@ -428,7 +431,7 @@ class Walker {
     const Node* saved_container = container_;
     if (node.is_resource()) {
       // A contained resource keeps its container for "#id" references.
-      bool contained = def && def->name == "contained";
+      bool contained = def && eq(def->name, "contained");
       if (!contained) container_ = &node;
       resource_ = &node;
     }
@@ -444,8 +447,8 @@ class Walker {
     check_children(node, rules);
     if (opts_.check_invariants) check_invariants(node, def, element_rules, rules);
     if (def && opts_.check_bindings && !def->binding_strength.empty()) check_binding(node, *def);
-    if (def && node.type->name == "Reference") check_reference(node, element_rules);
-    if (node.type->name == "Extension") check_extension(node);
+    if (def && eq(node.type->name, "Reference")) check_reference(node, element_rules);
+    if (eq(node.type->name, "Extension")) check_extension(node);
 
     resource_ = saved_resource;
     container_ = saved_container;
@@ -454,7 +457,7 @@ class Walker {
 
   void check_primitive_value(const Node& node, const ElementDef* def, const ElementRules* element_rules) {
     if (!node.has_value) return;
-    const std::string& type = node.type->name;
+    std::string_view type = node.type->name;
     if (type == "xhtml") {
       std::string normalised;
       fhir::Status st = fhir::check_xhtml_div(node.value, &normalised);
@@ -474,11 +477,11 @@ class Walker {
     }
     // Resource.id is typed System.String in the R4 snapshots, but the spec
     // defines a resource's logical id as an `id` (resource.html#id).
-    bool logical_id = def && def->name == "id" && def->owner && def->owner->is_resource();
-    const std::string& format = logical_id ? kIdType : type;
+    bool logical_id = def && eq(def->name, "id") && def->owner && def->owner->is_resource();
+    std::string_view format = logical_id ? std::string_view(kIdType) : type;
     std::string why = check_primitive(format, node.value);
     if (!why.empty()) {
-      report(Severity::Error, "value", "invalid " + format + ": " + why, "format-invalid");
+      report(Severity::Error, "value", "invalid " + std::string(format) + ": " + why, "format-invalid");
       return;
     }
     if (element_rules) {
@@ -529,7 +532,7 @@ class Walker {
     size_t ndone = 0;
     // dom-6 (narrative) is advice for stand-alone resources: a contained
     // resource is described by its container's narrative.
-    bool contained = def && def->name == "contained" && node.is_resource();
+    bool contained = def && eq(def->name, "contained") && node.is_resource();
     for (const auto* list : lists) {
       if (!list) continue;
       for (const Invariant* inv : *list) {
@@ -551,7 +554,7 @@ class Walker {
         // hasValue() or (children().count() > id.count())
         ok = node.has_value;
         for (const Node& c : node.children)
-          if (!(c.def && c.def->name == "id")) ok = true;
+          if (!(c.def && eq(c.def->name, "id"))) ok = true;
         break;
       }
       case Native::Ext1: {
@@ -559,8 +562,8 @@ class Walker {
         bool ext = false, value = false;
         for (const Node& c : node.children) {
           if (!c.def) continue;
-          if (c.def->name == "extension") ext = true;
-          if (c.def->name == "value") value = true;
+          if (eq(c.def->name, "extension")) ext = true;
+          if (eq(c.def->name, "value")) value = true;
         }
         ok = ext != value;
         break;
@@ -662,7 +665,7 @@ class Walker {
   static void remove_referenced(const Node& n, std::vector<std::string_view>* ids, int depth) {
     if (ids->empty() || depth > 64) return;
     for (const Node& c : n.children) {
-      if (c.has_value && c.value.size() > 1 && c.value[0] == '#' && c.def && c.def->name == "reference") {
+      if (c.has_value && c.value.size() > 1 && c.value[0] == '#' && c.def && eq(c.def->name, "reference")) {
         std::string_view id = std::string_view(c.value).substr(1);
         ids->erase(std::remove(ids->begin(), ids->end(), id), ids->end());
       }
@@ -679,7 +682,7 @@ class Walker {
     if (!rule) return;  // not defined in the package: profiles decide (later slice)
     const Node* value = nullptr;
     for (const Node& c : node.children)
-      if (c.def && c.def->name == "value") value = &c;
+      if (c.def && eq(c.def->name, "value")) value = &c;
     if (!value || !value->type) return;
     if (rule->no_value) {
       report(Severity::Error, "structure",
@@ -704,10 +707,10 @@ class Walker {
   };
 
   void check_binding(const Node& node, const ElementDef& def) {
-    const std::string& strength = def.binding_strength;
+    std::string_view strength = def.binding_strength;
     bool required = strength == "required";
     if (!required && strength != "extensible") return;
-    const std::string& type = node.type->name;
+    std::string_view type = node.type->name;
     std::vector<Coded> codes;
     if (type == "code" || type == "string" || type == "uri") {
       if (!node.has_value) return;
