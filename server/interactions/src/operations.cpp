@@ -56,7 +56,7 @@ const std::vector<OperationDef>& operation_table() {
       row("immunization-recommendation", false, false, true, {"Patient"}, true, B::Resource, false, immunization_recommendation_operation),
       row("screening-reminders",         false, false, true, {"Patient"}, true, B::None,     false, screening_reminders_operation),
       row("everything",                  false, false, true, {"Patient"}, true, B::Resource, false, everything_operation),
-      row("materialize-reminders",       false, false, true, {"Patient"}, false, B::Resource, true, materialize_reminders_operation),
+      row("materialize-reminders",       false, false, true, {"Patient"}, false, B::None,     true,  materialize_reminders_operation),
       // Bulk Data kick-off ([base], Patient, Patient/[id]); the http layer hands it to interactions/bulk_export.h.
       row("export",                      true,  true,  true, {},          true, B::None,     false, export_unavailable_operation),
   };

@@ -149,14 +149,8 @@ FhirResponse materialize_reminders_operation(const Services& services, const Fhi
     vaccination_reminders(rec, req.id, &reminders);
   }
   {
-    FhirRequest screening = req;
-    screening.resource.reset();  // the date travels in params for this one
-    if (req.resource && fhir::resource_type(*req.resource) == "Parameters")
-      for (const fhir::Node& p : req.resource->children)
-        if (p.def && p.def->name == "parameter" && p.child_value("name") == "date")
-          screening.params.emplace_back("date", std::string(p.child_value("value")));
     rapidjson::Document bundle;
-    if (Status s = parse_answer(screening_reminders_operation(services, screening), "$screening-reminders", &bundle); !s)
+    if (Status s = parse_answer(screening_reminders_operation(services, req), "$screening-reminders", &bundle); !s)
       return error_response(std::move(s));
     screening_reminders(bundle, &reminders);
   }

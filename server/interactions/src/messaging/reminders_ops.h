@@ -1,4 +1,4 @@
-// POST Patient/[id]/$materialize-reminders[?date=YYYY-MM-DD]
+// POST Patient/[id]/$materialize-reminders[?date=YYYY-MM-DD]   (no body)
 //
 // Turns what $immunization-recommendation (lines due or overdue) and
 // $screening-reminders (due or upcoming) answer for the patient into stored
