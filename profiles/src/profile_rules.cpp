@@ -318,6 +318,7 @@ class SnapshotBuilder {
           opts.definitions = &defs_;
           if (Status s = fhirpath::compile(pc.expression, opts, &pc.compiled); !s)
             return invalid(where + ": constraint " + pc.key + " does not compile: " + s.message());
+          pc.guard = analyse_invariant(pc.expression);
         }
         pe->constraints.push_back(std::move(pc));
       }
@@ -566,7 +567,7 @@ class ProfileChecker {
       : v_(v), profile_(profile), resource_(resource), bundle_(bundle), profiles_(profiles), out_(out),
         nesting_(nesting) {}
 
-  void run(const std::string& location) { check_item(*profile_.root, resource_, location, 0); }
+  void run(const std::string& location) { check_item(*profile_.root, resource_, Loc::root(location), 0); }
 
  private:
   void report(Severity severity, const char* code, std::string message, std::string id, std::string location) {
@@ -579,6 +580,31 @@ class ProfileChecker {
     out_->push_back(std::move(i));
   }
 
+  // An issue location, built into text only when an issue is reported: most
+  // items are valid, and the text of every item's path cost more than its checks.
+  struct Loc {
+    enum class Kind { Root, Member, Item } kind = Kind::Root;
+    const Loc* parent = nullptr;
+    std::string_view text;  // Root: the whole location; Member: the element name
+    const Node* item = nullptr;
+    size_t index = 0;
+
+    static Loc root(std::string_view text) { return {Kind::Root, nullptr, text, nullptr, 0}; }
+    std::string str() const {
+      switch (kind) {
+        case Kind::Root:
+          return std::string(text);
+        case Kind::Member:
+          return parent->str() + "." + std::string(text);
+        case Kind::Item:
+          return item_location(parent->str(), *item, index);
+      }
+      return {};
+    }
+    operator std::string() const { return str(); }
+    friend std::string operator+(const Loc& l, std::string_view suffix) { return l.str() + std::string(suffix); }
+  };
+
   static std::string item_location(const std::string& parent, const Node& item, size_t index) {
     if (item.def && item.def->is_choice && item.type)
       return parent + "." + item.def->name + ".ofType(" + item.type->name + ")";
@@ -589,10 +615,10 @@ class ProfileChecker {
 
   static std::string element_label(const ProfileElement& pe) { return pe.is_choice ? pe.name + "[x]" : pe.name; }
 
-  void check_list(const ProfileElement& pe, const std::vector<const Node*>& items, const std::string& parent_loc,
+  void check_list(const ProfileElement& pe, const std::vector<const Node*>& items, const Loc& parent_loc,
                   int depth) {
     size_t count = items.size();
-    std::string loc = parent_loc + "." + pe.name;
+    Loc loc{Loc::Kind::Member, &parent_loc, pe.name, nullptr, 0};
     if (pe.min > pe.base_min && count < pe.min)
       report(Severity::Error, "required",
              "element '" + element_label(pe) + "' is required (minimum " + std::to_string(pe.min) + ", found " +
@@ -626,7 +652,7 @@ class ProfileChecker {
       }
     }
     for (size_t i = 0; i < count; ++i) {
-      std::string item_loc = item_location(parent_loc, *items[i], i);
+      Loc item_loc{Loc::Kind::Item, &parent_loc, {}, items[i], i};
       check_item(pe, *items[i], item_loc, depth + 1);
       if (slice_of[i]) {
         check_item(*slice_of[i], *items[i], item_loc, depth + 1);
@@ -820,14 +846,14 @@ class ProfileChecker {
         if (p.type != type) continue;
         std::vector<Issue> scratch;
         ProfileChecker nested(v_, p, is_resource ? *target : resource_, bundle_, profiles_, &scratch, nesting_ + 1);
-        nested.check_item(*p.root, *target, std::string(type), 0);
+        nested.check_item(*p.root, *target, Loc::root(type), 0);
         if (!has_errors(scratch)) return true;
       }
     }
     return false;
   }
 
-  void check_item(const ProfileElement& pe, const Node& node, const std::string& loc, int depth) {
+  void check_item(const ProfileElement& pe, const Node& node, const Loc& loc, int depth) {
     if (depth > 64) return;
     if (pe.types_restricted && node.type &&
         std::find(pe.types.begin(), pe.types.end(), node.type->name) == pe.types.end()) {
@@ -859,7 +885,7 @@ class ProfileChecker {
     }
   }
 
-  void check_range(const ProfileElement& pe, const Node& node, const std::string& loc) {
+  void check_range(const ProfileElement& pe, const Node& node, const Loc& loc) {
     const Node* value_node = &node;
     if (node.type && node.type->name == "Quantity") value_node = node.child("value");
     if (!value_node || !value_node->has_value) return;
@@ -891,7 +917,7 @@ class ProfileChecker {
              loc);
   }
 
-  void check_binding(const ProfileElement& pe, const Node& node, const std::string& loc) {
+  void check_binding(const ProfileElement& pe, const Node& node, const Loc& loc) {
     bool required = pe.binding_strength == "required";
     if (!required && pe.binding_strength != "extensible") return;
     struct Coded {
@@ -958,7 +984,7 @@ class ProfileChecker {
                        last - (prev == std::string_view::npos ? 0 : prev + 1));
   }
 
-  void check_reference(const ProfileElement& pe, const Node& node, const std::string& loc) {
+  void check_reference(const ProfileElement& pe, const Node& node, const Loc& loc) {
     std::string_view type = target_type(node.child_value("reference"));
     if (type.empty() || !v_.definitions().resource_type(type)) return;
     if (std::find(pe.target_types.begin(), pe.target_types.end(), type) != pe.target_types.end()) return;
@@ -968,7 +994,7 @@ class ProfileChecker {
            "ref-wrong-type", loc + ".reference");
   }
 
-  void evaluate(const ProfileConstraint& c, const Node& node, const std::string& loc) {
+  void evaluate(const ProfileConstraint& c, const Node& node, const Loc& loc) {
     if (!c.compiled) {
       const CheckFunction* fn = v_.check(c.key);
       if (!fn) {
@@ -984,6 +1010,7 @@ class ProfileChecker {
                  f.message_id, loc + f.location_suffix);
       return;
     }
+    if (c.guard.holds_without_evaluation(node)) return;
     fhirpath::Environment env;
     env.resource = &resource_;
     env.root_resource = &resource_;

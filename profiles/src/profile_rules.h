@@ -15,6 +15,7 @@
 #include "espace/fhir/status.h"
 #include "espace/fhirpath/fhirpath.h"
 #include "espace/profiles/validator.h"
+#include "invariant_guards.h"
 
 namespace espace::profiles {
 
@@ -24,6 +25,7 @@ struct ProfileConstraint {
   std::string human;
   std::string expression;
   std::shared_ptr<const fhirpath::Expression> compiled;  // null for a named (C++) check
+  InvariantGuard guard;  // when it holds without evaluation (absent elements)
 };
 
 struct Discriminator {
