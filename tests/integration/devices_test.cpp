@@ -273,3 +273,50 @@ TEST_CASE("devices: the purge removes measurements past the consent's retention,
     CHECK(d.as("gp", "GET", "/" + new_obs).status == 200);
   }
 }
+
+TEST_CASE("devices: the synthetic family's connected care (tools/run data)", "[integration][devices][family]") {
+  std::map<std::string, TokenSpec> family_callers = {
+      {"glyco", {"system", "glyco-sub", {{"client-id", "glyco-suivi"}, {"purpose", "follow-up"}}}},
+      {"glyco-research", {"system", "glyco-sub", {{"client-id", "glyco-suivi"}, {"purpose", "prevention"}}}},
+      {"thomas", {"patient", "thomas-sub", {{"patient", "family-thomas"}, {"fhir-user", "Patient/family-thomas"}}}},
+      {"gp", {"professional", "roussel-sub", {{"rpps", "10123456781"}, {"profession", "10"}}}},
+  };
+  Issue9Deployment d({}, family_callers);
+  d.import(std::string(ESPACE_SOURCE_DIR) + "/test-data/family");
+
+  // Thomas's glucometer app: its three measurements, nothing else of his record.
+  HttpResponse mine = d.as("glyco", "GET", "/Observation?patient=Patient/family-thomas");
+  REQUIRE(mine.status == 200);
+  CHECK(entry_count(mine) == 3);
+  CHECK(mine.body.find("family-thomas-glyco-1") != std::string::npos);
+  CHECK(d.as("glyco", "GET", "/Provenance/family-thomas-glyco-1-provenance").status == 200);
+  // A purpose Thomas did not consent to.
+  CHECK(d.as("glyco-research", "GET", "/Observation?patient=Patient/family-thomas").status == 403);
+  HttpResponse more = d.as("glyco", "POST", "/Observation",
+                           R"({"resourceType":"Observation","meta":{"profile":["https://espace.example/fhir/StructureDefinition/fr-device-observation"]},
+                               "status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],
+                               "code":{"coding":[{"system":"http://loinc.org","code":"41653-7"}]},"subject":{"reference":"Patient/family-thomas"},
+                               "effectiveDateTime":"2026-11-23T07:40:00+01:00","device":{"reference":"Device/family-app-glyco-suivi"},
+                               "valueQuantity":{"value":115,"unit":"mg/dL","system":"http://unitsofmeasure.org","code":"mg/dL"}})");
+  INFO(more.body);
+  CHECK(more.status == 201);
+  // His GP sees them among his results; Thomas reads his thread, appointment and reminder.
+  HttpResponse gp = d.as("gp", "GET", "/Observation?patient=Patient/family-thomas&code=http://loinc.org|41653-7");
+  REQUIRE(gp.status == 200);
+  CHECK(entry_count(gp) == 4);
+  HttpResponse thread = d.as("thomas", "GET", "/Communication?subject=Patient/family-thomas");
+  REQUIRE(thread.status == 200);
+  CHECK(entry_count(thread) == 2);
+  CHECK(d.as("thomas", "GET", "/Appointment/family-thomas-appointment-2026-12-03").status == 200);
+  CHECK(d.as("thomas", "GET", "/CommunicationRequest/family-thomas-reminder-hba1c").status == 200);
+  HttpResponse reply = d.as("thomas", "POST", "/Communication",
+                            R"({"resourceType":"Communication","status":"completed","subject":{"reference":"Patient/family-thomas"},
+                                "inResponseTo":[{"reference":"Communication/family-thomas-msg-1"}],
+                                "sender":{"reference":"Patient/family-thomas"},"recipient":[{"reference":"Practitioner/family-dr-roussel"}],
+                                "payload":[{"contentString":"J'ai fait ma prise de sang."}]})");
+  CHECK(reply.status == 201);
+  // His GP turns the family's reminders into his space's CommunicationRequests.
+  HttpResponse reminders = d.as("gp", "POST", "/Patient/family-thomas/$materialize-reminders?date=2026-11-23");
+  INFO(reminders.body);
+  CHECK(reminders.status == 200);
+}

@@ -78,6 +78,17 @@ class Issue9Deployment {
     if (was_running) start();
   }
 
+  // `espace import` of files or directories (the policy server is stopped meanwhile).
+  void import(const std::string& path) {
+    bool was_running = server_ != nullptr;
+    stop();
+    std::string out, err;
+    int rc = run_espace({"import", "--db", db(), path}, &out, &err);
+    INFO(out << err);
+    REQUIRE(rc == 0);
+    if (was_running) start();
+  }
+
   void stop() {
     client_.reset();
     server_.reset();
