@@ -10,6 +10,7 @@
 #include <ctime>
 #include <fstream>
 #include <mutex>
+#include <unordered_map>
 
 #include "espace/policy/auth.h"
 #include "jwt_internal.h"
@@ -26,6 +27,9 @@ constexpr size_t kMaxJwksBytes = 1u << 20;
 constexpr size_t kMaxClaimChars = 256;
 constexpr size_t kMaxScopes = 200;
 constexpr size_t kMaxRepresented = 100;
+// Tokens remembered as verified. A client sends the same token for many
+// requests, and an ES256 verification costs more than serving a read.
+constexpr size_t kMaxVerifiedTokens = 4096;
 
 Status refuse(const char* message_id, const char* code, std::string why) {
   fhir::Issue issue;
@@ -210,6 +214,19 @@ struct Authenticator::State {
   mutable std::mutex mutex;
   std::shared_ptr<const std::vector<jwt::PublicKey>> keys;
 
+  // A token whose signature and claims passed, with the times that must be
+  // checked again on every use. Valid only with the key set that verified it
+  // (reload() replaces the set, so a rotated-out key's tokens are re-checked).
+  struct Verified {
+    std::shared_ptr<const std::vector<jwt::PublicKey>> keys;
+    Caller caller;  // without remote_address, which belongs to the request
+    double exp = 0;
+    bool has_nbf = false, has_iat = false;
+    double nbf = 0, iat = 0;
+  };
+  mutable std::mutex verified_mutex;
+  mutable std::unordered_map<std::string, Verified> verified;
+
   std::shared_ptr<const std::vector<jwt::PublicKey>> snapshot() const {
     std::lock_guard<std::mutex> lock(mutex);
     return keys;
@@ -313,8 +330,12 @@ Status Authenticator::reload() {
     return s;
   }
   auto fresh = std::make_shared<const std::vector<jwt::PublicKey>>(std::move(keys));
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  state_->keys = std::move(fresh);
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->keys = std::move(fresh);
+  }
+  std::lock_guard<std::mutex> lock(state_->verified_mutex);
+  state_->verified.clear();
   return Status::ok();
 }
 
@@ -335,6 +356,26 @@ Status Authenticator::authenticate(const Credentials& credentials, Caller* out) 
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
   if (token.empty()) return malformed("empty bearer token");
   if (token.size() > kMaxTokenBytes) return malformed("token longer than 16 KiB");
+  const AuthConfig& config = state_->config;
+  const double skew = double(config.clock_skew_s);
+  {
+    auto keys_now = state_->snapshot();
+    std::lock_guard<std::mutex> lock(state_->verified_mutex);
+    auto hit = state_->verified.find(std::string(token));
+    if (hit != state_->verified.end() && hit->second.keys == keys_now) {
+      const State::Verified& v = hit->second;
+      const double now = double(state_->now());
+      // The same time checks, in the same order, as a first verification.
+      if (!(now < v.exp + skew)) return refuse("auth-expired", "expired", "the token has expired (exp)");
+      if (v.has_nbf && now + skew < v.nbf)
+        return refuse("auth-not-yet-valid", "security", "the token is not valid yet (nbf)");
+      if (v.has_iat && now + skew < v.iat)
+        return refuse("auth-not-yet-valid", "security", "the token was issued in the future (iat)");
+      *out = v.caller;
+      out->remote_address = credentials.remote_address;
+      return Status::ok();
+    }
+  }
 
   // JWS compact serialization: three base64url parts (RFC 7515 section 7.1).
   size_t dot1 = token.find('.');
@@ -403,7 +444,6 @@ Status Authenticator::authenticate(const Credentials& credentials, Caller* out) 
   if (!jwt::parse_json(payload_json, 8, &claims, &why)) return malformed("claims: " + why);
   if (!claims.IsObject()) return malformed("the claims are not a JSON object");
 
-  const AuthConfig& config = state_->config;
   std::string iss;
   if (Status s = string_claim(claims, "iss", &iss); !s) return s;
   if (iss.empty()) return refuse("auth-issuer", "security", "claim iss is required");
@@ -426,21 +466,29 @@ Status Authenticator::authenticate(const Credentials& credentials, Caller* out) 
   if (!audience_ok) return refuse("auth-audience", "security", "the token is not meant for this server (aud)");
 
   const double now = double(state_->now());
-  const double skew = double(config.clock_skew_s);
+  State::Verified token_times;
   bool present = false;
-  double exp = 0, nbf = 0, iat = 0;
-  if (Status s = numeric_date(claims, "exp", true, &present, &exp); !s) return s;
-  if (!(now < exp + skew)) return refuse("auth-expired", "expired", "the token has expired (exp)");
-  if (Status s = numeric_date(claims, "nbf", false, &present, &nbf); !s) return s;
-  if (present && now + skew < nbf) return refuse("auth-not-yet-valid", "security", "the token is not valid yet (nbf)");
-  if (Status s = numeric_date(claims, "iat", false, &present, &iat); !s) return s;
-  if (present && now + skew < iat)
+  if (Status s = numeric_date(claims, "exp", true, &present, &token_times.exp); !s) return s;
+  if (!(now < token_times.exp + skew)) return refuse("auth-expired", "expired", "the token has expired (exp)");
+  if (Status s = numeric_date(claims, "nbf", false, &token_times.has_nbf, &token_times.nbf); !s) return s;
+  if (token_times.has_nbf && now + skew < token_times.nbf)
+    return refuse("auth-not-yet-valid", "security", "the token is not valid yet (nbf)");
+  if (Status s = numeric_date(claims, "iat", false, &token_times.has_iat, &token_times.iat); !s) return s;
+  if (token_times.has_iat && now + skew < token_times.iat)
     return refuse("auth-not-yet-valid", "security", "the token was issued in the future (iat)");
 
   Caller caller;
   caller.issuer = iss;
   if (Status s = state_->claims_to_caller(claims, &caller); !s) return s;
   caller.authenticated = true;
+  token_times.keys = std::move(keys);
+  token_times.caller = caller;
+  {
+    std::lock_guard<std::mutex> lock(state_->verified_mutex);
+    // Bounded: when full, start over rather than track ages.
+    if (state_->verified.size() >= kMaxVerifiedTokens) state_->verified.clear();
+    state_->verified.insert_or_assign(std::string(token), std::move(token_times));
+  }
   caller.remote_address = credentials.remote_address;
   *out = std::move(caller);
   return Status::ok();
