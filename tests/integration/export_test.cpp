@@ -47,6 +47,10 @@ const char* const kResources[] = {
     R"({"resourceType":"Patient","id":"pc","name":[{"family":"Gamma"}],"birthDate":"1972-01-01"})",
     R"({"resourceType":"Observation","id":"obs-pa-1","status":"final","code":{"text":"poids"},"subject":{"reference":"Patient/pa"}})",
     R"({"resourceType":"Observation","id":"obs-pa-hidden","meta":{"security":[{"system":"urn:oid:1.2.250.1.213.1.1.4.13","code":"INVISIBLE_PATIENT"}]},"status":"final","code":{"text":"resultat"},"subject":{"reference":"Patient/pa"}})",
+    R"({"resourceType":"DocumentReference","id":"doc-pa-1","status":"current","subject":{"reference":"Patient/pa"},"content":[{"attachment":{"contentType":"text/plain","url":"Binary/bin-pa-1"}}]})",
+    R"({"resourceType":"DocumentReference","id":"doc-pa-hidden","meta":{"security":[{"system":"urn:oid:1.2.250.1.213.1.1.4.13","code":"INVISIBLE_PATIENT"}]},"status":"current","subject":{"reference":"Patient/pa"},"content":[{"attachment":{"contentType":"text/plain","url":"Binary/bin-pa-hidden"}}]})",
+    R"({"resourceType":"Binary","id":"bin-pa-1","contentType":"text/plain","securityContext":{"reference":"DocumentReference/doc-pa-1"},"data":"Y29tcHRlIHJlbmR1"})",
+    R"({"resourceType":"Binary","id":"bin-pa-hidden","contentType":"text/plain","securityContext":{"reference":"DocumentReference/doc-pa-hidden"},"data":"c2VjcmV0"})",
     R"({"resourceType":"Observation","id":"obs-pb-1","status":"final","code":{"text":"taille"},"subject":{"reference":"Patient/pb"}})",
     R"({"resourceType":"Observation","id":"obs-pc-1","status":"final","code":{"text":"tension"},"subject":{"reference":"Patient/pc"}})",
     R"({"resourceType":"Consent","id":"grant-pb-hosp","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/pb"},"policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTIN"}]},"provision":{"type":"permit","actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"PRCP"}]},"reference":{"reference":"Organization/hosp"}}]}})",
@@ -211,10 +215,20 @@ TEST_CASE("a patient exports their own record, filtered by the rules", "[export]
   // The INVISIBLE_PATIENT result stays hidden from the patient; other records never appear.
   CHECK(ids(files["Observation"]) == std::set<std::string>{"obs-pa-1"});
   CHECK(files.count("Practitioner") == 0);
+  // Documents come with their content (Binary, outside the compartment), hidden ones with neither.
+  CHECK(ids(files["DocumentReference"]) == std::set<std::string>{"doc-pa-1"});
+  CHECK(ids(files["Binary"]) == std::set<std::string>{"bin-pa-1"});
 
   // The GP sees what the patient may not.
   auto gp = d.files("dr-gp", d.run("dr-gp", "/Patient/pa/$export"));
   CHECK(ids(gp["Observation"]) == std::set<std::string>{"obs-pa-1", "obs-pa-hidden"});
+  CHECK(ids(gp["DocumentReference"]) == std::set<std::string>{"doc-pa-1", "doc-pa-hidden"});
+  CHECK(ids(gp["Binary"]) == std::set<std::string>{"bin-pa-1", "bin-pa-hidden"});
+  // _type leaves document contents out unless Binary is asked for.
+  auto docs_only = d.files("pa", d.run("pa", "/Patient/pa/$export?_type=DocumentReference"));
+  CHECK(docs_only.count("Binary") == 0);
+  CHECK(ids(d.files("pa", d.run("pa", "/Patient/pa/$export?_type=DocumentReference,Binary"))["Binary"]) ==
+        std::set<std::string>{"bin-pa-1"});
 }
 
 TEST_CASE("$export parameters: _type, _since, _outputFormat and the async requirement", "[export][integration]") {
@@ -226,7 +240,7 @@ TEST_CASE("$export parameters: _type, _since, _outputFormat and the async requir
   rapidjson::Document future = d.run("pa", "/Patient/pa/$export?_since=2100-01-01T00:00:00Z");
   CHECK(future["output"].GetArray().Size() == 0);
   rapidjson::Document past = d.run("pa", "/Patient/pa/$export?_since=2000-01-01T00:00:00Z&_outputFormat=application/fhir%2Bndjson");
-  CHECK(past["output"].GetArray().Size() == 2);
+  CHECK(past["output"].GetArray().Size() == 4);  // Patient, Observation, DocumentReference, Binary
 
   CHECK(d.kick_off("pa", "/Patient/pa/$export?_outputFormat=text/csv").status == 400);
   CHECK(d.kick_off("pa", "/Patient/pa/$export?_type=NoSuchType").status == 400);

@@ -2,6 +2,7 @@
 // (kick-off, status, manifest, NDJSON output files) and hl7.org/fhir/R4/async.html.
 #include "espace/interactions/bulk_export.h"
 
+#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -326,6 +327,32 @@ void ExportJobs::run(std::shared_ptr<Job> job) {
     return exported_type(type) &&
            (job->types.empty() || std::find(job->types.begin(), job->types.end(), type) != job->types.end());
   };
+  // A document's content lives in Binary resources, outside the Patient
+  // compartment: those its attachments name are exported with it when the
+  // view shows them (the rules judge a Binary by its DocumentReference).
+  auto export_documents = [&](const Services& view, const storage::ResourceVersion& document,
+                              const std::string& patient) -> Status {
+    rapidjson::Document doc;
+    doc.Parse(document.json.data(), document.json.size());
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("content") || !doc["content"].IsArray())
+      return Status::ok();
+    const std::string absolute = job->base_url + "/Binary/";
+    for (const auto& content : doc["content"].GetArray()) {
+      if (!content.IsObject() || !content.HasMember("attachment") || !content["attachment"].IsObject()) continue;
+      const auto& attachment = content["attachment"];
+      if (!attachment.HasMember("url") || !attachment["url"].IsString()) continue;
+      std::string url = attachment["url"].GetString();
+      std::string id = url.starts_with("Binary/")      ? url.substr(7)
+                       : url.starts_with(absolute)      ? url.substr(absolute.size())
+                                                        : std::string();
+      if (!is_valid_id(id)) continue;
+      storage::ResourceVersion binary;
+      if (Status s = view.store->read("Binary", id, &binary); !s || binary.deleted) continue;
+      if (binary.last_updated_us <= job->since_us || binary.last_updated_us > job->transaction_us) continue;
+      if (!writer.add(binary, patient)) return Status::error(ErrorCategory::Internal, "exception", writer.error);
+    }
+    return Status::ok();
+  };
   // Pages through one search (already restricted) and writes what the view shows.
   auto export_search = [&](const Services& view, storage::SearchQuery q, const std::string& patient) -> Status {
     std::vector<std::pair<std::string, std::string>> params;
@@ -348,9 +375,12 @@ void ExportJobs::run(std::shared_ptr<Job> job) {
       Status s = view.store->search(q, &page);
       if (s.category() == ErrorCategory::Forbidden || s.category() == ErrorCategory::NotFound) return Status::ok();
       if (!s) return s;
-      for (const storage::SearchMatch& m : page.matches)
-        if (wanted(m.resource.type) && !m.resource.deleted)
-          if (!writer.add(m.resource, patient)) return Status::error(ErrorCategory::Internal, "exception", writer.error);
+      for (const storage::SearchMatch& m : page.matches) {
+        if (!wanted(m.resource.type) || m.resource.deleted) continue;
+        if (!writer.add(m.resource, patient)) return Status::error(ErrorCategory::Internal, "exception", writer.error);
+        if (m.resource.type == "DocumentReference" && wanted("Binary"))
+          if (Status s = export_documents(view, m.resource, patient); !s) return s;
+      }
       if (!page.more || page.matches.empty()) return Status::ok();
       q.after_key = page.matches.back().key;
     }

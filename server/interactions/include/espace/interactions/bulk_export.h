@@ -11,7 +11,9 @@
 // The job runs on its own thread and reads through the requester's view of the
 // store (ExportViewOpener): one view per patient, opened as if the requester
 // had asked for Patient/[id]/$export, so the access rules filter exactly as for
-// $everything; a patient the requester may not reach is skipped. Only the
+// $everything; a patient the requester may not reach is skipped. The Binary
+// resources a patient's DocumentReferences name go with them (when the view
+// shows them). AuditEvents are not exported. Only the
 // requester (same owner key) sees the job: anyone else gets 404.
 //
 // This file knows nothing of callers and rules; the http layer supplies the
@@ -39,7 +41,7 @@ struct ExportOptions {
   int max_running_jobs = 4;            // all requesters together
   int64_t expiry_seconds = 3600;       // a finished job and its files are removed this long after it ended
   int retry_after_seconds = 2;         // advertised to pollers
-  int64_t max_lines_per_file = 50000;  // a type with more resources gets several files
+  int64_t max_lines_per_file = 10000;  // a type with more resources gets several files (each is read whole to be sent)
 };
 
 // The requester's view of the store for one part of a job.
