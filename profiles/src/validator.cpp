@@ -61,12 +61,27 @@ std::string str_member(const rapidjson::Value& obj, const char* name) {
 // just htmlChecks(), checked with the narrative's XHTML.
 enum class Native { None, Ele1, Ext1, NarrativeRules };
 
-// Two invariants evaluated on nearly every resource whose FHIRPath is costly
-// next to the question they usually settle: a cheap sufficient condition
-// decides the common case natively, the compiled expression the rest. Tied to
-// the exact R4 text, so that another expression under the same key is
-// evaluated as written.
-enum class Shortcut { None, Ref1, Dom3, Bdl3, Bdl4, Bdl7 };
+// Invariants evaluated on nearly every resource, entry or reference whose
+// FHIRPath costs far more than the question: decided natively, exactly
+// (dom-2, dom-4, dom-5, dom-6, bdl-5), or in the common case only, the
+// compiled expression deciding the rest (ref-1, dom-3, bdl-3, bdl-4, bdl-7,
+// bdl-8, per-1). Tied to the exact R4 text, so that another expression under
+// the same key is evaluated as written.
+enum class Shortcut { None, Ref1, Dom2, Dom3, Dom4, Dom5, Dom6, Bdl3, Bdl4, Bdl5, Bdl7, Bdl8, Per1 };
+enum class Decision { Unknown, Holds, Fails };
+struct ShortcutText {
+  std::string_view key, expression;
+  Shortcut shortcut;
+};
+constexpr ShortcutText kExactShortcuts[] = {
+    {"dom-2", "contained.contained.empty()", Shortcut::Dom2},
+    {"dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()", Shortcut::Dom4},
+    {"dom-5", "contained.meta.security.empty()", Shortcut::Dom5},
+    {"dom-6", "text.`div`.exists()", Shortcut::Dom6},
+    {"bdl-5", "resource.exists() or request.exists() or response.exists()", Shortcut::Bdl5},
+    {"bdl-8", "fullUrl.contains('/_history/').not()", Shortcut::Bdl8},
+    {"per-1", "start.hasValue().not() or end.hasValue().not() or (start <= end)", Shortcut::Per1},
+};
 constexpr std::string_view kRef1 =
     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))";
 constexpr std::string_view kDom3 =
@@ -248,6 +263,8 @@ const TypeRules* Validator::build_rules(const TypeDef* type) const {
       if (c.key == "bdl-3" && c.expression == kBdl3) inv->shortcut = Shortcut::Bdl3;
       if (c.key == "bdl-4" && c.expression == kBdl4) inv->shortcut = Shortcut::Bdl4;
       if (c.key == "bdl-7" && c.expression == kBdl7) inv->shortcut = Shortcut::Bdl7;
+      for (const ShortcutText& t : kExactShortcuts)
+        if (c.key == t.key && c.expression == t.expression) inv->shortcut = t.shortcut;
     }
     if (!inv->compile_error.empty())
       loaded_->not_compiled.push_back(c.key + " (" + root + "): " + inv->compile_error);
@@ -576,7 +593,13 @@ class Walker {
                  "invariant " + inv.key + " was not checked: " + inv.compile_error, "invariant-not-run");
           return;
         }
-        if (inv.guard.holds_without_evaluation(node) || shortcut_holds(node, inv.shortcut)) return;
+        if (inv.guard.holds_without_evaluation(node)) return;
+        Decision decided = decide(node, inv.shortcut);
+        if (decided == Decision::Holds) return;
+        if (decided == Decision::Fails) {
+          ok = false;
+          break;
+        }
         fhirpath::Environment env;
         env.resource = resource_;
         env.root_resource = container_;  // the container of a contained resource, else the resource
@@ -599,14 +622,63 @@ class Walker {
   }
 
   // The sufficient conditions of Shortcut (false: evaluate the expression).
-  bool shortcut_holds(const Node& node, Shortcut shortcut) const {
+  // Some contained resource has `member`, or `member`.`sub` (sub non-empty).
+  static bool any_contained_has(const Node& node, std::string_view member, std::string_view sub = {}) {
+    bool found = false;
+    node.for_each_child("contained", [&](const Node& c) {
+      const Node* m = c.child(member);
+      if (m && (sub.empty() || m->child(sub))) found = true;
+    });
+    return found;
+  }
+
+  Decision decide(const Node& node, Shortcut shortcut) const {
+    auto holds_if = [](bool b) { return b ? Decision::Holds : Decision::Fails; };
     switch (shortcut) {
       case Shortcut::None:
-        return false;
+        return Decision::Unknown;
+      case Shortcut::Dom2:
+        return holds_if(!any_contained_has(node, "contained"));
+      case Shortcut::Dom4:
+        return holds_if(!any_contained_has(node, "meta", "versionId") && !any_contained_has(node, "meta", "lastUpdated"));
+      case Shortcut::Dom5:
+        return holds_if(!any_contained_has(node, "meta", "security"));
+      case Shortcut::Dom6: {
+        const Node* text = node.child("text");
+        return holds_if(text && text->child("div"));
+      }
+      case Shortcut::Bdl5:
+        return holds_if(node.child("resource") || node.child("request") || node.child("response"));
+      case Shortcut::Bdl8: {
+        const Node* full_url = node.child("fullUrl");
+        if (!full_url) return Decision::Holds;
+        if (!full_url->has_value) return Decision::Unknown;
+        return holds_if(full_url->value.find("/_history/") == std::string::npos);
+      }
+      case Shortcut::Per1: {
+        // Holds without a start or an end value; with both at the same
+        // precision and time zone the text order is the time order.
+        const Node* start = node.child("start");
+        const Node* end = node.child("end");
+        if (!start || !start->has_value || !end || !end->has_value) return Decision::Holds;
+        const std::string& a = start->value;
+        const std::string& b = end->value;
+        bool comparable = a.size() == b.size() && (a.size() == 10 || (a.size() > 19 && a.back() == 'Z' && b.back() == 'Z') ||
+                                                   (a.size() > 19 && a.compare(a.size() - 6, 6, b, b.size() - 6, 6) == 0));
+        return comparable && a <= b ? Decision::Holds : Decision::Unknown;
+      }
       case Shortcut::Ref1: {
-        // Only "#id" references are constrained.
+        // Only "#id" references are constrained: the id of a contained
+        // resource of the root resource.
         const Node* ref = node.child("reference");
-        return !ref || !ref->has_value || !ref->value.starts_with('#');
+        if (!ref || !ref->has_value || !ref->value.starts_with('#')) return Decision::Holds;
+        if (ref->value.size() == 1 || !container_) return Decision::Unknown;
+        std::string_view id = std::string_view(ref->value).substr(1);
+        bool found = false;
+        container_->for_each_child("contained", [&](const Node& c) {
+          if (resource_id(c) == id) found = true;
+        });
+        return holds_if(found);
       }
       case Shortcut::Dom3: {
         // Every contained resource with an id is named by some "#id"
@@ -618,16 +690,16 @@ class Walker {
           if (id.empty()) all_have_ids = false;
           else wanted.push_back(id);
         });
-        if (!all_have_ids || !resource_) return false;
+        if (!all_have_ids || !resource_) return Decision::Unknown;
         remove_referenced(*resource_, &wanted, 0);
-        return wanted.empty();
+        return wanted.empty() ? Decision::Holds : Decision::Unknown;
       }
       case Shortcut::Bdl3:
       case Shortcut::Bdl4: {
         // Every entry has a request (a response) exactly when the Bundle's type calls for one.
-        if (&node != resource_) return false;
+        if (&node != resource_) return Decision::Unknown;
         const Node* type = node.child("type");
-        if (!type || !type->has_value) return false;
+        if (!type || !type->has_value) return Decision::Unknown;
         const std::string& t = type->value;
         bool expected = shortcut == Shortcut::Bdl3 ? t == "batch" || t == "transaction" || t == "history"
                                                    : t == "batch-response" || t == "transaction-response" || t == "history";
@@ -636,11 +708,11 @@ class Walker {
         node.for_each_child("entry", [&](const Node& entry) {
           if ((entry.child(member) != nullptr) != expected) all = false;
         });
-        return all;
+        return all ? Decision::Holds : Decision::Unknown;
       }
       case Shortcut::Bdl7: {
         // A history, or fullUrl + versionId distinct across the entries with a fullUrl.
-        if (node.child_value("type") == "history") return true;
+        if (node.child_value("type") == "history") return Decision::Holds;
         std::unordered_set<std::string> seen;
         bool distinct = true;
         node.for_each_child("entry", [&](const Node& entry) {
@@ -655,10 +727,10 @@ class Walker {
             if (const Node* meta = r->child("meta")) key += meta->child_value("versionId");
           if (!seen.insert(std::move(key)).second) distinct = false;
         });
-        return distinct;
+        return distinct ? Decision::Holds : Decision::Unknown;
       }
     }
-    return false;
+    return Decision::Unknown;
   }
 
   // Drops from `ids` those a "reference": "#id" under `n` names.

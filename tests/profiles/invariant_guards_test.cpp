@@ -113,3 +113,55 @@ TEST_CASE("bdl-3, bdl-4, bdl-7, dom-3 and ref-1 still fail when they should", "[
   CHECK(base_errors(R"({"resourceType":"Basic","code":{"text":"x"},"subject":{"reference":"#nobody"}})") ==
         std::vector<std::string>{"inv-ref-1 @ Basic.subject", "ref-contained-missing @ Basic.subject.reference"});
 }
+
+namespace {
+
+// Message ids of all issues (any severity) with their locations, sorted.
+std::vector<std::string> base_issues(const std::string& json) {
+  std::vector<std::string> out;
+  for (const espace::fhir::Issue& i : profiles_test::validator().validate(profiles_test::parse(json)))
+    out.push_back(i.message_id + " @ " + i.expression);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("dom-2, dom-4, dom-5, dom-6, bdl-5, bdl-8 and per-1 decided natively as their FHIRPath says",
+          "[profiles][invariants]") {
+  const std::string narrative =
+      R"("text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},)";
+  auto basic = [&](const std::string& contained_json, const std::string& more = "") {
+    return R"({"resourceType":"Basic",)" + narrative + R"("contained":[)" + contained_json +
+           R"(],"code":{"text":"x"},"subject":{"reference":"#c"})" + more + "}";
+  };
+  CHECK(base_issues(basic(R"({"resourceType":"Patient","id":"c"})")).empty());
+  // dom-2: a contained resource with contained resources (its own dom-3 fails too: nothing names #d).
+  CHECK(base_issues(basic(R"({"resourceType":"Patient","id":"c","contained":[{"resourceType":"Patient","id":"d"}]})")) ==
+        std::vector<std::string>{"inv-dom-2 @ Basic", "inv-dom-3 @ Basic.contained[0]"});
+  // dom-4: versionId or lastUpdated; dom-5: security labels.
+  CHECK(base_issues(basic(R"({"resourceType":"Patient","id":"c","meta":{"versionId":"2"}})")) ==
+        std::vector<std::string>{"inv-dom-4 @ Basic"});
+  CHECK(base_issues(basic(R"({"resourceType":"Patient","id":"c","meta":{"lastUpdated":"2026-01-01T00:00:00Z"}})")) ==
+        std::vector<std::string>{"inv-dom-4 @ Basic"});
+  CHECK(base_issues(basic(R"({"resourceType":"Patient","id":"c","meta":{"security":[{"code":"N"}]}})")) ==
+        std::vector<std::string>{"inv-dom-5 @ Basic"});
+  // dom-6: no narrative (a warning).
+  CHECK(base_issues(R"({"resourceType":"Basic","code":{"text":"x"}})") == std::vector<std::string>{"inv-dom-6 @ Basic"});
+  // bdl-5: an entry with neither resource, request nor response; bdl-8: a fullUrl with a version.
+  CHECK(base_errors(R"({"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1"}]})") ==
+        std::vector<std::string>{"inv-bdl-5 @ Bundle.entry[0]"});
+  CHECK(base_errors(R"({"resourceType":"Bundle","type":"collection","entry":[)" +
+                    entry("http://example.org/fhir/Basic/1/_history/2", "") + "]}") ==
+        std::vector<std::string>{"inv-bdl-8 @ Bundle.entry[0]"});
+  // per-1: start after end fails; across time zones the instants are compared, not the text.
+  auto period = [&](const std::string& start, const std::string& end) {
+    return base_errors(R"({"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"period":{"start":")" +
+                       start + R"(","end":")" + end + R"("}})");
+  };
+  CHECK(period("2026-01-02", "2026-01-01") == std::vector<std::string>{"inv-per-1 @ Encounter.period"});
+  CHECK(period("2026-01-01", "2026-01-02").empty());
+  CHECK(period("2026-01-01T10:00:00+02:00", "2026-01-01T09:30:00+01:00").empty());
+  CHECK(period("2026-01-01T10:00:00+01:00", "2026-01-01T09:30:00+01:00") ==
+        std::vector<std::string>{"inv-per-1 @ Encounter.period"});
+}
