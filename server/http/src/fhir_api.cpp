@@ -459,7 +459,28 @@ Response FhirApi::handle_now(const Request& original) const {
   return response;
 }
 
+namespace {
+
+// A read by id costs one primary-key lookup: cheaper than the two thread
+// switches of a trip through the worker pool, so it runs on the I/O thread.
+// Not with an audit trail (its record waits for an fsync), not for Binary
+// (decoding a document can take long), not for encoded bodies.
+bool runs_on_io_thread(const Request& request, bool audited) {
+  if (audited || request.method != "GET" || !request.body.empty()) return false;
+  RouteMatch route = match_route(request.method, request.path);
+  return (route.kind == RouteKind::Read || route.kind == RouteKind::VRead || route.kind == RouteKind::Health) &&
+         route.type != "Binary";
+}
+
+}  // namespace
+
 void FhirApi::handle(Request&& request, Responder respond) {
+  if (runs_on_io_thread(request, audit_ != nullptr)) {
+    Response r = handle_now(request);
+    compress_response(request, &r);
+    respond(std::move(r));
+    return;
+  }
   auto shared = std::make_shared<std::pair<Request, Responder>>(std::move(request), std::move(respond));
   bool queued = pool_.post([this, shared] {
     Response r = handle_now(shared->first);

@@ -253,7 +253,9 @@ class Session : public SessionBase {
     asio::post(lowest().get_executor(), [self = self()] { self->close_now(); });
   }
   void post_response(http::Response&& response) override {
-    asio::post(lowest().get_executor(), [self = self(), r = std::move(response)]() mutable {
+    // dispatch: a handler that answers on the session's own strand (a read
+    // handled on the I/O thread) starts writing at once, without a queue trip.
+    asio::dispatch(lowest().get_executor(), [self = self(), r = std::move(response)]() mutable {
       self->write_response(std::move(r), /*close_after=*/false);
     });
   }

@@ -1,0 +1,191 @@
+// Which requests FhirApi::handle answers on the calling (I/O) thread and which
+// it hands to the worker pool. A pool whose only worker is busy and whose
+// queue is full answers 503 to everything handed to it, so a request that is
+// answered anyway was handled on the calling thread.
+#include <stdlib.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "espace/fhir/definitions.h"
+#include "espace/http/fhir_api.h"
+#include "espace/http/worker_pool.h"
+#include "espace/policy/audit.h"
+#include "espace/policy/policy.h"
+#include "espace/storage/storage.h"
+
+namespace {
+
+using espace::http::Request;
+using espace::http::Response;
+
+const espace::fhir::Definitions& definitions() {
+  static std::unique_ptr<espace::fhir::Definitions> defs = [] {
+    std::unique_ptr<espace::fhir::Definitions> d;
+    espace::fhir::Status s =
+        espace::fhir::Definitions::load(espace::fhir::Definitions::default_package_dir(), &d);
+    if (!s) FAIL("cannot load the R4 definitions: " << s.message());
+    return d;
+  }();
+  return *defs;
+}
+
+Request make_request(std::string method, std::string target, std::string body = {}) {
+  Request r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  REQUIRE(espace::http::parse_target(r.target, &r.path, &r.query));
+  r.headers.add("Host", "localhost");
+  r.headers.add("Accept", "application/fhir+json");
+  if (!body.empty()) r.headers.add("Content-Type", "application/fhir+json");
+  r.body = std::move(body);
+  return r;
+}
+
+// A server's request path without the network: storage in a temporary
+// directory, the open policy, and a one-worker pool that can be jammed.
+class ApiRig {
+ public:
+  ApiRig() : pool_(1, 1) {
+    char tmpl[] = "/tmp/espace-api-threads-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    dir_ = tmpl;
+    espace::storage::SqliteOptions opts;
+    opts.path = dir_ + "/test.db";
+    opts.synchronous_full = false;
+    REQUIRE(espace::storage::open_sqlite(opts, &store_).is_ok());
+    services_.defs = &definitions();
+    services_.store = store_.get();
+    policy_ = espace::policy::make_open_policy();
+    api_ = std::make_unique<espace::http::FhirApi>(services_, *policy_, pool_, espace::http::ApiOptions());
+  }
+  ~ApiRig() {
+    release();
+    pool_.shutdown();
+    api_.reset();
+    audit_.reset();
+    store_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  espace::http::FhirApi& api() { return *api_; }
+  espace::storage::Storage& store() { return *store_; }
+  void set_audit() {
+    audit_ = espace::policy::make_audit_trail(*store_);
+    api_->set_audit_trail(audit_.get());
+  }
+
+  // Occupies the worker and fills the queue: every later post() fails.
+  void jam() {
+    REQUIRE(pool_.post([future = release_.get_future().share()] { future.wait(); }));
+    // Wait (bounded) until the worker has taken the blocking task off the queue.
+    for (int i = 0; i < 15000 && pool_.queued() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(pool_.queued() == 0);
+    REQUIRE(pool_.post([] {}));
+    REQUIRE_FALSE(pool_.post([] {}));
+  }
+  void release() {
+    if (!released_) {
+      released_ = true;
+      release_.set_value();
+    }
+  }
+
+  // The response when handle() answers before returning (on this thread or
+  // by refusing), nothing when it queued the request.
+  std::optional<Response> handle(Request request) {
+    auto answer = std::make_shared<std::optional<Response>>();
+    api_->handle(std::move(request), [answer](Response&& r) { *answer = std::move(r); });
+    return *answer;
+  }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<espace::storage::Storage> store_;
+  espace::interactions::Services services_;
+  std::unique_ptr<espace::policy::Policy> policy_;
+  std::unique_ptr<espace::policy::AuditTrail> audit_;
+  espace::http::WorkerPool pool_;
+  std::unique_ptr<espace::http::FhirApi> api_;
+  std::promise<void> release_;
+  bool released_ = false;
+};
+
+std::string created_id(ApiRig& rig, const std::string& type, const std::string& body) {
+  Response created = rig.api().handle_now(make_request("POST", "/" + type, body));
+  REQUIRE(created.status == 201);
+  std::string location(created.headers.get("Location"));
+  size_t start = location.find("/" + type + "/");
+  REQUIRE(start != std::string::npos);
+  start += type.size() + 2;
+  return location.substr(start, location.find('/', start) - start);
+}
+
+}  // namespace
+
+TEST_CASE("reads by id are answered on the calling thread; other interactions go to the pool", "[http][threads]") {
+  ApiRig rig;
+  const std::string id = created_id(rig, "Patient", R"({"resourceType":"Patient","gender":"female"})");
+  const std::string binary_id =
+      created_id(rig, "Binary", R"({"resourceType":"Binary","contentType":"text/plain","data":"aGVsbG8="})");
+  rig.jam();
+
+  auto read = rig.handle(make_request("GET", "/Patient/" + id));
+  REQUIRE(read);
+  CHECK(read->status == 200);
+  CHECK(read->body.find("\"gender\":\"female\"") != std::string::npos);
+  CHECK(read->headers.get("ETag") == "W/\"1\"");
+
+  auto vread = rig.handle(make_request("GET", "/Patient/" + id + "/_history/1"));
+  REQUIRE(vread);
+  CHECK(vread->status == 200);
+
+  auto missing = rig.handle(make_request("GET", "/Patient/no-such-patient"));
+  REQUIRE(missing);
+  CHECK(missing->status == 404);
+
+  auto health = rig.handle(make_request("GET", "/health"));
+  REQUIRE(health);
+  CHECK(health->status == 200);
+
+  // Everything else waits for a worker, which the jammed pool refuses.
+  for (const Request& queued :
+       {make_request("POST", "/Patient", R"({"resourceType":"Patient"})"), make_request("GET", "/Patient?gender=female"),
+        make_request("GET", "/Patient/" + id + "/_history"), make_request("DELETE", "/Patient/" + id),
+        make_request("GET", "/Binary/" + binary_id), make_request("GET", "/metadata")}) {
+    INFO(queued.method << " " << queued.target);
+    auto refused = rig.handle(queued);
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+  }
+}
+
+TEST_CASE("with an audit trail every request goes to the pool", "[http][threads]") {
+  ApiRig rig;
+  const std::string id = created_id(rig, "Patient", R"({"resourceType":"Patient"})");
+  rig.set_audit();
+  rig.jam();
+  auto read = rig.handle(make_request("GET", "/Patient/" + id));
+  REQUIRE(read);
+  CHECK(read->status == 503);
+}
+
+TEST_CASE("a read answered on the calling thread is the same as one run by a worker", "[http][threads]") {
+  ApiRig rig;
+  const std::string id = created_id(rig, "Patient", R"({"resourceType":"Patient","birthDate":"1970-01-01"})");
+  Request pretty = make_request("GET", "/Patient/" + id + "?_pretty=true");
+  Response through_pool = rig.api().handle_now(pretty);
+  rig.jam();
+  auto inline_answer = rig.handle(pretty);
+  REQUIRE(inline_answer);
+  CHECK(inline_answer->status == through_pool.status);
+  CHECK(inline_answer->body == through_pool.body);
+  CHECK(inline_answer->headers.get("Content-Type") == through_pool.headers.get("Content-Type"));
+  CHECK(inline_answer->headers.get("Last-Modified") == through_pool.headers.get("Last-Modified"));
+}
