@@ -844,14 +844,19 @@ class Walker {
     return found;
   }
 
-  const Node* find_in_bundle(std::string_view full_url) const {
+  const Node* find_in_bundle(std::string_view full_url) {
     if (!bundle_) return nullptr;
-    const Node* found = nullptr;
-    bundle_->for_each_child("entry", [&](const Node& entry) {
-      if (found || entry.child_value("fullUrl") != full_url) return;
-      found = entry.child("resource");
-    });
-    return found;
+    // Indexed on first use: a transaction's entries reference one another.
+    if (!full_urls_indexed_) {
+      full_urls_indexed_ = true;
+      bundle_->for_each_child("entry", [&](const Node& entry) {
+        std::string_view url = entry.child_value("fullUrl");
+        const Node* resource = entry.child("resource");
+        if (!url.empty() && resource) by_full_url_.emplace(url, resource);  // the first entry wins
+      });
+    }
+    auto it = by_full_url_.find(full_url);
+    return it == by_full_url_.end() ? nullptr : it->second;
   }
 
   // The resource type a RESTful reference names: "Patient/1", ".../Patient/1",
@@ -918,6 +923,8 @@ class Walker {
   std::vector<Issue>* out_;
   std::vector<Frame> stack_;
   const Node* bundle_ = nullptr;
+  bool full_urls_indexed_ = false;
+  std::unordered_map<std::string_view, const Node*> by_full_url_;
   BundleResolver resolver_{nullptr};
   const Node* resource_ = nullptr;
   const Node* container_ = nullptr;
