@@ -45,6 +45,8 @@ const char* const kResources[] = {
     R"({"resourceType":"Patient","id":"pa","name":[{"family":"Alpha"}],"birthDate":"1970-01-01","generalPractitioner":[{"reference":"Practitioner/dr-gp"}]})",
     R"({"resourceType":"Patient","id":"pb","name":[{"family":"Beta"}],"birthDate":"1971-01-01"})",
     R"({"resourceType":"Patient","id":"pc","name":[{"family":"Gamma"}],"birthDate":"1972-01-01"})",
+    R"({"resourceType":"Patient","id":"pm","name":[{"family":"Mineur"}],"birthDate":"2020-05-01"})",
+    R"({"resourceType":"Observation","id":"obs-pm-1","status":"final","code":{"text":"croissance"},"subject":{"reference":"Patient/pm"}})",
     R"({"resourceType":"Observation","id":"obs-pa-1","status":"final","code":{"text":"poids"},"subject":{"reference":"Patient/pa"}})",
     R"({"resourceType":"Observation","id":"obs-pa-hidden","meta":{"security":[{"system":"urn:oid:1.2.250.1.213.1.1.4.13","code":"INVISIBLE_PATIENT"}]},"status":"final","code":{"text":"resultat"},"subject":{"reference":"Patient/pa"}})",
     R"({"resourceType":"DocumentReference","id":"doc-pa-1","status":"current","subject":{"reference":"Patient/pa"},"content":[{"attachment":{"contentType":"text/plain","url":"Binary/bin-pa-1"}}]})",
@@ -107,6 +109,7 @@ class Deployment {
                          "--profession", "10", "--sub", "account-dr-x"});
     mint("hosp", {"--role", "system", "--organization", "010000001", "--sub", "account-hosp"});
     mint("admin", {"--role", "administrator", "--sub", "account-admin"});
+    mint("parent", {"--role", "legal-representative", "--represents", "pm", "--sub", "account-parent"});
   }
   ~Deployment() {
     client_.reset();
@@ -229,6 +232,15 @@ TEST_CASE("a patient exports their own record, filtered by the rules", "[export]
   CHECK(docs_only.count("Binary") == 0);
   CHECK(ids(d.files("pa", d.run("pa", "/Patient/pa/$export?_type=DocumentReference,Binary"))["Binary"]) ==
         std::set<std::string>{"bin-pa-1"});
+}
+
+TEST_CASE("a legal representative exports the record of the minor they represent", "[export][integration]") {
+  Deployment d;
+  auto files = d.files("parent", d.run("parent", "/Patient/pm/$export"));
+  CHECK(ids(files["Patient"]) == std::set<std::string>{"pm"});
+  CHECK(ids(files["Observation"]) == std::set<std::string>{"obs-pm-1"});
+  CHECK(d.kick_off("parent", "/Patient/pa/$export").status == 403);
+  CHECK(d.kick_off("parent", "/Patient/$export").status == 403);
 }
 
 TEST_CASE("$export parameters: _type, _since, _outputFormat and the async requirement", "[export][integration]") {
