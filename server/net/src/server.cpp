@@ -66,9 +66,13 @@ int64_t now_us() {
       .count();
 }
 
-// RFC 9110 IMF-fixdate, which origin servers with a clock must send.
-std::string http_date_now() {
+// RFC 9110 IMF-fixdate, which origin servers with a clock must send. It
+// changes once a second: each I/O thread formats it once per second.
+const std::string& http_date_now() {
+  thread_local std::time_t cached_second = -1;
+  thread_local std::string cached;
   std::time_t t = std::time(nullptr);
+  if (t == cached_second) return cached;
   std::tm tm{};
   gmtime_r(&t, &tm);
   // Names spelled out rather than strftime's %a/%b, which follow the locale.
@@ -78,7 +82,9 @@ std::string http_date_now() {
   char buf[64];
   int n = std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7], tm.tm_mday,
                         kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  cached.assign(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  cached_second = t;
+  return cached;
 }
 
 // The net layer answers a few errors itself, before any handler sees the
