@@ -205,6 +205,21 @@ TEST_CASE("SHA-1 and base64 against the FIPS 180 and RFC 4648 vectors", "[cda]")
   CHECK(decoded == "fooba");
   CHECK_FALSE(base64_decode("Zm9=v", &decoded));
   CHECK_FALSE(base64_decode("Zm9", &decoded));
+  CHECK(base64_encode("foo") == "Zm9v");
+  CHECK(base64_encode("foob") == "Zm9vYg==");
+  CHECK(base64_encode("fooba") == "Zm9vYmE=");
+  CHECK_FALSE(base64_decode("Zm9v*mFy", &decoded));
+  CHECK_FALSE(base64_decode(std::string("Zm9v\0mFy", 8), &decoded));
+  CHECK_FALSE(base64_decode("Zm9v\xc3\xa9mE=", &decoded));  // a non-ASCII byte
+  // Every byte value, at each of the three positions of a group.
+  for (size_t shift = 0; shift < 3; ++shift) {
+    std::string bytes(shift, 'x');
+    for (int b = 0; b < 256; ++b) bytes.push_back(static_cast<char>(b));
+    std::string text = base64_encode(bytes);
+    CHECK(text.size() == (bytes.size() + 2) / 3 * 4);
+    REQUIRE(base64_decode(text, &decoded));
+    CHECK(decoded == bytes);
+  }
 }
 
 TEST_CASE("rule and mapping tables: checks and conversions come from the JSON", "[cda]") {

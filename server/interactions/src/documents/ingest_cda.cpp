@@ -281,6 +281,8 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
   s = fhir::parse_json(*services.defs, to_text(doc), &document);
   if (!s) return error_response(std::move(s));
   {
+    // The Binary's frame is parsed; its data, the largest value of the
+    // request, is moved in rather than written to JSON and parsed again.
     rapidjson::Document b(rapidjson::kObjectType);
     Allocator& ba = b.GetAllocator();
     b.AddMember("resourceType", "Binary", ba);
@@ -289,8 +291,9 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
     rapidjson::Value context(rapidjson::kObjectType);
     context.AddMember("reference", str("DocumentReference/" + document_op.id, ba), ba);
     b.AddMember("securityContext", context, ba);
-    b.AddMember("data", str(cda::base64_encode(req.body), ba), ba);
     s = fhir::parse_json(*services.defs, to_text(b), &binary);
+    if (!s) return error_response(std::move(s));
+    s = fhir::set_primitive(binary, "data", cda::base64_encode(req.body));
     if (!s) return error_response(std::move(s));
   }
   s = validate_for_write(services, document);
