@@ -58,7 +58,7 @@ const std::vector<OperationDef>& operation_table() {
       row("everything",                  false, false, true, {"Patient"}, true, B::Resource, false, everything_operation),
       row("materialize-reminders",       false, false, true, {"Patient"}, false, B::None,     true,  materialize_reminders_operation),
       // Bulk Data kick-off ([base], Patient, Patient/[id]); the http layer hands it to interactions/bulk_export.h.
-      row("export",                      true,  true,  true, {},          true, B::None,     false, export_unavailable_operation),
+      row("export",                      true,  true,  true, {"Patient"}, true, B::None,     false, export_unavailable_operation),
   };
   return table;
 }
@@ -68,7 +68,10 @@ const OperationDef* find_operation(std::string_view name, OperationLevel level, 
     if (d.name != name) continue;
     bool at_level = level == OperationLevel::System ? d.system : level == OperationLevel::Type ? d.type : d.instance;
     if (!at_level) continue;
-    if (!d.types.empty() && std::find(d.types.begin(), d.types.end(), type) == d.types.end()) continue;
+    // The types restrict the type and instance levels; a system-level call names none.
+    if (level != OperationLevel::System && !d.types.empty() &&
+        std::find(d.types.begin(), d.types.end(), type) == d.types.end())
+      continue;
     return &d;
   }
   return nullptr;

@@ -28,7 +28,7 @@ using OperationHandler = FhirResponse (*)(const Services&, const FhirRequest&);
 struct OperationDef {
   std::string name;                 // without '$'
   bool system = false, type = false, instance = false;  // levels it is defined at
-  std::vector<std::string> types;   // resource types it applies to; empty: any
+  std::vector<std::string> types;   // resource types it applies to at type/instance level; empty: any
   bool allows_get = false;          // idempotent: may be invoked with GET
   OperationBody body = OperationBody::Resource;
   bool changes_state = false;       // writes something (the policy treats it as a write)
