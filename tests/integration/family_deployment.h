@@ -7,6 +7,8 @@
 //   pharmacist  a pharmacist of the Pharmacie des Lilas (FINESS 1930008453)
 //   nurse       a nurse known by RPPS only
 //   midwife     a midwife with no grant on Thomas's record
+//   parent      Camille as legal representative of Léa (the newborn)
+//   pharmacy-system  the pharmacy's software (system role, the pharmacy's FINESS)
 // Thomas grants the pharmacy and the nurse access (Consent permit) at set-up,
 // as a patient does in the DMP. `extra` resources are stored with the family
 // by an open server before the DMP policy starts.
@@ -79,6 +81,10 @@ class FamilyDeployment {
     mint("pharmacist", {"--role", "professional", "--sub", "pharmacist-lilas", "--rpps", "820001112224",
                         "--profession", "21", "--organization", kPharmacyFiness});
     mint("nurse", {"--role", "professional", "--sub", "nurse-lilas", "--rpps", kNurseRpps, "--profession", "60"});
+    mint("parent", {"--role", "legal-representative", "--fhir-user", "RelatedPerson/family-lea-mother", "--represents",
+                    "family-lea"});
+    // The pharmacy's dispensing software, acting for the pharmacy (FINESS) Thomas granted.
+    mint("pharmacy-system", {"--role", "system", "--sub", "lgo-pharmacie-lilas", "--organization", kPharmacyFiness});
     mint("midwife", {"--role", "professional", "--sub", "midwife-elsewhere", "--rpps", "810005550001",
                      "--profession", "50"});
 

@@ -133,6 +133,16 @@ TEST_CASE("medical profile: the patient enters and edits it, flagged as patient-
     INFO(nurse.body);
     CHECK(nurse.status == 201);
 
+    // A parent records an allergy of their newborn under their own name.
+    std::string for_lea = allergy("family-lea", "RelatedPerson/family-lea-mother", "unconfirmed");
+    HttpResponse by_parent = family.as("parent", "POST", "/AllergyIntolerance", for_lea);
+    INFO(by_parent.body);
+    CHECK(by_parent.status == 201);
+    HttpResponse as_child = family.as("parent", "POST", "/AllergyIntolerance",
+                                      allergy("family-lea", "Patient/family-lea", "unconfirmed"));
+    CHECK(as_child.status == 422);
+    CHECK(diagnostics(as_child).find("(rule ENTERED_BY)") != std::string::npos);
+
     // Another patient's record is out of reach.
     HttpResponse elsewhere = family.as("thomas", "POST", "/AllergyIntolerance",
                                        allergy("family-camille", "Patient/family-thomas", "unconfirmed"));

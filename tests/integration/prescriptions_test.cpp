@@ -192,4 +192,33 @@ TEST_CASE("prescriptions: prescribers write them, pharmacists dispense them, the
     CHECK(match_ids(family.as("camille", "GET", "/MedicationRequest")).empty());
     CHECK(family.as("camille", "GET", "/MedicationRequest/" + rx_id).status == 404);
   }
+
+  SECTION("a pharmacy system writes a prescription and its dispensation in one transaction") {
+    std::string rx_entry = prescription("family-thomas", "EP-2026-1121-TX0001");
+    std::string md_entry = dispense("family-thomas", "urn:uuid:6f1c2a52-0d7e-4a55-9b53-3d1f0e7b2a11");
+    std::string bundle = R"({"resourceType":"Bundle","type":"transaction","entry":[
+      {"fullUrl":"urn:uuid:6f1c2a52-0d7e-4a55-9b53-3d1f0e7b2a11","resource":)" + rx_entry +
+                         R"(,"request":{"method":"POST","url":"MedicationRequest"}},
+      {"fullUrl":"urn:uuid:0b8e3c1d-5a2f-4c6e-8d9a-1e2f3a4b5c6d","resource":)" + md_entry +
+                         R"(,"request":{"method":"POST","url":"MedicationDispense"}}]})";
+    HttpResponse tx = family.as("pharmacy-system", "POST", "/", bundle);
+    INFO(tx.body);
+    REQUIRE(tx.status == 200);
+    rapidjson::Document answer = json_of(tx);
+    REQUIRE(answer["entry"].Size() == 2);
+    REQUIRE(str(answer["entry"][0]["resource"], "resourceType") == "MedicationRequest");
+    const std::string new_rx = str(answer["entry"][0]["resource"], "id");
+    // The dispensation names the prescription stored with it.
+    std::vector<std::string> found =
+        match_ids(family.as("thomas", "GET", "/MedicationDispense?prescription=MedicationRequest/" + new_rx));
+    CHECK(found.size() == 1);
+    // A transaction naming another patient's prescription is refused.
+    std::string other = R"({"resourceType":"Bundle","type":"transaction","entry":[
+      {"fullUrl":"urn:uuid:0b8e3c1d-5a2f-4c6e-8d9a-1e2f3a4b5c6d","resource":)" +
+                        dispense("family-thomas", "MedicationRequest/family-jeanne-rx-paracetamol") +
+                        R"(,"request":{"method":"POST","url":"MedicationDispense"}}]})";
+    HttpResponse refused = family.as("pharmacy-system", "POST", "/", other);
+    CHECK(refused.status == 422);
+    CHECK(diagnostics(refused).find("(rule DISPENSE_PRESCRIPTION)") != std::string::npos);
+  }
 }

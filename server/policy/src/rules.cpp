@@ -613,6 +613,15 @@ Status DmpRules::may_write(const storage::ResourceVersion* before, const storage
     if (decided == rule::kDeviceAppConsent)
       if (Status s = check_app_measurement(after_doc); !s) return s;
   }
+  if (type == "MedicationRequest") {
+    if (after.deleted) {
+      written_prescriptions_.erase(after.id);
+    } else {
+      std::vector<std::string> owners = patients;
+      std::sort(owners.begin(), owners.end());
+      written_prescriptions_[after.id] = std::move(owners);
+    }
+  }
   note(record, patients, decided);
   for (const std::string& p : patients)
     if (record && patient_access(p).rule == rule::kBreakGlass) record->break_glass = true;
@@ -674,10 +683,15 @@ Status DmpRules::check_dispense(const rapidjson::Value& dispense, const std::vec
     if (reference.compare(0, kPrefix.size(), kPrefix) != 0) return refuse(kWhy);
     std::string id = reference.substr(kPrefix.size());
     id = id.substr(0, id.find('/'));  // a versioned reference names the same request
-    storage::ResourceVersion request;
-    if (id.empty() || !store_.read("MedicationRequest", id, &request) || request.deleted) return refuse(kWhy);
-    std::vector<std::string> owners = patients_of(request);
-    std::sort(owners.begin(), owners.end());
+    std::vector<std::string> owners;
+    if (auto written = written_prescriptions_.find(id); written != written_prescriptions_.end()) {
+      owners = written->second;  // written earlier in this request (a transaction), not yet in the store
+    } else {
+      storage::ResourceVersion request;
+      if (id.empty() || !store_.read("MedicationRequest", id, &request) || request.deleted) return refuse(kWhy);
+      owners = patients_of(request);
+      std::sort(owners.begin(), owners.end());
+    }
     if (owners.empty() || owners != expected) return refuse(kWhy);
   }
   return Status::ok();

@@ -260,6 +260,10 @@ class DmpRules final : public ResourceRules {
   std::map<std::string, PatientFacts> facts_;
   std::map<std::string, Verdict> access_;
   std::map<std::string, bool> reference_matches_;  // "CareTeam/t1" -> includes the caller
+  // MedicationRequests this request has written so far (id -> their patients):
+  // a transaction's dispensation may name a prescription the store does not
+  // show yet.
+  std::map<std::string, std::vector<std::string>> written_prescriptions_;
   std::map<std::string, std::vector<interactions::devices::AppConsent>> app_consents_;
   std::map<std::string, bool> app_devices_;  // "Device/d1" -> carries the calling app's client id
 };
