@@ -187,7 +187,7 @@ TEST_CASE("the snapshots stored in profiles/data are the generated ones", "[prof
     CHECK(stored["snapshot"]["element"].Size() > stored["differential"]["element"].Size());
     ++checked;
   }
-  CHECK(checked == 8);
+  CHECK(checked == 18);
 }
 
 TEST_CASE("profile validation gives the same answers on several threads", "[profiles][fr]") {
