@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <ctime>
+#include <mutex>
+#include <unordered_map>
 
 #include "espace/fhir/data_files.h"
 #include "espace/policy/rules.h"
@@ -204,8 +206,77 @@ void add_consent_fact(std::string_view consent_json, PatientFacts* facts) {
   facts->consents.push_back(std::move(c));
 }
 
+namespace {
+
+// Facts of recently seen patients, across requests: loading them is a read
+// and a Consent search, more than the rest of a read-by-id. An entry is used
+// only while the storage's write generations of Patient and Consent are
+// those read before it was loaded (Storage::write_generation), so any write
+// of either type acknowledged since — a revoked Consent, a new block, a
+// changed GP — makes every later request load the facts again.
+class FactsCache {
+ public:
+  struct Stamp {
+    uint64_t patient = 0, consent = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+
+  static bool stamp(const storage::Storage& store, Stamp* out) {
+    return store.write_generation("Patient", &out->patient) && store.write_generation("Consent", &out->consent);
+  }
+
+  // Facts computed at loaded_us hold later (an adult stays one), not before.
+  bool find(const std::string& patient_id, const Stamp& now, int64_t now_us, PatientFacts* out) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(patient_id);
+    if (it == entries_.end() || !(it->second.stamp == now) || now_us < it->second.loaded_us) return false;
+    *out = it->second.facts;
+    return true;
+  }
+
+  void keep(const std::string& patient_id, const Stamp& stamp, int64_t loaded_us, const PatientFacts& facts) {
+    std::lock_guard lock(mutex_);
+    // Bounded: when full, start over rather than track ages.
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+    entries_.insert_or_assign(patient_id, Entry{stamp, loaded_us, facts});
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 20000;
+  struct Entry {
+    Stamp stamp;
+    int64_t loaded_us;
+    PatientFacts facts;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+FactsCache& facts_cache() {
+  static FactsCache cache;
+  return cache;
+}
+
+Status load_patient_facts_uncached(storage::Storage& store, const std::string& patient_id, int64_t now_us,
+                                   PatientFacts* out);
+
+}  // namespace
+
 Status load_patient_facts(storage::Storage& store, const std::string& patient_id, int64_t now_us,
                           PatientFacts* out) {
+  FactsCache::Stamp stamp;
+  if (!FactsCache::stamp(store, &stamp)) return load_patient_facts_uncached(store, patient_id, now_us, out);
+  if (facts_cache().find(patient_id, stamp, now_us, out)) return Status::ok();
+  Status s = load_patient_facts_uncached(store, patient_id, now_us, out);
+  // A minor's facts change with time alone (the 18th birthday): not kept.
+  if (s && !out->minor) facts_cache().keep(patient_id, stamp, now_us, *out);
+  return s;
+}
+
+namespace {
+
+Status load_patient_facts_uncached(storage::Storage& store, const std::string& patient_id, int64_t now_us,
+                                   PatientFacts* out) {
   *out = PatientFacts();
   out->id = patient_id;
   storage::ResourceVersion patient;
@@ -243,6 +314,8 @@ Status load_patient_facts(storage::Storage& store, const std::string& patient_id
   }
   return Status::ok();
 }
+
+}  // namespace
 
 // ---- data files ----
 

@@ -11,6 +11,7 @@
 // start of every read transaction after a commit, and with an audit record
 // committed for every request that munmap/fault cycle cost more than the read.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -127,6 +128,12 @@ int64_t wall_clock_us() {
       .count();
 }
 
+// Storage::write_generation: one counter per slot, types hashed onto slots.
+constexpr size_t kGenerationSlots = 64;
+size_t generation_slot(std::string_view type) { return std::hash<std::string_view>{}(type) % kGenerationSlots; }
+// Each storage instance counts from its own base, so numbers never coincide.
+std::atomic<uint64_t> storage_instances{0};
+
 Status invalid(std::string msg) {
   return Status::error(ErrorCategory::Invalid, "invalid", "storage: " + std::move(msg));
 }
@@ -232,6 +239,9 @@ class SqliteWriteTxn final : public WriteTxn {
   SqliteWriteTxn(Connection& c, int64_t now, int64_t& next_res_key, const OutboxRule& outbox_rule)
       : c_(c), now_(now), next_res_key_(next_res_key), outbox_rule_(outbox_rule) {}
 
+  // Generation slots (Storage::write_generation) of the types this batch put.
+  uint64_t touched_slots() const { return touched_slots_; }
+
   void begin_body() {
     active_ = true;
     broken_ = Status::ok();
@@ -279,6 +289,7 @@ class SqliteWriteTxn final : public WriteTxn {
                            "AuditEvent resources are written by the server only");
     if (v.deleted != v.json.empty())
       return invalid(v.deleted ? "a delete marker has no body" : "a version that is not a delete needs a body");
+    touched_slots_ |= uint64_t{1} << generation_slot(v.type);
 
     int64_t previous = 0;
     int64_t res_key = 0;
@@ -414,11 +425,15 @@ class SqliteWriteTxn final : public WriteTxn {
   const OutboxRule& outbox_rule_;
   bool active_ = false;
   Status broken_;
+  uint64_t touched_slots_ = 0;
 };
 
 class SqliteStorageImpl final : public SqliteStorage {
  public:
-  explicit SqliteStorageImpl(const SqliteOptions& opts) : opts_(opts) {}
+  explicit SqliteStorageImpl(const SqliteOptions& opts) : opts_(opts) {
+    const uint64_t base = (storage_instances.fetch_add(1) + 1) << 40;
+    for (auto& g : generations_) g.store(base);
+  }
 
   // Stops in pipeline order: the writer drains the queue, the sync threads
   // acknowledge everything committed, then the checkpointer ends.
@@ -625,6 +640,11 @@ class SqliteStorageImpl final : public SqliteStorage {
     while ((rc = st.step()) == SQLITE_ROW) ids->push_back(st.text(0));
     if (rc != SQLITE_DONE) return sqlite::error(c->db(), "looking up a token");
     return Status::ok();
+  }
+
+  bool write_generation(std::string_view type, uint64_t* out) const override {
+    *out = generations_[generation_slot(type)].load(std::memory_order_acquire);
+    return true;
   }
 
   Status search(const SearchQuery& q, SearchPage* out) override {
@@ -927,7 +947,13 @@ class SqliteStorageImpl final : public SqliteStorage {
       batch_status = sqlite::store_audit_head(writer_, audit_head_.seq);
     if (batch_status) {
       batch_status = run(writer_, "COMMIT");
-      if (batch_status) last_commit_us_ = now;
+      if (batch_status) {
+        last_commit_us_ = now;
+        // Visible to readers now, acknowledged later: caches see the change
+        // before anyone is told the write happened.
+        for (size_t slot = 0; slot < kGenerationSlots; ++slot)
+          if (txn.touched_slots() & (uint64_t{1} << slot)) generations_[slot].fetch_add(1, std::memory_order_release);
+      }
     }
     if (!batch_status) {
       if (!sqlite3_get_autocommit(writer_.db())) run(writer_, "ROLLBACK");
@@ -1106,11 +1132,14 @@ class SqliteStorageImpl final : public SqliteStorage {
   bool checkpoint_stopping_ = false;
   std::thread checkpoint_thread_;
 
+  std::array<std::atomic<uint64_t>, kGenerationSlots> generations_;
   std::atomic<int64_t> batches_{0}, bodies_{0}, failed_bodies_{0}, failed_commits_{0}, largest_batch_{0};
   std::atomic<int64_t> fsyncs_{0}, checkpoints_{0}, writer_cpu_us_{0};
 };
 
 }  // namespace
+
+bool Storage::write_generation(std::string_view, uint64_t*) const { return false; }
 
 Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out) {
   out->reset();

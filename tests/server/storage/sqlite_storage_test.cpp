@@ -827,3 +827,49 @@ TEST_CASE("a growing log is checkpointed in the background", "[storage]") {
   sqlite3_finalize(st);
   sqlite3_close(raw);
 }
+
+TEST_CASE("write generations change with each committed write of the type, before it is acknowledged", "[sqlite]") {
+  TempDb db;
+  auto s = open_db(db.path);
+  uint64_t patient0 = 0, consent0 = 0;
+  REQUIRE(s->write_generation("Patient", &patient0));
+  REQUIRE(s->write_generation("Consent", &consent0));
+  auto put = [&](const std::string& type, const std::string& id, int64_t version) {
+    return s->write([&](WriteTxn& txn) {
+      ResourceVersion v;
+      v.type = type;
+      v.id = id;
+      v.version = version;
+      v.method = "PUT";
+      v.last_updated_us = txn.now_us();
+      v.json = R"({"resourceType":")" + type + R"("})";
+      return txn.put(v, {});
+    });
+  };
+  REQUIRE(put("Patient", "g1", 1).is_ok());
+  uint64_t patient1 = 0, consent1 = 0;
+  REQUIRE(s->write_generation("Patient", &patient1));
+  REQUIRE(s->write_generation("Consent", &consent1));
+  CHECK(patient1 != patient0);
+  REQUIRE(put("Consent", "c1", 1).is_ok());
+  uint64_t consent2 = 0;
+  REQUIRE(s->write_generation("Consent", &consent2));
+  CHECK(consent2 != consent1);
+  // Reads and failed bodies that wrote nothing leave them alone.
+  uint64_t before_read = 0, patient2 = 0;
+  REQUIRE(s->write_generation("Patient", &before_read));
+  ResourceVersion read_back;
+  REQUIRE(s->read("Patient", "g1", &read_back).is_ok());
+  CHECK(read_back.version == 1);
+  CHECK_FALSE(s->write([](WriteTxn&) { return Status::error(espace::fhir::ErrorCategory::Invalid, "invalid", "no"); }));
+  REQUIRE(s->write_generation("Patient", &patient2));
+  CHECK(patient2 == before_read);
+
+  // Another storage never reports the same numbers.
+  TempDb other_db;
+  auto other = open_db(other_db.path);
+  uint64_t other_patient = 0;
+  REQUIRE(other->write_generation("Patient", &other_patient));
+  CHECK(other_patient != patient0);
+  CHECK(other_patient != patient2);
+}

@@ -291,6 +291,16 @@ class Storage {
   // Runs a search plan against the current versions, all in one snapshot.
   virtual Status search(const SearchQuery& q, SearchPage* out) = 0;
 
+  // For caches of facts derived from stored resources: a number that changes
+  // after every committed write that may have put a version of `type`
+  // (several types may share a number, so it can also change for others).
+  // It changes after the write is visible to readers and before the write is
+  // acknowledged, so a value read before loading facts, and equal later,
+  // proves that no such write was acknowledged in between. Numbers of two
+  // storage instances never coincide. False (the default, and for decorators
+  // that do not forward it): no such number, do not cache.
+  virtual bool write_generation(std::string_view type, uint64_t* out) const;
+
   // ---- audit trail (see AuditRecord). The defaults answer NotAllowed, for
   // storages (and decorators) without an audit table. ----
 
