@@ -100,13 +100,18 @@ std::string sha256_hex(std::string_view text) {
   return h.finish_hex();
 }
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
+// The value of each base64 character; -1 for any other byte, -2 for the
+// whitespace a sender may wrap lines with.
+const std::array<int8_t, 256>& base64_values() {
+  static const std::array<int8_t, 256> table = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int v = 0; v < 64; ++v) t[static_cast<uint8_t>(alphabet[v])] = static_cast<int8_t>(v);
+    for (char c : {' ', '\n', '\r', '\t'}) t[static_cast<uint8_t>(c)] = -2;
+    return t;
+  }();
+  return table;
 }
 
 // Decodes base64 in chunks into the SHA-1 and counts the bytes, without
@@ -116,35 +121,37 @@ struct DocumentFacts {
   std::string sha1_base64;
 };
 bool measure_base64(std::string_view text, DocumentFacts* out) {
+  const std::array<int8_t, 256>& values = base64_values();
   Hasher sha1(EVP_sha1());
-  std::string chunk;
-  chunk.reserve(64 * 1024 + 3);
+  constexpr size_t kChunk = 16 * 1024;  // on the stack of a worker thread
+  std::array<char, kChunk> chunk;
+  size_t used = 0;
   uint32_t acc = 0;
   int bits = 0;
   size_t padding = 0;
   for (char c : text) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    int v = base64_value(c);
-    if (v < 0 || padding) return false;  // bad character, or data after padding
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      chunk.push_back(static_cast<char>((acc >> bits) & 0xff));
-      if (chunk.size() >= 64 * 1024) {
-        sha1.add(chunk);
-        out->size += chunk.size();
-        chunk.clear();
+    int8_t v = values[static_cast<uint8_t>(c)];
+    if (v >= 0 && !padding) {
+      acc = (acc << 6) | static_cast<uint32_t>(v);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        chunk[used++] = static_cast<char>((acc >> bits) & 0xff);
+        if (used == kChunk) {
+          sha1.add(std::string_view(chunk.data(), used));
+          out->size += used;
+          used = 0;
+        }
       }
+    } else if (c == '=') {
+      ++padding;
+    } else if (v != -2) {
+      return false;  // bad character, or data after padding
     }
   }
   if (padding > 2) return false;
-  sha1.add(chunk);
-  out->size += chunk.size();
+  sha1.add(std::string_view(chunk.data(), used));
+  out->size += used;
   out->sha1_base64 = sha1.finish_base64();
   return true;
 }
