@@ -124,3 +124,26 @@ TEST_CASE("$ingest-cda stores the CDA and its DocumentReference for the INS pati
   bundle = json_of(c.get("/Binary?_summary=count"));
   CHECK(bundle["total"].GetInt() == 6);
 }
+
+TEST_CASE("$ingest-cda refuses a document above --max-document-bytes, as ITI-65 does", "[cda]") {
+  const std::string report = cda_file("report.xml");
+  REQUIRE(report.size() > 2048);
+  ServerProcess server({"--max-document-bytes", std::to_string(report.size() - 1)});
+  HttpClient c("127.0.0.1", server.port());
+  REQUIRE(c.request("POST", "/", cda_file("patients.json"), {{"Content-Type", "application/fhir+json"}}).status == 200);
+  HttpResponse r = ingest(c, report);
+  INFO(r.body);
+  CHECK(r.status == 413);
+  CHECK(r.body.find("accepts at most " + std::to_string(report.size() - 1)) != std::string::npos);
+  CHECK(json_of(c.get("/DocumentReference?_summary=count"))["total"].GetInt() == 0);
+}
+
+TEST_CASE("$ingest-cda accepts a document of exactly --max-document-bytes", "[cda]") {
+  const std::string report = cda_file("report.xml");
+  ServerProcess server({"--max-document-bytes", std::to_string(report.size())});
+  HttpClient c("127.0.0.1", server.port());
+  REQUIRE(c.request("POST", "/", cda_file("patients.json"), {{"Content-Type", "application/fhir+json"}}).status == 200);
+  HttpResponse r = ingest(c, report);
+  INFO(r.body);
+  CHECK(r.status == 201);
+}

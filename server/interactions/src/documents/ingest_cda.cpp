@@ -165,6 +165,12 @@ FhirResponse ingest_cda_operation(const Services& services, const FhirRequest& r
     return error_response(ErrorCategory::UnsupportedMedia, "not-supported",
                           "$ingest-cda takes the CDA document itself as application/xml, text/xml or "
                           "application/hl7-cda+xml");
+  // The same bound as a document of an ITI-65 submission (serve --max-document-bytes).
+  if (req.body.size() > services.limits.max_document_bytes)
+    return error_response(ErrorCategory::TooLarge, "too-costly",
+                          "the document has " + std::to_string(req.body.size()) +
+                              " bytes; this server accepts at most " +
+                              std::to_string(services.limits.max_document_bytes));
   rapidjson::Document doc;
   std::string ins;
   std::vector<fhir::Issue> warnings;
