@@ -461,21 +461,18 @@ Response FhirApi::handle_now(const Request& original) const {
 
 namespace {
 
-// A read by id costs one primary-key lookup: cheaper than the two thread
-// switches of a trip through the worker pool, so it runs on the I/O thread.
-// Not with an audit trail (its record waits for an fsync), not for Binary
-// (decoding a document can take long), not for encoded bodies.
-bool runs_on_io_thread(const Request& request, bool audited) {
-  if (audited || request.method != "GET" || !request.body.empty()) return false;
-  RouteMatch route = match_route(request.method, request.path);
-  return (route.kind == RouteKind::Read || route.kind == RouteKind::VRead || route.kind == RouteKind::Health) &&
-         route.type != "Binary";
+// /health touches no storage: answered on the I/O thread, so liveness stays
+// visible when every worker is busy. Everything else may block on the
+// database and goes to the worker pool (the I/O threads never wait on it).
+bool runs_on_io_thread(const Request& request) {
+  if (request.method != "GET" || !request.body.empty()) return false;
+  return match_route(request.method, request.path).kind == RouteKind::Health;
 }
 
 }  // namespace
 
 void FhirApi::handle(Request&& request, Responder respond) {
-  if (runs_on_io_thread(request, audit_ != nullptr)) {
+  if (runs_on_io_thread(request)) {
     Response r = handle_now(request);
     compress_response(request, &r);
     respond(std::move(r));
