@@ -21,15 +21,19 @@ const Interaction kSystemLevel[] = {Interaction::Transaction, Interaction::Batch
                                     Interaction::SearchSystem};
 
 // The canonical OperationDefinition of an operation: the specification's own
-// for the operations R4 defines, ours otherwise.
+// for the operations R4 defines, the Bulk Data IG's for $export (R4 has none),
+// ours otherwise.
 std::string operation_definition(const OperationDef& op, const std::string& type) {
   static const char* const kStandard[][2] = {
       {"validate", "Resource-validate"},      {"expand", "ValueSet-expand"},
       {"validate-code", "ValueSet-validate-code"}, {"lookup", "CodeSystem-lookup"},
-      {"everything", "Patient-everything"},   {"export", "Patient-export"},
+      {"everything", "Patient-everything"},
   };
   for (const auto& [name, id] : kStandard)
     if (op.name == name) return std::string("http://hl7.org/fhir/OperationDefinition/") + id;
+  if (op.name == "export")
+    return std::string("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/") +
+           (type == "Patient" ? "patient-export" : "export");
   return "https://espace.example/fhir/OperationDefinition/" + (type.empty() ? std::string() : type + "-") + op.name;
 }
 
