@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
@@ -24,21 +25,18 @@ using espace::testing::json_of;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
 using espace::testing::str;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace {
 
-const std::string kIssuer = "https://idp.espace.example";
-const std::string kAudience = "https://espace.example/fhir";
 const std::string kProfile = "https://espace.example/fhir/StructureDefinition/dmp-auditevent";
 const char* const kJson = "application/fhir+json";
 
 std::string mint(const std::string& dir, std::vector<std::string> extra) {
-  std::vector<std::string> args = {"token", "mint", "--key", dir + "/keys/dev-signing-key.pem", "--issuer", kIssuer,
-                                   "--audience", kAudience};
-  args.insert(args.end(), extra.begin(), extra.end());
-  std::string out, err;
-  REQUIRE(run_espace(args, &out, &err) == 0);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  std::string out = mint_dev_token(dir + "/keys", extra);
   return out;
 }
 
@@ -55,7 +53,7 @@ TEST_CASE("every AuditEvent of the trail conforms to the dmp-auditevent profile"
   char tmpl[] = "/tmp/espace-auditprofile-it-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
   const std::string db = dir + "/audit.db";
-  REQUIRE(run_espace({"token", "init", "--dir", dir + "/keys"}) == 0);
+  init_dev_keys(dir + "/keys");
   {
     ServerProcess open({}, db);
     HttpClient c("127.0.0.1", open.port());
@@ -70,7 +68,7 @@ TEST_CASE("every AuditEvent of the trail conforms to the dmp-auditevent profile"
     }
   }
   {
-    ServerProcess jwt({"--auth", "jwt", "--jwks", dir + "/keys/jwks.json", "--issuer", kIssuer, "--audience", kAudience},
+    ServerProcess jwt({"--auth", "jwt", "--jwks", dir + "/keys/jwks.json", "--issuer", kTestIssuer, "--audience", kTestAudience},
                       db);
     HttpClient c("127.0.0.1", jwt.port());
     const std::string patient = "Bearer " + mint(dir, {"--role", "patient", "--patient", "pa", "--fhir-user",

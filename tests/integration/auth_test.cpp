@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
@@ -20,11 +21,13 @@ using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace {
 
-const std::string kIssuer = "https://idp.espace.example";
-const std::string kAudience = "https://espace.example/fhir";
 
 struct TempDir {
   std::string path;
@@ -44,18 +47,12 @@ std::string trimmed(std::string s) {
 }
 
 // Mints a token with the key of `keys_dir`; fails the test if it cannot.
-std::string mint(const std::string& keys_dir, std::vector<std::string> claims, const std::string& audience = kAudience) {
-  std::vector<std::string> args = {"token", "mint", "--key", keys_dir + "/dev-signing-key.pem", "--issuer", kIssuer,
-                                   "--audience", audience};
-  args.insert(args.end(), claims.begin(), claims.end());
-  std::string out, err;
-  int rc = run_espace(args, &out, &err);
-  INFO(err);
-  REQUIRE(rc == 0);
-  return trimmed(out);
+std::string mint(const std::string& keys_dir, std::vector<std::string> claims, const std::string& audience = kTestAudience) {
+  std::string out = mint_dev_token(keys_dir, claims, audience);
+return trimmed(out);
 }
 
-std::string admin(const std::string& keys_dir, const std::string& audience = kAudience) {
+std::string admin(const std::string& keys_dir, const std::string& audience = kTestAudience) {
   return mint(keys_dir, {"--role", "administrator", "--sub", "admin-1"}, audience);
 }
 
@@ -122,9 +119,9 @@ TEST_CASE("espace token init writes a private key and a JWKS, and never replaces
 TEST_CASE("serve --auth jwt: 401 with WWW-Authenticate unless the token is ours", "[auth]") {
   TempDir tmp;
   std::string keys = tmp.path + "/keys", foreign = tmp.path + "/foreign";
-  REQUIRE(run_espace({"token", "init", "--dir", keys}) == 0);
-  REQUIRE(run_espace({"token", "init", "--dir", foreign}) == 0);
-  ServerProcess server({"--auth", "jwt", "--jwks", keys + "/jwks.json", "--issuer", kIssuer, "--audience", kAudience});
+  init_dev_keys(keys);
+  init_dev_keys(foreign);
+  ServerProcess server({"--auth", "jwt", "--jwks", keys + "/jwks.json", "--issuer", kTestIssuer, "--audience", kTestAudience});
   HttpClient c("127.0.0.1", server.port());
 
   HttpResponse r = get_with(c, "/Patient/demo-claire-martin", "");
@@ -160,10 +157,10 @@ TEST_CASE("serve --auth jwt: 401 with WWW-Authenticate unless the token is ours"
 TEST_CASE("serve --auth jwt: SIGHUP rotates the signing keys, keeping them when the new file is broken", "[auth]") {
   TempDir tmp;
   std::string old_keys = tmp.path + "/old", new_keys = tmp.path + "/new", served = tmp.path + "/served-jwks.json";
-  REQUIRE(run_espace({"token", "init", "--dir", old_keys}) == 0);
-  REQUIRE(run_espace({"token", "init", "--dir", new_keys}) == 0);
+  init_dev_keys(old_keys);
+  init_dev_keys(new_keys);
   copy_file(old_keys + "/jwks.json", served);
-  ServerProcess server({"--auth", "jwt", "--jwks", served, "--issuer", kIssuer, "--audience", kAudience});
+  ServerProcess server({"--auth", "jwt", "--jwks", served, "--issuer", kTestIssuer, "--audience", kTestAudience});
   HttpClient c("127.0.0.1", server.port());
   std::string old_token = "Bearer " + admin(old_keys), new_token = "Bearer " + admin(new_keys);
   CHECK(get_with(c, "/metadata", old_token).status == 200);

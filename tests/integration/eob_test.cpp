@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "espace/fhir/read_file.h"
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
@@ -28,11 +29,13 @@ using espace::testing::json_of;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
 using espace::testing::str;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace {
 
-const std::string kIssuer = "https://idp.espace.example";
-const std::string kAudience = "https://espace.example/fhir";
 const char* const kJson = "application/fhir+json";
 const std::string kInsurerIdnst = "393000000000016";  // Organization/family-cpam
 
@@ -59,7 +62,7 @@ class Deployment {
   Deployment() {
     char tmpl[] = "/tmp/espace-eob-it-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    REQUIRE(run_espace({"token", "init", "--dir", dir_ + "/keys"}) == 0);
+    init_dev_keys(dir_ + "/keys");
     {
       ServerProcess open({"--strict-profiles"}, dir_ + "/family.db");
       HttpClient c("127.0.0.1", open.port());
@@ -71,7 +74,7 @@ class Deployment {
     }
     server_ = std::make_unique<ServerProcess>(
         std::vector<std::string>{"--strict-profiles", "--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer",
-                                 kIssuer, "--audience", kAudience},
+                                 kTestIssuer, "--audience", kTestAudience},
         dir_ + "/family.db");
     client_ = std::make_unique<HttpClient>("127.0.0.1", server_->port());
     mint("thomas", {"--role", "patient", "--fhir-user", "Patient/family-thomas", "--patient", "family-thomas"});
@@ -113,14 +116,7 @@ class Deployment {
 
  private:
   void mint(const std::string& name, std::vector<std::string> claims) {
-    std::vector<std::string> args = {"token", "mint", "--key", dir_ + "/keys/dev-signing-key.pem", "--issuer", kIssuer,
-                                     "--audience", kAudience};
-    args.insert(args.end(), claims.begin(), claims.end());
-    std::string out, err;
-    int rc = run_espace(args, &out, &err);
-    INFO(err);
-    REQUIRE(rc == 0);
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    std::string out = mint_dev_token(dir_ + "/keys", claims);
     tokens_[name] = out;
   }
   std::string dir_;

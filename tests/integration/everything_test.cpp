@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
@@ -26,11 +27,13 @@ using espace::testing::json_of;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
 using espace::testing::str;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace {
 
-const std::string kIssuer = "https://idp.espace.example";
-const std::string kAudience = "https://espace.example/fhir";
 const char* const kJson = "application/fhir+json";
 constexpr int kObservations = 7;
 
@@ -63,7 +66,7 @@ class Deployment {
   Deployment() {
     char tmpl[] = "/tmp/espace-everything-it-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    REQUIRE(run_espace({"token", "init", "--dir", dir_ + "/keys"}) == 0);
+    init_dev_keys(dir_ + "/keys");
     {
       ServerProcess open({}, dir_ + "/everything.db");
       HttpClient c("127.0.0.1", open.port());
@@ -91,8 +94,8 @@ class Deployment {
       }
     }
     server_ = std::make_unique<ServerProcess>(
-        std::vector<std::string>{"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kIssuer,
-                                 "--audience", kAudience},
+        std::vector<std::string>{"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kTestIssuer,
+                                 "--audience", kTestAudience},
         dir_ + "/everything.db");
     client_ = std::make_unique<HttpClient>("127.0.0.1", server_->port());
     mint("pa", {"--role", "patient", "--patient", "pa", "--fhir-user", "Patient/pa", "--sub", "account-pa"});
@@ -138,12 +141,7 @@ class Deployment {
 
  private:
   void mint(const std::string& name, std::vector<std::string> extra) {
-    std::vector<std::string> args = {"token", "mint", "--key", dir_ + "/keys/dev-signing-key.pem", "--issuer", kIssuer,
-                                     "--audience", kAudience};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::string out, err;
-    REQUIRE(run_espace(args, &out, &err) == 0);
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    std::string out = mint_dev_token(dir_ + "/keys", extra);
     tokens_[name] = out;
   }
   std::string dir_;

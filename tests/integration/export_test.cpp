@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
@@ -30,11 +31,13 @@ using espace::testing::json_of;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
 using espace::testing::str;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace {
 
-const std::string kIssuer = "https://idp.espace.example";
-const std::string kAudience = "https://espace.example/fhir";
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // The records: pa (GP dr-gp; one Observation hidden from the patient), pb
@@ -85,7 +88,7 @@ class Deployment {
   explicit Deployment(std::vector<std::string> extra = {}) {
     char tmpl[] = "/tmp/espace-export-it-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    REQUIRE(run_espace({"token", "init", "--dir", dir_ + "/keys"}) == 0);
+    init_dev_keys(dir_ + "/keys");
     {
       ServerProcess open({}, dir_ + "/export.db");
       HttpClient c("127.0.0.1", open.port());
@@ -96,8 +99,8 @@ class Deployment {
         REQUIRE(put.status == 201);
       }
     }
-    std::vector<std::string> args = {"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kIssuer,
-                                     "--audience", kAudience};
+    std::vector<std::string> args = {"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kTestIssuer,
+                                     "--audience", kTestAudience};
     args.insert(args.end(), extra.begin(), extra.end());
     server_ = std::make_unique<ServerProcess>(args, dir_ + "/export.db");
     client_ = std::make_unique<HttpClient>("127.0.0.1", server_->port());
@@ -178,13 +181,7 @@ class Deployment {
 
  private:
   void mint(const std::string& name, std::vector<std::string> extra) {
-    std::vector<std::string> args = {"token", "mint", "--key", dir_ + "/keys/dev-signing-key.pem", "--issuer", kIssuer,
-                                     "--audience", kAudience};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::string out, err;
-    INFO(err);
-    REQUIRE(run_espace(args, &out, &err) == 0);
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    std::string out = mint_dev_token(dir_ + "/keys", extra);
     tokens_[name] = out;
   }
 

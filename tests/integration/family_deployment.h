@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "espace/fhir/read_file.h"
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
@@ -36,10 +37,12 @@ using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 inline const char* kFhirJson = "application/fhir+json";
-inline const std::string kIssuer = "https://idp.espace.example";
-inline const std::string kAudience = "https://espace.example/fhir";
 inline const std::string kPharmacyFiness = "1930008453";
 inline const std::string kNurseRpps = "810009876540";
 
@@ -48,7 +51,7 @@ class FamilyDeployment {
   explicit FamilyDeployment(const std::vector<std::string>& extra = {}) {
     char tmpl[] = "/tmp/espace-family-it-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    REQUIRE(run_espace({"token", "init", "--dir", dir_ + "/keys"}) == 0);
+    init_dev_keys(dir_ + "/keys");
     {
       ServerProcess open({"--strict-profiles"}, dir_ + "/family.db");
       HttpClient c("127.0.0.1", open.port());
@@ -70,7 +73,7 @@ class FamilyDeployment {
     }
     server_ = std::make_unique<ServerProcess>(
         std::vector<std::string>{"--strict-profiles", "--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer",
-                                 kIssuer, "--audience", kAudience},
+                                 kTestIssuer, "--audience", kTestAudience},
         dir_ + "/family.db");
     client_ = std::make_unique<HttpClient>("127.0.0.1", server_->port());
 
@@ -122,14 +125,7 @@ class FamilyDeployment {
 
  private:
   void mint(const std::string& name, std::vector<std::string> claims) {
-    std::vector<std::string> args = {"token", "mint", "--key", dir_ + "/keys/dev-signing-key.pem", "--issuer", kIssuer,
-                                     "--audience", kAudience};
-    args.insert(args.end(), claims.begin(), claims.end());
-    std::string out, err;
-    int rc = run_espace(args, &out, &err);
-    INFO(err);
-    REQUIRE(rc == 0);
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    std::string out = mint_dev_token(dir_ + "/keys", claims);
     tokens_[name] = out;
   }
 

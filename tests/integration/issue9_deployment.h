@@ -13,9 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
+
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace espace::testing {
 
@@ -26,28 +32,21 @@ struct TokenSpec {
 
 class Issue9Deployment {
  public:
-  static constexpr const char* kIssuer = "https://idp.espace.example";
-  static constexpr const char* kAudience = "https://espace.example/fhir";
 
   // `seed`: FHIR JSON resources with ids, PUT by an open server in order.
   Issue9Deployment(const std::vector<std::string>& seed, const std::map<std::string, TokenSpec>& callers) {
     char tmpl[] = "/tmp/espace-issue9-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    REQUIRE(run_espace({"token", "init", "--dir", dir_ + "/keys"}) == 0);
+    init_dev_keys(dir_ + "/keys");
     store(seed);
     for (const auto& [name, spec] : callers) {
-      std::vector<std::string> args = {"token", "mint", "--key", dir_ + "/keys/dev-signing-key.pem", "--issuer",
-                                       kIssuer, "--audience", kAudience, "--role", spec.role, "--sub", spec.subject};
+      std::vector<std::string> claims = {"--role", spec.role, "--sub", spec.subject};
       for (const auto& [flag, value] : spec.claims) {
-        args.push_back("--" + flag);
-        args.push_back(value);
+        claims.push_back("--" + flag);
+        claims.push_back(value);
       }
-      std::string out, err;
-      int rc = run_espace(args, &out, &err);
-      INFO(name << ": " << err);
-      REQUIRE(rc == 0);
-      while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-      tokens_[name] = out;
+      INFO(name);
+      tokens_[name] = mint_dev_token(dir_ + "/keys", claims);
     }
     start();
   }
@@ -95,8 +94,8 @@ class Issue9Deployment {
   }
   void start(std::vector<std::string> extra = {"--purge-interval", "0"}) {
     stop();
-    std::vector<std::string> args = {"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kIssuer,
-                                     "--audience", kAudience};
+    std::vector<std::string> args = {"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kTestIssuer,
+                                     "--audience", kTestAudience};
     args.insert(args.end(), extra.begin(), extra.end());
     server_ = std::make_unique<ServerProcess>(args, db());
     client_ = std::make_unique<HttpClient>("127.0.0.1", server_->port());

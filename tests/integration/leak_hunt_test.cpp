@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "server_process.h"
 
@@ -34,11 +35,13 @@ using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace {
 
-const std::string kIssuer = "https://idp.espace.example";
-const std::string kAudience = "https://espace.example/fhir";
 const char* kAbsent = "zz-never-written";
 
 std::string read_text(const std::string& path) {
@@ -85,7 +88,7 @@ class Deployment {
   Deployment() {
     char tmpl[] = "/tmp/espace-leak-it-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    REQUIRE(run_espace({"token", "init", "--dir", dir_ + "/keys"}) == 0);
+    init_dev_keys(dir_ + "/keys");
     const std::string root = ESPACE_SOURCE_DIR;
     // The spaces, stored as they are by an open server on the same database.
     {
@@ -116,8 +119,8 @@ class Deployment {
       }
     }
     server_ = std::make_unique<ServerProcess>(
-        std::vector<std::string>{"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kIssuer,
-                                 "--audience", kAudience},
+        std::vector<std::string>{"--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer", kTestIssuer,
+                                 "--audience", kTestAudience},
         dir_ + "/leak.db");
     client_ = std::make_unique<HttpClient>("127.0.0.1", server_->port());
 
@@ -127,9 +130,7 @@ class Deployment {
     REQUIRE_FALSE(table.HasParseError());
     for (const char* name : {"pat-a", "dr-gp", "dr-granted", "dr-emergency", "dr-blocked", "dr-stranger"}) {
       const rapidjson::Value& c = table["callers"][name];
-      std::vector<std::string> args = {"token", "mint", "--key", dir_ + "/keys/dev-signing-key.pem", "--issuer",
-                                       kIssuer, "--audience", kAudience, "--role", member(c, "role"), "--sub",
-                                       member(c, "subject")};
+      std::vector<std::string> args = {"--role", member(c, "role"), "--sub", member(c, "subject")};
       auto add = [&](const char* flag, const char* field) {
         if (!member(c, field).empty()) {
           args.push_back(flag);
@@ -142,12 +143,7 @@ class Deployment {
       add("--profession", "profession");
       add("--organization", "organization");
       add("--purpose", "purpose");
-      std::string out, err;
-      int rc = run_espace(args, &out, &err);
-      INFO(err);
-      REQUIRE(rc == 0);
-      while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-      tokens_[name] = out;
+      tokens_[name] = mint_dev_token(dir_ + "/keys", args);
     }
   }
   ~Deployment() {

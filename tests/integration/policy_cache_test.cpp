@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dev_tokens.h"
 #include "http_client.h"
 #include "server_process.h"
 
@@ -16,22 +17,17 @@ using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
 using espace::testing::run_espace;
 using espace::testing::ServerProcess;
+using espace::testing::kTestIssuer;
+using espace::testing::kTestAudience;
+using espace::testing::mint_dev_token;
+using espace::testing::init_dev_keys;
 
 namespace {
 
-const std::string kIssuer = "https://idp.espace.example";
-const std::string kAudience = "https://espace.example/fhir";
 
 std::string mint(const std::string& keys, std::vector<std::string> claims) {
-  std::vector<std::string> args = {"token", "mint", "--key", keys + "/dev-signing-key.pem", "--issuer", kIssuer,
-                                   "--audience", kAudience};
-  args.insert(args.end(), claims.begin(), claims.end());
-  std::string out, err;
-  int rc = run_espace(args, &out, &err);
-  INFO(err);
-  REQUIRE(rc == 0);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
+  std::string out = mint_dev_token(keys, claims);
+return out;
 }
 
 std::string patient(const std::string& gp) {
@@ -58,7 +54,7 @@ std::string consent(const std::string& id, const std::string& status) {
 TEST_CASE("policy cache: grants, revocations and GP changes decide the next request") {
   char tmpl[] = "/tmp/espace-policy-cache-it-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
-  REQUIRE(run_espace({"token", "init", "--dir", dir + "/keys"}) == 0);
+  init_dev_keys(dir + "/keys");
   {
     ServerProcess open({}, dir + "/cache.db");
     HttpClient c("127.0.0.1", open.port());
@@ -67,8 +63,8 @@ TEST_CASE("policy cache: grants, revocations and GP changes decide the next requ
     REQUIRE(put.status == 201);
   }
   {
-    ServerProcess server({"--auth", "jwt", "--jwks", dir + "/keys/jwks.json", "--issuer", kIssuer, "--audience",
-                          kAudience},
+    ServerProcess server({"--auth", "jwt", "--jwks", dir + "/keys/jwks.json", "--issuer", kTestIssuer, "--audience",
+                          kTestAudience},
                          dir + "/cache.db");
     HttpClient c("127.0.0.1", server.port());
     const std::string owner = mint(dir + "/keys", {"--role", "patient", "--sub", "account-pc-1", "--patient", "pc-1"});
