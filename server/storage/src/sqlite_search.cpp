@@ -410,15 +410,20 @@ int judge_rank(const Condition& cond) {
 Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, int64_t limit, int64_t* out) {
   SqlBuilder b;
   int budget = kMaxSearchConditions;
+  // One indexed lookup per alternative (UNION ALL), not one OR over several
+  // params, which SQLite answers by scanning every index row of the type
+  // (e.g. the compartment condition the policy adds: subject OR author ...).
+  // Rows matching two alternatives count twice: an estimate is enough here.
   std::string rows;
   for (const IndexTest& t : cond.any_of) {
     std::string test;
     if (Status s = index_test_sql(b, t, "s", 0, &budget, &test); !s) return s;
-    rows += rows.empty() ? "(" + test + ")" : " OR (" + test + ")";
+    if (!rows.empty()) rows += " UNION ALL ";
+    rows += "SELECT 1 FROM search_index s WHERE s.type = " + b.placeholder(q.type) + " AND " + test;
   }
   OwnedStmt st;
-  std::string sql = "SELECT count(*) FROM (SELECT 1 FROM search_index s WHERE s.type = " + b.placeholder(q.type) +
-                    " AND (" + rows + ") LIMIT " + b.placeholder(std::max<int64_t>(limit, 1)) + ")";
+  std::string sql = "SELECT count(*) FROM (SELECT 1 FROM (" + rows + ") LIMIT " +
+                    b.placeholder(std::max<int64_t>(limit, 1)) + ")";
   if (Status s = st.prepare(c, sql, b.params()); !s) return s;
   if (st.step() != SQLITE_ROW) return error(c.db(), "judging a search condition");
   *out = st.int64(0);
