@@ -197,6 +197,10 @@ TEST_CASE("devices: a connected app pushes measurements only under the patient's
     REQUIRE(history.status == 200);
     CHECK(history.body.find("other-app") != std::string::npos);
     CHECK(history.body.find("old-app") != std::string::npos);
+    // An app's purpose is named in the system it comes from, not as an HL7 v3 ActReason.
+    CHECK(history.body.find(R"({"system":"https://espace.example/fhir/CodeSystem/device-data-purpose","code":"care"})") !=
+          std::string::npos);
+    CHECK(history.body.find(R"(v3-ActReason","code":"care")") == std::string::npos);
   }
   SECTION("the patient withdraws the connection: the app is refused from then on") {
     HttpResponse consent = d.as("patient", "GET", "/Consent/consent-gluco");

@@ -17,6 +17,8 @@
 #include <cstdio>
 #include <string_view>
 
+#include "espace/interactions/devices.h"
+
 namespace espace::policy {
 
 namespace {
@@ -226,12 +228,21 @@ void codeable(Writer& w, const char* system, std::string_view code, const char* 
   w.EndObject();
 }
 
+// Professionals and patients name HL7 v3 ActReason codes; connected apps name
+// the purposes of their device-app-connection Consent, which are codes of our
+// device-data-purpose system (server/policy/data/purposes.json).
+const char* purpose_system(std::string_view purpose) {
+  for (std::string_view app_purpose : {"prevention", "diagnosis", "care", "follow-up"})
+    if (purpose == app_purpose) return interactions::devices::kPurposeSystem.data();
+  return kActReason;
+}
+
 void purpose_of_use(Writer& w, const char* key, const Caller& caller, const AccessRecord& access) {
   std::string purpose = access.break_glass ? std::string("ETREAT") : caller.purpose_of_use;
   if (purpose.empty()) return;
   w.Key(key);
   w.StartArray();
-  codeable(w, kActReason, purpose);
+  codeable(w, purpose_system(purpose), purpose);
   w.EndArray();
 }
 
