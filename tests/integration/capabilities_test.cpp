@@ -62,6 +62,7 @@ TEST_CASE("metadata lists the operations where they apply, in JSON and XML", "[r
   CHECK(lists_operation(*value_set, "expand", "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"));
   CHECK(lists_operation(*value_set, "validate-code", "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code"));
   CHECK(lists_operation(*code_system, "lookup", "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"));
+  CHECK(lists_operation(*code_system, "subsumes", "http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes"));
   CHECK(lists_operation(*observation, "validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"));
   // $export: R4 defines no OperationDefinition for it; the Bulk Data IG does.
   const rapidjson::Value* patient = resource_entry(rest, "Patient");

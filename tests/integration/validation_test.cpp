@@ -159,3 +159,35 @@ TEST_CASE("terminology operations: $expand, $validate-code, $lookup", "[validati
   CHECK(c.get("/CodeSystem/$lookup?system=http://loinc.org&code=29463-7").status == 404);
   CHECK(c.get("/Patient/$lookup?system=x&code=y").status == 404);
 }
+
+TEST_CASE("terminology operations: $subsumes over a hierarchy of the package", "[validation][terminology]") {
+  ServerProcess server;
+  HttpClient c("127.0.0.1", server.port());
+  const std::string role_code = "http://terminology.hl7.org/CodeSystem/v3-RoleCode";
+  auto outcome = [&](const std::string& a, const std::string& b) {
+    HttpResponse r = c.get("/CodeSystem/$subsumes?system=" + role_code + "&codeA=" + a + "&codeB=" + b);
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    auto doc = json_of(r);
+    REQUIRE(doc["parameter"][0]["name"] == "outcome");
+    return std::string(doc["parameter"][0]["valueCode"].GetString());
+  };
+  // FAMMEMB (family member) is-a ancestor of MTH (mother).
+  CHECK(outcome("FAMMEMB", "MTH") == "subsumes");
+  CHECK(outcome("MTH", "FAMMEMB") == "subsumed-by");
+  CHECK(outcome("MTH", "MTH") == "equivalent");
+  CHECK(outcome("MTH", "FTH") == "not-subsumed");
+  // Codings in a Parameters body.
+  HttpResponse posted = c.request("POST", "/CodeSystem/$subsumes",
+      R"({"resourceType":"Parameters","parameter":[{"name":"codingA","valueCoding":{"system":")" + role_code +
+          R"(","code":"FAMMEMB"}},{"name":"codingB","valueCoding":{"system":")" + role_code + R"(","code":"MTH"}}]})",
+      {{"Content-Type", "application/fhir+json"}});
+  REQUIRE(posted.status == 200);
+  CHECK(posted.body.find(R"("valueCode":"subsumes")") != std::string::npos);
+  // Unknown code, a system whose hierarchy is not held (never guessed), missing parameters.
+  CHECK(c.get("/CodeSystem/$subsumes?system=" + role_code + "&codeA=MTH&codeB=NOPE").status == 404);
+  HttpResponse snomed = c.get("/CodeSystem/$subsumes?system=http://snomed.info/sct&codeA=1&codeB=2");
+  CHECK(snomed.status == 404);
+  CHECK(snomed.body.find("not checked") != std::string::npos);
+  CHECK(c.get("/CodeSystem/$subsumes?system=" + role_code + "&codeA=MTH").status == 400);
+}

@@ -27,6 +27,7 @@ std::string operation_definition(const OperationDef& op, const std::string& type
   static const char* const kStandard[][2] = {
       {"validate", "Resource-validate"},      {"expand", "ValueSet-expand"},
       {"validate-code", "ValueSet-validate-code"}, {"lookup", "CodeSystem-lookup"},
+      {"subsumes", "CodeSystem-subsumes"},
       {"everything", "Patient-everything"},
   };
   for (const auto& [name, id] : kStandard)

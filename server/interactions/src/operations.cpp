@@ -25,6 +25,7 @@ FhirResponse validate_code(const Services& s, const FhirRequest& r) {
   return terminology_operation(s, r, "validate-code");
 }
 FhirResponse lookup(const Services& s, const FhirRequest& r) { return terminology_operation(s, r, "lookup"); }
+FhirResponse subsumes(const Services& s, const FhirRequest& r) { return terminology_operation(s, r, "subsumes"); }
 
 OperationDef row(std::string name, bool system, bool type, bool instance, std::vector<std::string> types,
                  bool allows_get, OperationBody body, bool changes_state, OperationHandler handler) {
@@ -51,6 +52,7 @@ const std::vector<OperationDef>& operation_table() {
       row("expand",        false, true,  true,  {"ValueSet"},      true,  B::Resource, false, expand),
       row("validate-code", false, true,  true,  {"ValueSet"},      true,  B::Resource, false, validate_code),
       row("lookup",        false, true,  false, {"CodeSystem"},    true,  B::Resource, false, lookup),
+      row("subsumes",      false, true,  false, {"CodeSystem"},    true,  B::Resource, false, subsumes),
       row("ingest-cda",    false, true,  false, {"DocumentReference"}, false, B::Raw,   true,  ingest_cda_operation),
       row("vaccination-booklet",         false, false, true, {"Patient"}, true, B::None,     false, vaccination_booklet_operation),
       row("immunization-recommendation", false, false, true, {"Patient"}, true, B::Resource, false, immunization_recommendation_operation),

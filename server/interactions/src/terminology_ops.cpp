@@ -1,4 +1,4 @@
-// $expand, $validate-code and $lookup.
+// $expand, $validate-code, $lookup and $subsumes.
 #include "espace/interactions/terminology_ops.h"
 
 #include <rapidjson/stringbuffer.h>
@@ -19,6 +19,7 @@ constexpr size_t kMaxExpansionReturned = 10000;
 
 struct Args {
   std::string url, system, code, display;
+  std::string code_a, code_b;  // $subsumes
 };
 
 // Query parameters first, then a Parameters body.
@@ -29,6 +30,8 @@ Args read_args(const FhirRequest& req) {
     else if (name == "system") a.system = value;
     else if (name == "code") a.code = value;
     else if (name == "display") a.display = value;
+    else if (name == "codeA") a.code_a = value;
+    else if (name == "codeB") a.code_b = value;
   }
   if (req.resource && fhir::resource_type(*req.resource) == "Parameters") {
     for (const fhir::Node& p : req.resource->children) {
@@ -42,6 +45,9 @@ Args read_args(const FhirRequest& req) {
         if (name == "coding") {
           a.system = std::string(value->child_value("system"));
           a.code = std::string(value->child_value("code"));
+        } else if (name == "codingA" || name == "codingB") {
+          a.system = std::string(value->child_value("system"));
+          (name == "codingA" ? a.code_a : a.code_b) = std::string(value->child_value("code"));
         }
         continue;
       }
@@ -49,6 +55,8 @@ Args read_args(const FhirRequest& req) {
       if (name == "url") a.url = v;
       else if (name == "system") a.system = v;
       else if (name == "code") a.code = v;
+      else if (name == "codeA") a.code_a = v;
+      else if (name == "codeB") a.code_b = v;
     }
   }
   // "system|version" and "url|version": the store holds one version.
@@ -180,22 +188,56 @@ FhirResponse lookup(const terminology::Store& store, const Args& a) {
   return r;
 }
 
+// codesystem-operation-subsumes.html: how codeA relates to codeB in the
+// system's is-a hierarchy. A system we do not hold is never guessed at.
+FhirResponse subsumes(const terminology::Store& store, const Args& a) {
+  if (a.system.empty() || a.code_a.empty() || a.code_b.empty())
+    return error_response(ErrorCategory::Invalid, "required",
+                          "$subsumes needs system, codeA and codeB (or codingA and codingB)");
+  terminology::Validity a_over_b = store.subsumes(a.system, a.code_a, a.code_b);
+  if (a_over_b == terminology::Validity::NotChecked)
+    return error_response(ErrorCategory::NotFound, "not-found",
+                          "not checked: this server does not hold the hierarchy of " + a.system);
+  for (const std::string* code : {&a.code_a, &a.code_b})
+    if (store.lookup(a.system, *code).validity != terminology::Validity::Valid)
+      return error_response(ErrorCategory::NotFound, "not-found", "unknown code '" + *code + "' in " + a.system);
+  const bool b_over_a = store.subsumes(a.system, a.code_b, a.code_a) == terminology::Validity::Valid;
+  const bool a_over = a_over_b == terminology::Validity::Valid;
+  const char* outcome = a_over && b_over_a ? "equivalent"
+                        : a_over           ? "subsumes"
+                        : b_over_a         ? "subsumed-by"
+                                           : "not-subsumed";
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  key_string(w, "resourceType", "Parameters");
+  w.Key("parameter");
+  w.StartArray();
+  parameter(w, "outcome", "valueCode", outcome);
+  w.EndArray();
+  w.EndObject();
+  FhirResponse r;
+  r.json.assign(buf.GetString(), buf.GetSize());
+  return r;
+}
+
 }  // namespace
 
 bool is_terminology_operation(const std::string& operation) {
-  return operation == "expand" || operation == "validate-code" || operation == "lookup";
+  return operation == "expand" || operation == "validate-code" || operation == "lookup" || operation == "subsumes";
 }
 
 FhirResponse terminology_operation(const Services& services, const FhirRequest& req, const std::string& operation) {
   const terminology::Store* store = services.validator ? services.validator->terminology() : nullptr;
   if (!store) return error_response(ErrorCategory::NotFound, "not-supported", "this server has no terminology store");
-  const std::string expected_type = operation == "lookup" ? "CodeSystem" : "ValueSet";
+  const std::string expected_type = operation == "lookup" || operation == "subsumes" ? "CodeSystem" : "ValueSet";
   if (req.type != expected_type)
     return error_response(ErrorCategory::NotFound, "not-supported",
                           "$" + operation + " is an operation on " + expected_type);
   Args a = read_args(req);
   if (operation == "expand") return expand(*store, req, a);
   if (operation == "validate-code") return validate_code(*store, req, a);
+  if (operation == "subsumes") return subsumes(*store, a);
   return lookup(*store, a);
 }
 
