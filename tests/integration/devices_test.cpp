@@ -243,8 +243,12 @@ TEST_CASE("devices: the purge removes measurements past the consent's retention,
     REQUIRE(run_espace({"purge", "--db", d.db(), "--now", "2026-11-25T00:00:00Z"}, &again) == 0);
     CHECK(again.find("0 resources removed") != std::string::npos);
     d.start();
-    CHECK(d.as("gp", "GET", "/" + old_obs).status == 410);
-    CHECK(d.as("gluco", "GET", "/" + old_prov).status == 410);
+    // Erased, not deleted: no version is left, not even in the history.
+    CHECK(d.as("gp", "GET", "/" + old_obs).status == 404);
+    CHECK(d.as("gp", "GET", "/" + old_obs + "/_history/1").status == 404);
+    CHECK(d.as("gluco", "GET", "/" + old_prov).status == 404);
+    CHECK(d.as("gluco", "GET", "/" + old_prov + "/_history/1").status == 404);
+    CHECK(d.as("gp", "GET", "/" + old_obs + "/_history").status == 404);
     CHECK(d.as("gp", "GET", "/" + new_obs).status == 200);
     CHECK(d.as("gluco", "GET", "/" + new_prov).status == 200);
     CHECK(d.as("gp", "GET", "/Observation/obs-lab").status == 200);  // not an app's: never purged
@@ -273,7 +277,7 @@ TEST_CASE("devices: the purge removes measurements past the consent's retention,
       status = d.as("gp", "GET", "/" + old_obs).status;
       if (status == 200) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    CHECK(status == 410);
+    CHECK(status == 404);
     CHECK(d.as("gp", "GET", "/" + new_obs).status == 200);
   }
 }

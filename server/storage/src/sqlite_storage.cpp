@@ -330,6 +330,38 @@ class SqliteWriteTxn final : public WriteTxn {
 
   int64_t now_us() override { return now_; }
 
+  Status expunge(const std::string& type, const std::string& id) override {
+    if (!active_) return internal("WriteTxn used outside its write body");
+    if (type == "AuditEvent")
+      return Status::error(ErrorCategory::NotAllowed, "not-supported", "the audit trail is never erased");
+    sqlite3_stmt* raw = nullptr;
+    int64_t res_key = 0;
+    {
+      if (Status s = c_.prepare("SELECT res_key FROM resource_current WHERE type = ?1 AND id = ?2", &raw); !s)
+        return s;
+      Stmt st(raw);
+      st.bind(1, type);
+      st.bind(2, id);
+      int rc = st.step();
+      if (rc == SQLITE_DONE)
+        return Status::error(ErrorCategory::NotFound, "not-found", "storage: nothing stored as " + type + "/" + id);
+      if (rc != SQLITE_ROW) return sqlite::error(c_.db(), "reading the current version");
+      res_key = st.int64(0);
+    }
+    touched_slots_ |= uint64_t{1} << generation_slot(type);
+    // Versions, current row and index rows go together or not at all: a
+    // failure part-way marks the body as broken (rolled back).
+    for (const char* sql : {"DELETE FROM search_index WHERE res_key = ?1", "DELETE FROM resource_version WHERE res_key = ?1",
+                            "DELETE FROM resource_current WHERE res_key = ?1 AND type = ?2"}) {
+      if (Status s = c_.prepare(sql, &raw); !s) return broken_ = s;
+      Stmt st(raw);
+      st.bind(1, res_key);
+      if (std::string_view(sql).find("?2") != std::string_view::npos) st.bind(2, type);
+      if (st.step() != SQLITE_DONE) return broken_ = sqlite::error(c_.db(), "erasing a resource");
+    }
+    return Status::ok();
+  }
+
   // For the audit table, which writes inside the same transaction.
   Connection& connection() { return c_; }
 

@@ -873,3 +873,39 @@ TEST_CASE("write generations change with each committed write of the type, befor
   CHECK(other_patient != patient0);
   CHECK(other_patient != patient2);
 }
+
+TEST_CASE("expunge erases every version and the index rows of one resource", "[storage]") {
+  TempDb db;
+  auto s = open_db(db.path);
+  std::vector<std::string> ids;
+  REQUIRE(put_next(*s, "Observation", "gone", {token("code", "http://loinc.org", "2339-0")}).is_ok());
+  REQUIRE(put_next(*s, "Observation", "gone", {token("code", "http://loinc.org", "2339-0")}).is_ok());
+  REQUIRE(put_next(*s, "Observation", "kept", {token("code", "http://loinc.org", "2339-0")}).is_ok());
+
+  REQUIRE(s->write([](WriteTxn& txn) { return txn.expunge("Observation", "gone"); }).is_ok());
+
+  ResourceVersion v;
+  CHECK(s->read("Observation", "gone", &v).category() == ErrorCategory::NotFound);
+  CHECK(s->vread("Observation", "gone", 1, &v).category() == ErrorCategory::NotFound);
+  HistoryQuery hq;
+  hq.type = "Observation";
+  hq.id = "gone";
+  HistoryPage page;
+  REQUIRE(s->history(hq, &page).is_ok());
+  CHECK(page.versions.empty());
+  CHECK(page.total == 0);
+  REQUIRE(s->find_by_token("Observation", "code", "http://loinc.org", "2339-0", &ids).is_ok());
+  CHECK(ids == std::vector<std::string>{"kept"});
+  REQUIRE(s->read("Observation", "kept", &v).is_ok());
+
+  // The id is unknown again: a new resource under it starts at version 1.
+  int64_t version = 0;
+  REQUIRE(put_next(*s, "Observation", "gone", {}, false, &version).is_ok());
+  CHECK(version == 1);
+
+  // Nothing to erase, and the audit trail is never erased.
+  CHECK(s->write([](WriteTxn& txn) { return txn.expunge("Observation", "never"); }).category() ==
+        ErrorCategory::NotFound);
+  CHECK(s->write([](WriteTxn& txn) { return txn.expunge("AuditEvent", "a1"); }).category() ==
+        ErrorCategory::NotAllowed);
+}

@@ -40,14 +40,10 @@ int64_t measured_at(const rapidjson::Value& obs, int64_t last_updated_us) {
   return last_updated_us;
 }
 
+// Erased, not deleted: a delete keeps every version in the history, and the
+// point of the retention period is that the data is no longer kept.
 Status remove(const Services& services, const std::string& type, const std::string& id) {
-  WriteOp op;
-  op.kind = WriteOp::Kind::Delete;
-  op.type = type;
-  op.id = id;
-  op.method = "DELETE";
-  WriteOutcome outcome;
-  return services.store->write([&](storage::WriteTxn& txn) { return apply_write(txn, op, &outcome); });
+  return services.store->write([&](storage::WriteTxn& txn) { return txn.expunge(type, id); });
 }
 
 }  // namespace

@@ -65,7 +65,7 @@ struct PurgeReport {
   std::vector<std::string> patients;  // whose data was removed
 };
 
-// Deletes every app measurement whose retention has passed at `now_us`:
+// Erases (WriteTxn::expunge: no version kept) every app measurement whose retention has passed at `now_us`:
 // an Observation of a patient holding a device-app-connection Consent, whose
 // Device names an app, is kept `retention_days` after its effective time
 // (meta.lastUpdated without one) by the Consent naming that app (the longest

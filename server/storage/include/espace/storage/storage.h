@@ -57,6 +57,15 @@ class WriteTxn {
   // The time of this commit batch (microseconds since epoch), strictly
   // greater than any earlier commit's: use it for meta.lastUpdated.
   virtual int64_t now_us() = 0;
+  // Removes every version of a resource and its index rows for good: no
+  // history, no delete marker, the id unknown again. For data the patient no
+  // longer consents to keep (the retention purge of connected-app data);
+  // never offered through the FHIR API. NotFound when nothing is stored under
+  // type/id. Implementations that cannot erase refuse (the default).
+  virtual Status expunge(const std::string& type, const std::string& id) {
+    return Status::error(fhir::ErrorCategory::NotAllowed, "not-supported",
+                         "storage: " + type + "/" + id + " cannot be erased through this transaction");
+  }
 };
 
 struct HistoryQuery {
