@@ -127,8 +127,9 @@ Status index_test_sql(SqlBuilder& b, const IndexTest& t, const std::string& s, i
       break;
   }
   if (!t.bounds.empty())
-    // Word for word the WHERE of the partial index search_index_by_range.
-    sql += " AND " + s + ".kind IN ('date', 'number', 'quantity', 'composite')";
+    // Word for word the WHERE of the partial index search_index_by_range (schema version 5).
+    sql += " AND (" + s + ".kind = 'date' OR " + s + ".kind = 'number' OR " + s + ".kind = 'quantity' OR " + s +
+           ".kind = 'composite')";
   for (const Bound& bound : t.bounds)
     sql += " AND " + s + (bound.column == Bound::Column::Low ? ".low" : ".high") + op_sql(bound.op) +
            b.placeholder(bound.number);

@@ -119,6 +119,16 @@ constexpr const char* kSchemaV3 = R"sql(
 CREATE INDEX resource_current_by_key ON resource_current(type, res_key);
 )sql";
 
+// Version 5: the same partial range index with its WHERE written as ORs. With
+// `kind IN (...)` SQLite builds a temporary table for the list on every
+// inserted index row (to test the row against the index's WHERE), which
+// cost about a quarter of each row insert; equalities joined by OR do not.
+constexpr const char* kSchemaV5 = R"sql(
+DROP INDEX search_index_by_range;
+CREATE INDEX search_index_by_range ON search_index(type, param, low, high, id, kind)
+  WHERE kind = 'date' OR kind = 'number' OR kind = 'quantity' OR kind = 'composite';
+)sql";
+
 constexpr const char* kVersionColumns =
     "SELECT type, id, version, last_updated, deleted, method, body, seq FROM resource_version";
 
@@ -875,6 +885,10 @@ class SqliteStorageImpl final : public SqliteStorage {
     if (version == 3) {
       if (Status s = writer_.exec(sqlite::kAuditSchema); !s) return s;
       version = 4;
+    }
+    if (version == 4) {
+      if (Status s = writer_.exec(kSchemaV5); !s) return s;
+      version = 5;
     }
     return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
   }

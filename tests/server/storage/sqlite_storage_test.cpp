@@ -685,6 +685,29 @@ TEST_CASE("data and schema survive reopening", "[storage]") {
   CHECK(v.version == 3);
 }
 
+TEST_CASE("a version 4 database is migrated: the range index's WHERE becomes ORs", "[storage]") {
+  TempDb db;
+  {
+    auto s = open_db(db.path);
+    REQUIRE(put_next(*s, "Patient", "p1", {token("identifier", "s", "v")}).is_ok());
+  }
+  // Back to version 4 as it was written: the partial index with `kind IN (...)`.
+  exec_raw(db.path,
+           "DROP INDEX search_index_by_range;"
+           "CREATE INDEX search_index_by_range ON search_index(type, param, low, high, id, kind)"
+           "  WHERE kind IN ('date', 'number', 'quantity', 'composite');"
+           "PRAGMA user_version=4;");
+  auto s = open_db(db.path);
+  CHECK(pragma_int(db.path, "PRAGMA user_version") == 5);
+  CHECK(pragma_int(db.path,
+                   "SELECT count(*) FROM sqlite_schema WHERE name = 'search_index_by_range' AND sql LIKE '%kind IN%'") == 0);
+  CHECK(pragma_int(db.path,
+                   "SELECT count(*) FROM sqlite_schema WHERE name = 'search_index_by_range' AND sql LIKE '%OR kind%'") == 1);
+  std::vector<std::string> ids;
+  REQUIRE(s->find_by_token("Patient", "identifier", "s", "v", &ids).is_ok());
+  CHECK(ids == std::vector<std::string>{"p1"});
+}
+
 TEST_CASE("open refuses foreign and newer databases and bad options", "[storage]") {
   std::unique_ptr<Storage> s;
   SqliteOptions opts;
