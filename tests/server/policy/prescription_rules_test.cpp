@@ -13,6 +13,7 @@
 #include "espace/policy/rules.h"
 #include "espace/storage/storage.h"
 #include "model_fixture.h"
+#include "rules_fixture.h"
 
 namespace {
 
@@ -20,41 +21,14 @@ using namespace espace;
 using policy::Caller;
 using policy::Role;
 
-int64_t at(const char* date) {
-  int64_t first = 0, last = 0;
-  REQUIRE(policy::fhir_date_range(date, &first, &last));
-  return first;
-}
-
-const policy::RulesConfig& config() {
-  static policy::RulesConfig c = [] {
-    policy::RulesConfig out;
-    fhir::Status s = policy::RulesConfig::load(&out);
-    INFO(s.message());
-    REQUIRE(s.is_ok());
-    return out;
-  }();
-  return c;
-}
-
-std::string rule_of(const fhir::Status& s) { return s.issues().empty() ? "" : s.issues().front().message_id; }
+using policy_test::at;
+using policy_test::config;
+using policy_test::rule_of;
 
 // A store in a temporary folder holding a GP's patient p1 (GP Practitioner/gp),
 // a second patient p2, a prescription of each and the pharmacy's Organization.
-struct Record {
-  std::string dir;
-  std::unique_ptr<storage::Storage> store;
-  interactions::Services services;
-
+struct Record : policy_test::RulesSpace {
   Record() {
-    char tmpl[] = "/tmp/espace-rx-rules-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-    storage::SqliteOptions o;
-    o.path = dir + "/rx.db";
-    o.synchronous_full = false;
-    REQUIRE(storage::open_sqlite(o, &store).is_ok());
-    services.defs = &test_definitions();
-    services.store = store.get();
     put(R"({"resourceType":"Practitioner","id":"gp","identifier":[{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}]})");
     put(R"({"resourceType":"Organization","id":"pharmacy","identifier":[{"system":"urn:oid:1.2.250.1.71.4.2.2","value":"1930008453"}]})");
     for (const char* p : {"p1", "p2"})
@@ -70,31 +44,11 @@ struct Record {
     put(prescription("rx-p1", "p1"));
     put(prescription("rx-p2", "p2"));
   }
-  ~Record() {
-    store.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
   static std::string prescription(const std::string& id, const std::string& patient,
                                   const std::string& requester = "Practitioner/gp") {
     return R"({"resourceType":"MedicationRequest","id":")" + id + R"(","status":"active","intent":"order",
       "medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/)" + patient + R"("},
       "requester":{"reference":")" + requester + R"("}})";
-  }
-  void put(const std::string& json) {
-    interactions::FhirRequest req;
-    req.interaction = interactions::Interaction::Update;
-    fhir::Node node;
-    fhir::Status s = fhir::parse_json(test_definitions(), json, &node);
-    INFO(s.message());
-    REQUIRE(s.is_ok());
-    req.type = std::string(fhir::resource_type(node));
-    req.id = std::string(fhir::resource_id(node));
-    req.base_url = "http://t";
-    req.resource = std::move(node);
-    interactions::FhirResponse r = interactions::dispatch(services, req);
-    INFO(r.error.message());
-    REQUIRE((r.status == 201 || r.status == 200));
   }
 };
 

@@ -13,6 +13,7 @@
 #include "espace/interactions/api.h"
 #include "espace/storage/storage.h"
 #include "model_fixture.h"
+#include "rules_fixture.h"
 
 namespace {
 
@@ -20,69 +21,10 @@ using namespace espace;
 using policy::Caller;
 using policy::Role;
 
-int64_t at(const char* date) {
-  int64_t first = 0, last = 0;
-  REQUIRE(policy::fhir_date_range(date, &first, &last));
-  return first;
-}
-
-const policy::RulesConfig& config() {
-  static policy::RulesConfig c = [] {
-    policy::RulesConfig out;
-    fhir::Status s = policy::RulesConfig::load(&out);
-    INFO(s.message());
-    REQUIRE(s.is_ok());
-    return out;
-  }();
-  return c;
-}
-
-std::string rule_of(const fhir::Status& s) {
-  return s.issues().empty() ? "" : s.issues().front().message_id;
-}
-
-// A store in a temporary folder, loaded with resources given as JSON.
-struct Space {
-  std::string dir;
-  std::unique_ptr<storage::Storage> store;
-  interactions::Services services;
-
-  Space() {
-    char tmpl[] = "/tmp/espace-rules-test-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-    storage::SqliteOptions o;
-    o.path = dir + "/rules.db";
-    o.synchronous_full = false;
-    REQUIRE(storage::open_sqlite(o, &store).is_ok());
-    services.defs = &test_definitions();
-    services.store = store.get();
-  }
-  ~Space() {
-    store.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  void put(const std::string& json) {
-    interactions::FhirRequest req;
-    req.interaction = interactions::Interaction::Update;
-    fhir::Node node;
-    fhir::Status s = fhir::parse_json(test_definitions(), json, &node);
-    INFO(s.message());
-    REQUIRE(s.is_ok());
-    req.type = std::string(fhir::resource_type(node));
-    req.id = std::string(fhir::resource_id(node));
-    req.base_url = "http://t";
-    req.resource = std::move(node);
-    interactions::FhirResponse r = interactions::dispatch(services, req);
-    INFO(r.error.message());
-    REQUIRE((r.status == 201 || r.status == 200));
-  }
-  storage::ResourceVersion get(const std::string& type, const std::string& id) {
-    storage::ResourceVersion v;
-    REQUIRE(store->read(type, id, &v).is_ok());
-    return v;
-  }
-};
+using policy_test::at;
+using policy_test::config;
+using policy_test::rule_of;
+using Space = policy_test::RulesSpace;
 
 const char* kRpps = "urn:oid:1.2.250.1.71.4.2.1";
 
