@@ -9,7 +9,6 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -17,26 +16,16 @@
 #include <thread>
 #include <vector>
 
-#include "espace/fhir/read_file.h"
-#include "dev_tokens.h"
+#include "family_deployment.h"
 #include "http_client.h"
 #include "json_checks.h"
-#include "server_process.h"
 
-using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
 using espace::testing::json_of;
-using espace::testing::run_espace;
-using espace::testing::ServerProcess;
 using espace::testing::str;
-using espace::testing::kTestIssuer;
-using espace::testing::kTestAudience;
-using espace::testing::mint_dev_token;
-using espace::testing::init_dev_keys;
 
 namespace {
 
-const char* const kJson = "application/fhir+json";
 const std::string kInsurerIdnst = "393000000000016";  // Organization/family-cpam
 
 std::string eob(const std::string& id, const std::string& patient, double benefit = 19.0) {
@@ -57,37 +46,18 @@ std::set<std::string> entry_ids(const rapidjson::Value& bundle) {
   return out;
 }
 
-class Deployment {
+// The family (family_deployment.h) with the insurer's systems and the GP's
+// practice software as callers; Thomas lets the insurer into his record
+// (Camille does not).
+class Deployment : public family_test::FamilyDeployment {
  public:
   Deployment() {
-    char tmpl[] = "/tmp/espace-eob-it-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    init_dev_keys(dir_ + "/keys");
-    {
-      ServerProcess open({"--strict-profiles"}, dir_ + "/family.db");
-      HttpClient c("127.0.0.1", open.port());
-      std::string bundle;
-      REQUIRE(espace::fhir::read_file(std::string(ESPACE_SOURCE_DIR) + "/test-data/family/family-bundle.json", &bundle));
-      HttpResponse r = c.request("POST", "/", bundle, {{"Content-Type", kJson}});
-      INFO(r.body.substr(0, 3000));
-      REQUIRE(r.status == 200);
-    }
-    server_ = std::make_unique<ServerProcess>(
-        std::vector<std::string>{"--strict-profiles", "--auth", "jwt", "--jwks", dir_ + "/keys/jwks.json", "--issuer",
-                                 kTestIssuer, "--audience", kTestAudience},
-        dir_ + "/family.db");
-    client_ = std::make_unique<HttpClient>("127.0.0.1", server_->port());
-    mint("thomas", {"--role", "patient", "--fhir-user", "Patient/family-thomas", "--patient", "family-thomas"});
-    mint("camille", {"--role", "patient", "--fhir-user", "Patient/family-camille", "--patient", "family-camille"});
-    mint("gp", {"--role", "professional", "--fhir-user", "Practitioner/family-dr-roussel", "--rpps", "10123456781",
-                "--profession", "10", "--organization", "1930007125"});
     mint("insurer", {"--role", "system", "--sub", "cpam-system", "--organization", kInsurerIdnst, "--scope",
                      "system/ExplanationOfBenefit.cru system/Patient.r"});
     mint("insurer-read-only", {"--role", "system", "--sub", "cpam-reader", "--organization", kInsurerIdnst,
                                "--scope", "system/ExplanationOfBenefit.rs"});
     mint("gp-system", {"--role", "system", "--sub", "msp-software", "--organization", "1930007125", "--profession",
                        "10"});
-    // Thomas lets the insurer into his record (Camille does not).
     HttpResponse grant = as("thomas", "POST", "/Consent", R"({"resourceType":"Consent","status":"active",
       "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},
       "category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],
@@ -99,30 +69,6 @@ class Deployment {
     INFO(grant.body);
     REQUIRE(grant.status == 201);
   }
-  ~Deployment() {
-    client_.reset();
-    server_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  HttpResponse as(const std::string& caller, const std::string& method, const std::string& target,
-                  const std::string& body = "", std::vector<std::pair<std::string, std::string>> extra = {}) {
-    std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer " + tokens_.at(caller)},
-                                                                {"Accept", kJson}};
-    if (!body.empty()) headers.emplace_back("Content-Type", kJson);
-    headers.insert(headers.end(), extra.begin(), extra.end());
-    return client_->request(method, target, body, headers);
-  }
-
- private:
-  void mint(const std::string& name, std::vector<std::string> claims) {
-    std::string out = mint_dev_token(dir_ + "/keys", claims);
-    tokens_[name] = out;
-  }
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<HttpClient> client_;
-  std::map<std::string, std::string> tokens_;
 };
 
 }  // namespace

@@ -116,18 +116,20 @@ class FamilyDeployment {
   FamilyDeployment& operator=(const FamilyDeployment&) = delete;
 
   HttpResponse as(const std::string& caller, const std::string& method, const std::string& target,
-                  const std::string& body = "") {
+                  const std::string& body = "", const std::vector<std::pair<std::string, std::string>>& extra = {}) {
     std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer " + tokens_.at(caller)},
                                                                 {"Accept", kFhirJson}};
     if (!body.empty()) headers.emplace_back("Content-Type", kFhirJson);
+    headers.insert(headers.end(), extra.begin(), extra.end());
     return client_->request(method, target, body, headers);
+  }
+  // Adds a caller `name` whose token carries these claim flags (a test's own
+  // callers beside the family's).
+  void mint(const std::string& name, const std::vector<std::string>& claims) {
+    tokens_[name] = mint_dev_token(dir_ + "/keys", claims);
   }
 
  private:
-  void mint(const std::string& name, std::vector<std::string> claims) {
-    std::string out = mint_dev_token(dir_ + "/keys", claims);
-    tokens_[name] = out;
-  }
 
   std::string dir_;
   std::unique_ptr<ServerProcess> server_;
