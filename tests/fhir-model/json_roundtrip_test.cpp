@@ -16,10 +16,13 @@
 
 #include "espace/fhir/json.h"
 #include "model_fixture.h"
+#include "text_helpers.h"
 
 using namespace espace::fhir;
 
 namespace {
+
+using espace::testing::read_text;
 
 // A JSON value in a form that compares canonically.
 struct Canon {
@@ -124,13 +127,6 @@ std::string first_difference(const Canon& a, const Canon& b, const std::string& 
     if (!d.empty()) return d;
   }
   return {};
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // file name -> reason, from the data file.

@@ -18,6 +18,7 @@
 #include "http_client.h"
 #include "json_checks.h"
 #include "server_process.h"
+#include "text_helpers.h"
 
 using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
@@ -32,19 +33,14 @@ using espace::testing::init_dev_keys;
 
 namespace {
 
+using espace::testing::to_json;
+
 const std::string kProfile = "https://espace.example/fhir/StructureDefinition/dmp-auditevent";
 const char* const kJson = "application/fhir+json";
 
 std::string mint(const std::string& dir, std::vector<std::string> extra) {
   std::string out = mint_dev_token(dir + "/keys", extra);
   return out;
-}
-
-std::string to_json(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  v.Accept(w);
-  return std::string(buf.GetString(), buf.GetSize());
 }
 
 }  // namespace

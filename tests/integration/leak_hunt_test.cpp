@@ -30,6 +30,7 @@
 #include "dev_tokens.h"
 #include "http_client.h"
 #include "server_process.h"
+#include "text_helpers.h"
 
 using espace::testing::HttpClient;
 using espace::testing::HttpResponse;
@@ -42,21 +43,10 @@ using espace::testing::init_dev_keys;
 
 namespace {
 
+using espace::testing::read_text;
+using espace::testing::to_json;
+
 const char* kAbsent = "zz-never-written";
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string to_json(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  v.Accept(w);
-  return std::string(buf.GetString(), buf.GetSize());
-}
 
 std::string member(const rapidjson::Value& v, const char* name) {
   auto it = v.FindMember(name);

@@ -19,8 +19,11 @@
 #include "espace/fhir/json.h"
 #include "espace/interactions/cda.h"
 #include "search_fixture.h"
+#include "text_helpers.h"
 
 namespace {
+
+using espace::testing::read_text;
 
 namespace fs = std::filesystem;
 using espace::interactions::FhirRequest;
@@ -28,13 +31,6 @@ using espace::interactions::FhirResponse;
 using espace::interactions::Interaction;
 
 const fs::path kCdaDir = fs::path(ESPACE_SOURCE_DIR) / "test-data" / "cda";
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string pretty(const rapidjson::Value& v) {
   rapidjson::StringBuffer buf;

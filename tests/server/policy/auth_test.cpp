@@ -12,11 +12,14 @@
 #include <thread>
 
 #include "espace/policy/auth.h"
+#include "text_helpers.h"
 
 using namespace espace;
 using namespace espace::policy;
 
 namespace {
+
+using espace::testing::read_text;
 
 constexpr int64_t kNow = 1'800'000'000;
 const std::string kIssuer = "https://idp.espace.example";
@@ -25,11 +28,6 @@ const std::string kAudience = "https://espace.example/fhir";
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << text;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 // Keys generated once per test program in a private temporary folder.

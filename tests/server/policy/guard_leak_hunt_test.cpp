@@ -33,24 +33,14 @@
 #include "espace/policy/rules.h"
 #include "espace/storage/storage.h"
 #include "model_fixture.h"
+#include "text_helpers.h"
 
 namespace {
 
+using espace::testing::read_text;
+using espace::testing::to_json;
+
 using namespace espace;
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string to_json(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  v.Accept(w);
-  return std::string(buf.GetString(), buf.GetSize());
-}
 
 std::string member(const rapidjson::Value& v, const char* name) {
   auto it = v.FindMember(name);
