@@ -24,24 +24,9 @@ std::vector<fhir::Issue> validate_fr(const std::string& name, bool required = tr
   return profiles_test::french_validator().validate(n, opts);
 }
 
-std::vector<std::string> of_severity(const std::vector<fhir::Issue>& issues, std::set<fhir::Severity> severities) {
-  std::vector<std::string> out;
-  for (const fhir::Issue& i : issues)
-    // dom-6 (no narrative) is advice the fixtures do not follow, to stay short.
-    if (severities.count(i.severity) && i.message_id != "inv-dom-6") out.push_back(i.message_id + " @ " + i.expression);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::vector<std::string> errors(const std::vector<fhir::Issue>& issues) {
-  return of_severity(issues, {fhir::Severity::Error, fhir::Severity::Fatal});
-}
-
-std::string dump(const std::vector<fhir::Issue>& issues) {
-  std::string s;
-  for (const fhir::Issue& i : issues) s += i.message_id + " @ " + i.expression + ": " + i.diagnostics + "\n";
-  return s;
-}
+using profiles_test::dump;
+using profiles_test::errors;
+using profiles_test::of_severity;
 
 }  // namespace
 

@@ -36,23 +36,9 @@ std::vector<fhir::Issue> as_written(const fhir::Node& resource) {
   return profiles_test::french_validator().validate(resource, opts);
 }
 
-std::vector<std::string> ids(const std::vector<fhir::Issue>& issues, std::set<fhir::Severity> severities) {
-  std::vector<std::string> out;
-  for (const fhir::Issue& i : issues)
-    if (severities.count(i.severity) && i.message_id != "inv-dom-6") out.push_back(i.message_id + " @ " + i.expression);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::vector<std::string> errors(const std::vector<fhir::Issue>& issues) {
-  return ids(issues, {fhir::Severity::Error, fhir::Severity::Fatal});
-}
-
-std::string dump(const std::vector<fhir::Issue>& issues) {
-  std::string s;
-  for (const fhir::Issue& i : issues) s += i.message_id + " @ " + i.expression + ": " + i.diagnostics + "\n";
-  return s;
-}
+using profiles_test::dump;
+using profiles_test::errors;
+using profiles_test::of_severity;
 
 }  // namespace
 
@@ -119,13 +105,13 @@ TEST_CASE("medical profile fixtures that break their profile: exact errors", "[p
 
 TEST_CASE("medication codes of external systems are reported as not checked, never as errors", "[profiles][fr][medical]") {
   auto issues = against("fr-medicationrequest", "valid-medicationrequest-eprescription.json");
-  auto info = ids(issues, {fhir::Severity::Information});
+  auto info = of_severity(issues, {fhir::Severity::Information});
   CHECK(std::count(info.begin(), info.end(),
                    "binding-not-checked @ MedicationRequest.medication.ofType(CodeableConcept)") == 1);
   // A code of none of the three systems is only a warning of the extensible binding
   // (the error is espace-med-1's).
   auto uncoded = against("fr-medicationrequest", "invalid-medicationrequest-uncoded.json");
-  auto warnings = ids(uncoded, {fhir::Severity::Warning});
+  auto warnings = of_severity(uncoded, {fhir::Severity::Warning});
   CHECK(std::count(warnings.begin(), warnings.end(),
                    "binding-extensible @ MedicationRequest.medication.ofType(CodeableConcept)") == 1);
 }

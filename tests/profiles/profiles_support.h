@@ -1,11 +1,14 @@
 // Shared by the validator tests: R4 definitions, terminology and validator, loaded once.
 #pragma once
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "model_fixture.h"
 #include "espace/fhir/definitions.h"
@@ -58,6 +61,29 @@ inline espace::fhir::Node parse(const std::string& json) {
   espace::fhir::Status st = espace::fhir::parse_json(definitions(), json, &n);
   if (!st) throw std::runtime_error("test resource does not parse: " + st.message());
   return n;
+}
+
+// "message-id @ expression" of the issues of these severities, sorted. dom-6
+// (no narrative) is left out: advice the fixtures do not follow, to stay short.
+inline std::vector<std::string> of_severity(const std::vector<espace::fhir::Issue>& issues,
+                                            const std::set<espace::fhir::Severity>& severities) {
+  std::vector<std::string> out;
+  for (const espace::fhir::Issue& i : issues)
+    if (severities.count(i.severity) && i.message_id != "inv-dom-6") out.push_back(i.message_id + " @ " + i.expression);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The errors and fatal issues, as of_severity gives them.
+inline std::vector<std::string> errors(const std::vector<espace::fhir::Issue>& issues) {
+  return of_severity(issues, {espace::fhir::Severity::Error, espace::fhir::Severity::Fatal});
+}
+
+// Every issue with its diagnostics, one per line (for INFO on failure).
+inline std::string dump(const std::vector<espace::fhir::Issue>& issues) {
+  std::string s;
+  for (const espace::fhir::Issue& i : issues) s += i.message_id + " @ " + i.expression + ": " + i.diagnostics + "\n";
+  return s;
 }
 
 }  // namespace profiles_test
