@@ -13,7 +13,9 @@
 #include "espace/net/server.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <charconv>
 #include <limits>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -116,8 +118,6 @@ bool is_parse_error(const error_code& ec) {
   return ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message && ec != bhttp::error::need_more &&
          ec != bhttp::error::need_buffer;
 }
-
-std::string raw_path_of(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
 
 class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
@@ -243,6 +243,11 @@ class Session : public SessionBase {
       stream_.async_handshake(ssl::stream_base::server,
                               [self = self()](error_code ec) { self->on_handshake(ec); });
     } else {
+      // The answering thread's sendmsg must fail with would_block rather
+      // than wait when the socket buffer is full (asynchronous operations are
+      // unaffected).
+      error_code ignored;
+      lowest().socket().non_blocking(true, ignored);
       begin();
     }
   }
@@ -253,17 +258,33 @@ class Session : public SessionBase {
   }
 
   void post_server_stopping() override {
-    asio::post(lowest().get_executor(), [self = self()] { self->on_server_stopping(); });
+    asio::post(lowest().get_executor(), [self = self()] {
+      std::lock_guard<std::mutex> lock(self->answer_mutex_);
+      self->on_server_stopping();
+    });
   }
   void post_force_close() override {
-    asio::post(lowest().get_executor(), [self = self()] { self->close_now(); });
+    asio::post(lowest().get_executor(), [self = self()] {
+      std::lock_guard<std::mutex> lock(self->answer_mutex_);
+      self->close_now();
+    });
   }
   void post_response(http::Response&& response) override {
-    // dispatch: a handler that answers on the session's own strand (a read
-    // handled on the I/O thread) starts writing at once, without a queue trip.
-    asio::dispatch(lowest().get_executor(), [self = self(), r = std::move(response)]() mutable {
-      self->write_response(std::move(r), /*close_after=*/false);
-    });
+    if constexpr (kTls) {
+      // The TLS engine is only driven from the strand. dispatch: an answer
+      // given on the strand itself (/health) is written at once.
+      asio::dispatch(lowest().get_executor(), [self = self(), r = std::move(response)]() mutable {
+        self->write_response(std::move(r), /*close_after=*/false);
+      });
+    } else {
+      // Plain TCP: the answering thread (usually a worker) writes the
+      // response itself and arms the next read, instead of waking an I/O
+      // thread for it: one thread wake-up less per request. While a request
+      // is being handled nothing on the strand touches the socket except
+      // force-close and stop, which take the same mutex.
+      std::lock_guard<std::mutex> lock(answer_mutex_);
+      write_response(std::move(response), /*close_after=*/false);
+    }
   }
 
  private:
@@ -363,8 +384,10 @@ class Session : public SessionBase {
     // The request line may have been parsed even when the headers failed
     // (a body over the limit is detected while finishing the header).
     if (parser_ && !parser_->get().method_string().empty()) {
-      method_ = std::string(parser_->get().method_string());
-      path_ = raw_path_of(parser_->get().target());
+      // assign: the connection's previous request left the capacity.
+      method_.assign(parser_->get().method_string());
+      std::string_view target = parser_->get().target();
+      path_.assign(target.substr(0, target.find('?')));
     } else {
       method_.clear();
       path_.clear();
@@ -409,6 +432,9 @@ class Session : public SessionBase {
           outcome_response(400, "structure", "the request target is malformed (bad percent-encoding or NUL)"),
           false);
     }
+    size_t field_count = 0;
+    for (auto it = req.begin(); it != req.end(); ++it) ++field_count;
+    request.headers.reserve(field_count);
     for (const auto& field : req) {
       request.headers.add(std::string(field.name_string()), std::string(field.value()));
     }
@@ -430,6 +456,8 @@ class Session : public SessionBase {
     }
   }
 
+  // Runs on the strand, or (plain TCP, while a request is handled) on the
+  // answering thread under answer_mutex_.
   void write_response(http::Response&& r, bool close_after) {
     if (closed_ || phase_ == Phase::Writing || phase_ == Phase::Closing) return;
     phase_ = Phase::Writing;
@@ -439,41 +467,89 @@ class Session : public SessionBase {
       r = outcome_response(500, "exception", "the handler produced an invalid status code");
       status = 500;
     }
-    response_.emplace();
-    auto& res = *response_;
-    res.version(11);
-    res.result(static_cast<unsigned>(status));
-    for (const auto& [name, value] : r.headers.items()) {
+    const bool keep = keep_alive_ && !close_after_ && !server_.stopping.load();
+    const bool no_body = status < 200 || status == 204 || status == 304;
+    // HEAD: the length of the body a GET would get, without the body.
+    const std::optional<size_t> content_length = no_body ? std::optional<size_t>() : r.body.size();
+    body_.clear();
+    if (!no_body && !is_head_) body_.swap(r.body);
+    format_head(status, r.headers, content_length, keep);
+    status_ = status;
+    sent_ = 0;
+    if constexpr (!kTls) {
+      // Usually the whole response fits in the socket buffer: one sendmsg,
+      // no asynchronous operation.
+      error_code ec;
+      while (sent_ < head_.size() + body_.size()) {
+        size_t n = lowest().socket().write_some(unsent(), ec);
+        if (ec) break;
+        sent_ += n;
+      }
+      if (!ec) return on_write(error_code(), sent_, keep);
+      if (ec != asio::error::would_block && ec != asio::error::try_again) return on_write(ec, sent_, keep);
+    }
+    lowest().expires_after(server_.options.write_timeout);
+    asio::async_write(stream_, unsent(), [self = self(), keep](error_code ec, size_t n) {
+      self->on_write(ec, self->sent_ + n, keep);
+    });
+  }
+
+  // Status line and header fields, as Beast's serializer wrote them: the
+  // handler's fields in order (minus those the connection owns), then Server,
+  // Date, Connection and Content-Length.
+  void format_head(int status, const http::Headers& headers, std::optional<size_t> content_length, bool keep) {
+    head_.clear();
+    head_ += "HTTP/1.1 ";
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, status);
+    (void)ec;
+    head_.append(digits, end);
+    head_ += ' ';
+    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+    head_.append(reason.data(), reason.size());
+    head_ += "\r\n";
+    bool has_date = false;
+    for (const auto& [name, value] : headers.items()) {
       if (http::header_name_equals(name, "Content-Length") || http::header_name_equals(name, "Transfer-Encoding") ||
           http::header_name_equals(name, "Connection") || http::header_name_equals(name, "Server")) {
         continue;
       }
       if (!http::is_token(name) || !is_safe_header_value(value)) continue;
-      res.insert(name, value);
+      has_date = has_date || http::header_name_equals(name, "Date");
+      head_ += name;
+      head_ += ": ";
+      head_ += value;
+      head_ += "\r\n";
     }
-    res.set(bhttp::field::server, "espace");
-    if (res.find(bhttp::field::date) == res.end()) res.set(bhttp::field::date, http_date_now());
-    const bool keep = keep_alive_ && !close_after_ && !server_.stopping.load();
-    res.keep_alive(keep);
-    const bool no_body = status < 200 || status == 204 || status == 304;
-    if (no_body) {
-      r.body.clear();
-      res.prepare_payload();
-    } else if (is_head_) {
-      res.content_length(r.body.size());
-    } else {
-      res.body() = std::move(r.body);
-      res.prepare_payload();
+    head_ += "Server: espace\r\n";
+    if (!has_date) {
+      head_ += "Date: ";
+      head_ += http_date_now();
+      head_ += "\r\n";
     }
-    status_ = status;
-    lowest().expires_after(server_.options.write_timeout);
-    bhttp::async_write(stream_, res, [self = self(), keep](error_code ec, size_t n) { self->on_write(ec, n, keep); });
+    if (!keep) head_ += "Connection: close\r\n";
+    if (content_length) {
+      head_ += "Content-Length: ";
+      auto [len_end, len_ec] = std::to_chars(digits, digits + sizeof digits, *content_length);
+      (void)len_ec;
+      head_.append(digits, len_end);
+      head_ += "\r\n";
+    }
+    head_ += "\r\n";
+  }
+
+  // What is left to send of head_ and body_.
+  std::array<asio::const_buffer, 2> unsent() const {
+    if (sent_ < head_.size())
+      return {asio::buffer(head_.data() + sent_, head_.size() - sent_), asio::buffer(body_)};
+    size_t skip = sent_ - head_.size();
+    return {asio::const_buffer(), asio::buffer(body_.data() + skip, body_.size() - skip)};
   }
 
   void on_write(error_code ec, size_t n, bool keep) {
     bytes_out_ += n;
     log_access();
-    response_.reset();
+    std::string().swap(body_);
     if (closed_) return;
     if (ec) return close_now();
     if (!keep) return graceful_close();
@@ -547,7 +623,13 @@ class Session : public SessionBase {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_response_;
-  std::optional<bhttp::response<bhttp::string_body>> response_;
+  // The response being written: its head (status line and fields), its body
+  // and how many bytes of both went out.
+  std::string head_, body_;
+  size_t sent_ = 0;
+  // Held by a thread other than the strand while it writes a response and
+  // arms the next read (plain TCP), and by the strand's force-close and stop.
+  std::mutex answer_mutex_;
   char drain_buffer_[4096];
   size_t drained_ = 0;
 

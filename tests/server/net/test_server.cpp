@@ -641,3 +641,101 @@ TEST_CASE("concurrent keep-alive clients answered through a worker pool", "[net]
     pool.shutdown();  // the pool's tasks end before the Server is destroyed
   }
 }
+
+TEST_CASE("an answer from another thread larger than the socket buffers arrives whole", "[net]") {
+  // 32 MiB cannot fit the loopback buffers while the client is not reading:
+  // the answering thread's write stops short and the rest goes out later.
+  const std::string big(32u << 20, 'x');
+  std::vector<std::thread> workers;
+  std::mutex workers_mutex;
+  std::atomic<int> answered{0};
+  TestServer ts(small_options(), [&](Request&& r, Responder respond) {
+    std::lock_guard<std::mutex> lock(workers_mutex);
+    workers.emplace_back([&, path = r.path, respond = std::move(respond)]() mutable {
+      Response res;
+      res.headers.set("Content-Type", "text/plain");
+      res.body = path == "/big" ? big : "small";
+      respond(std::move(res));
+      answered++;
+    });
+  });
+  Client c(ts.port());
+  REQUIRE(c.send(get("/big")));
+  for (int i = 0; i < 500 && answered.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(answered.load() == 1);
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->header("content-length") == std::to_string(big.size()));
+  CHECK(r->body.size() == big.size());
+  CHECK(r->body == big);
+  // The connection goes on after the delayed write.
+  REQUIRE(c.send(get("/next")));
+  r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->body == "small");
+  auto log = ts.wait_for_log(2);
+  REQUIRE(log.size() == 2);
+  CHECK(log[0].bytes_out > big.size());
+  ts.stop_and_join();
+  for (auto& t : workers) t.join();
+}
+
+TEST_CASE("pipelined requests answered from other threads come back in order", "[net]") {
+  std::vector<std::thread> workers;
+  std::mutex workers_mutex;
+  TestServer ts(small_options(), [&](Request&& r, Responder respond) {
+    std::lock_guard<std::mutex> lock(workers_mutex);
+    workers.emplace_back([path = r.path, respond = std::move(respond)]() mutable {
+      Response res;
+      res.body = path;
+      respond(std::move(res));
+    });
+  });
+  Client c(ts.port());
+  // Three requests in one segment: the second and third are already buffered
+  // when the first answer is written.
+  REQUIRE(c.send(get("/one") + get("/two") + get("/three")));
+  for (const char* expected : {"/one", "/two", "/three"}) {
+    auto r = c.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == expected);
+  }
+  ts.stop_and_join();
+  for (auto& t : workers) t.join();
+}
+
+TEST_CASE("an answer given after the grace period closed the connection is dropped", "[net]") {
+  ServerOptions o = small_options();
+  o.shutdown_grace = std::chrono::seconds(1);
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<Responder> parked;
+  TestServer ts(o, [&](Request&&, Responder respond) {
+    std::lock_guard<std::mutex> lock(m);
+    parked = std::move(respond);
+    cv.notify_all();
+  });
+  struct DropParked {
+    std::optional<Responder>& r;
+    ~DropParked() { r.reset(); }
+  } drop_parked{parked};
+  Client busy(ts.port());
+  REQUIRE(busy.send(get("/slow")));
+  {
+    std::unique_lock<std::mutex> lock(m);
+    REQUIRE(cv.wait_for(lock, std::chrono::milliseconds(kSafetyTimeoutMs), [&] { return parked.has_value(); }));
+  }
+  ts.server().stop();
+  // The grace period ends with the request still in flight: closed unanswered.
+  CHECK(busy.closed_by_peer(5000));
+  for (int i = 0; i < 500 && !ts.run_returned(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(ts.run_returned());
+  // The late answer (the Server still exists) goes nowhere and harms nothing.
+  Response late;
+  late.body = "too late";
+  (*parked)(std::move(late));
+  parked.reset();
+  ts.stop_and_join();
+}

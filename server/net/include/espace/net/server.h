@@ -52,7 +52,8 @@ class Server {
   // hand the work to a worker pool and answer through the Responder from any
   // thread. A Responder dropped without being called answers 500. The
   // handler's tasks must be finished before the Server is destroyed.
-  // `access_log` is called on I/O threads after each response is written.
+  // `access_log` is called after each response is written, on an I/O thread
+  // or on the thread that answered (plain TCP): it must be thread-safe.
   Server(ServerOptions options, http::Handler handler, AccessLog access_log = {});
   ~Server();
   Server(const Server&) = delete;
