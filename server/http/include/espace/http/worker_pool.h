@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -20,7 +21,8 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // Queues a task; false when the queue is full or the pool is shut down.
+  // Hands the task to an idle worker, or queues it when every worker is
+  // busy; false when the queue is full or the pool is shut down.
   bool post(std::function<void()> task);
 
   // Stops taking tasks, runs those already queued, joins the workers.
@@ -31,11 +33,21 @@ class WorkerPool {
   size_t thread_count() const { return threads_.size(); }
 
  private:
-  void work();
+  // A worker's own wake-up: post() wakes exactly the worker it hands a task
+  // to, never a crowd.
+  struct Slot {
+    std::condition_variable wake;
+    std::function<void()> task;  // handed over by post() while the worker sleeps
+    bool has_task = false;
+  };
+  void work(Slot* slot);
 
   mutable std::mutex mutex_;
-  std::condition_variable ready_;
   std::deque<std::function<void()>> queue_;
+  // Sleeping workers, the most recently active last: post() wakes that one,
+  // whose stack and caches are still warm, and the others stay asleep.
+  std::vector<Slot*> idle_;
+  std::vector<std::unique_ptr<Slot>> slots_;
   size_t max_queued_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
