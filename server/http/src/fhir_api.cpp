@@ -453,7 +453,11 @@ Response FhirApi::handle_now(const Request& original) const {
   if (native_binary && out.status == 200 && !out.json.empty())
     return native_binary_response(request, std::move(out), std::move(response));
   if (!out.json.empty() && out.status != 304) {
-    if (Status s = render_body(*services_.defs, out.json, fmt, &response.body); !s) return fail(std::move(s));
+    if (fmt.format == Format::Json && !fmt.pretty) {
+      response.body = std::move(out.json);  // already what goes out: no copy
+    } else if (Status s = render_body(*services_.defs, out.json, fmt, &response.body); !s) {
+      return fail(std::move(s));
+    }
     response.headers.set("Content-Type", content_type(fmt.format));
   }
   return response;
@@ -464,10 +468,17 @@ namespace {
 // /health touches no storage: answered on the I/O thread, so liveness stays
 // visible when every worker is busy. Everything else may block on the
 // database and goes to the worker pool (the I/O threads never wait on it).
+// The same test as match_route's Health row, without matching every route.
 bool runs_on_io_thread(const Request& request) {
   if (request.method != "GET" || !request.body.empty()) return false;
-  return match_route(request.method, request.path).kind == RouteKind::Health;
+  return request.path == "/health" || request.path == "/health/";
 }
+
+// A request on its way to a worker, with the way back.
+struct PendingRequest {
+  Request request;
+  Responder respond;
+};
 
 }  // namespace
 
@@ -478,13 +489,18 @@ void FhirApi::handle(Request&& request, Responder respond) {
     respond(std::move(r));
     return;
   }
-  auto shared = std::make_shared<std::pair<Request, Responder>>(std::move(request), std::move(respond));
-  bool queued = pool_.post([this, shared] {
-    Response r = handle_now(shared->first);
-    compress_response(shared->first, &r);
-    shared->second(std::move(r));
+  // The task captures two plain pointers, which std::function keeps without
+  // an allocation of its own; the task owns `pending` once it runs, and
+  // shutdown() runs every queued task.
+  auto* pending = new PendingRequest{std::move(request), std::move(respond)};
+  bool queued = pool_.post([this, pending] {
+    std::unique_ptr<PendingRequest> owned(pending);
+    Response r = handle_now(owned->request);
+    compress_response(owned->request, &r);
+    owned->respond(std::move(r));
   });
   if (!queued) {
+    std::unique_ptr<PendingRequest> owned(pending);
     Response r;
     r.status = 503;
     r.headers.set("Content-Type", content_type(Format::Json));
@@ -493,7 +509,7 @@ void FhirApi::handle(Request&& request, Responder respond) {
     issue.code = "transient";
     issue.diagnostics = "the server is overloaded; retry later";
     r.body = fhir::outcome_json({issue});
-    shared->second(std::move(r));
+    owned->respond(std::move(r));
   }
 }
 

@@ -6,7 +6,6 @@
 #include "espace/http/routes.h"
 
 #include <array>
-#include <vector>
 
 namespace espace::http {
 
@@ -63,9 +62,16 @@ std::string allow_value(unsigned methods) {
   return out;
 }
 
+// A path split into its segments, without allocating.
+struct Segments {
+  std::array<std::string_view, kMaxSegments> items;
+  size_t size = 0;
+  std::string_view operator[](size_t i) const { return items[i]; }
+};
+
 // Splits "/a/b/c" into {"a","b","c"}; false for an empty segment ("//") or too many.
-bool split_segments(std::string_view path, std::vector<std::string_view>* out) {
-  out->clear();
+bool split_segments(std::string_view path, Segments* out) {
+  out->size = 0;
   if (path.empty() || path.front() != '/') return false;
   if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
   if (path == "/") return true;
@@ -74,11 +80,19 @@ bool split_segments(std::string_view path, std::vector<std::string_view>* out) {
     size_t slash = path.find('/', pos);
     std::string_view seg = path.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
     if (seg.empty()) return false;
-    if (out->size() == kMaxSegments) return false;
-    out->push_back(seg);
+    if (out->size == kMaxSegments) return false;
+    out->items[out->size++] = seg;
     if (slash == std::string_view::npos) return true;
     pos = slash + 1;
   }
+}
+
+// Segments of a pattern: "/" has none, "/{type}/{id}" two.
+size_t pattern_segment_count(std::string_view pattern) {
+  if (pattern.size() <= 1) return 0;
+  size_t n = 0;
+  for (char c : pattern) n += c == '/';
+  return n;
 }
 
 bool is_operation_name_syntax(std::string_view s) {
@@ -155,21 +169,22 @@ bool segment_matches(std::string_view pat, std::string_view seg, bool strict, Ro
   return false;
 }
 
-bool route_matches(const Route& route, const std::vector<std::string_view>& segs, bool strict, RouteMatch* m,
-                   std::string* why) {
+bool route_matches(const Route& route, const Segments& segs, bool strict, RouteMatch* m, std::string* why) {
   // Walks the pattern's segments in place: no allocation per route tried.
   std::string_view pattern = route.pattern;
   if (pattern.empty() || pattern.front() != '/') return false;
+  // Most routes differ from the path in length: rejected before any syntax check.
+  if (pattern_segment_count(pattern) != segs.size) return false;
   pattern.remove_prefix(1);
   size_t i = 0;
   while (!pattern.empty()) {
     size_t slash = pattern.find('/');
     std::string_view pat = pattern.substr(0, slash);
     pattern = slash == std::string_view::npos ? std::string_view() : pattern.substr(slash + 1);
-    if (i >= segs.size() || !segment_matches(pat, segs[i], strict, m, why)) return false;
+    if (i >= segs.size || !segment_matches(pat, segs[i], strict, m, why)) return false;
     ++i;
   }
-  return i == segs.size();
+  return i == segs.size;
 }
 
 }  // namespace
@@ -230,7 +245,7 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
 
 RouteMatch match_route(std::string_view method, std::string_view path, std::span<const Route> routes) {
   RouteMatch result;
-  std::vector<std::string_view> segs;
+  Segments segs;
   if (!split_segments(path, &segs)) {
     result.error = "the path has an empty segment or too many segments";
     return result;

@@ -15,6 +15,7 @@ namespace espace::http {
 class Headers {
  public:
   void add(std::string name, std::string value) { items_.emplace_back(std::move(name), std::move(value)); }
+  void reserve(size_t count) { items_.reserve(count); }
   void set(std::string_view name, std::string value);  // replaces every header of that name
   void remove(std::string_view name);                   // drops every header of that name
   // First value of that header, or nullptr.
