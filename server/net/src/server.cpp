@@ -3,13 +3,18 @@
 //
 // Threads: io_threads run the io_context. Each connection has a strand; the
 // acceptor, the grace timer and the signal set share a control strand.
-// Handlers answer from any thread by posting back to the session's strand.
+// Handlers answer from any thread. Over TLS the answer is posted back to the
+// session's strand; over plain TCP the answering thread writes it itself
+// (non-blocking; what does not fit continues asynchronously) and arms the
+// next read, under the session's answer mutex, which force-close and stop
+// also take: the strand leaves the socket alone while a request is handled.
 //
 // Deadlines per connection (beast::tcp_stream expiry, an absolute deadline):
 //   fresh connection:  request_timeout from accept until the request is read
 //   keep-alive wait:   idle_timeout until the first byte of the next request,
 //                      then request_timeout for the whole request
-//   writing:           write_timeout for the whole response
+//   writing:           write_timeout for the part of a response that did
+//                      not go out at once
 #include "espace/net/server.h"
 
 #include <algorithm>
