@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -50,6 +51,8 @@ TEST_CASE("the access log names the kind of request, never ids or query strings"
   std::string log = server.log();
   CHECK(log.find("PUT /Patient/:id 201") != std::string::npos);
   CHECK(log.find("GET /Patient/:id/_history/:id 200") != std::string::npos);
+  // Method, masked path, status, bytes in, bytes out, duration in milliseconds.
+  CHECK(std::regex_search(log, std::regex("\nGET /Patient/:id/_history/:id 200 [0-9]+ [1-9][0-9]* [0-9]+\\.[0-9]{3}ms\n")));
   CHECK(log.find("secret-id-42") == std::string::npos);
   CHECK(log.find("Confidentielle") == std::string::npos);
 }
