@@ -743,6 +743,14 @@ class CompactWriter {
   std::vector<Level> levels_;
 };
 
+// Slightly more than the compact JSON of `node` usually takes: values and
+// names plus punctuation; escapes are rare.
+size_t json_size_estimate(const Node& node) {
+  size_t size = node.value.size() + node.name.size() + 8;
+  for (const Node& c : node.children) size += json_size_estimate(c);
+  return size;
+}
+
 template <typename Writer>
 class NodeWriter {
  public:
@@ -932,6 +940,9 @@ std::string write_json(const Node& resource, const JsonWriteOptions& opts) {
     return std::string(buffer.GetString(), buffer.GetSize());
   }
   std::string out;
+  // Sized once: growing by doubling would allocate and copy a document of
+  // megabytes (a Binary) several times.
+  out.reserve(json_size_estimate(resource));
   CompactWriter w(out);
   NodeWriter<CompactWriter>(w).object(resource);
   return out;
