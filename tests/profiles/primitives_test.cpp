@@ -44,7 +44,10 @@ TEST_CASE("checkers agree with the R4 regexes", "[profiles][primitives]") {
       {"base64Binary", {"AAAA", "AAAA BBBB", " AAAA ", "AA AA", "AAA", "AAAA=", "AA==", "!!!!",
                         // Groups checked four at a time, then one by one around breaks.
                         "AAAABBBBCCCCDDDD", "AAAABBBB\r\nCCCCDDDD", "AAAABBB B", "AAAABBBBC", "AAAABBBB!CCC",
-                        "AAAABBBBCC\nCC", "AAAA\tBBBB==", "AAAABB==", " \n ", "AAAABBBBCCC!"}},
+                        "AAAABBBBCC\nCC", "AAAA\tBBBB==", "AAAABB==", " \n ", "AAAABBBBCCC!",
+                        // And sixteen at a time (SSE2).
+                        "AAAABBBBCCCCDDD!", "AAAABBBBCCCCDDD\xff", "AAAA@BBBCCCCDDDDEEEE", "Zz09+/==AAAABBBBCCCC",
+                        "AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH IIII", "[AAABBBBCCCCDDDD", "AAAABBBBCCCCDDD`"}},
       {"date", {"2024", "2024-03", "2024-03-01", "0000", "2024-13", "2024-00-01", "2024-1-01", "24-01-01",
                 "2024-03-01T10:00:00Z"}},
       {"dateTime", {"2024", "2024-03-01T10:15:00Z", "2024-03-01T10:15:00.123+01:00", "2024-03-01T10:15:00",
