@@ -16,7 +16,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <deque>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace espace::fhir {
 
@@ -78,17 +83,23 @@ class TreeBuilder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, TreeB
     size_t start = here() - length;
     return push(JKind::Number, start, text_.substr(start, length));
   }
-  bool String(const char* str, rapidjson::SizeType length, bool) {
-    size_t open = opening_quote();
-    std::string_view raw = text_.substr(open + 1, here() - 1 - (open + 1));
+  // Called by ParseString (below) before each string or key it parses.
+  void string_starts(size_t opening_quote) { string_open_ = opening_quote; }
+  // `copy` is false when str points into the input itself (no escapes).
+  bool String(const char* str, rapidjson::SizeType length, bool copy) {
     std::string_view value;
-    if (raw.size() == length) {
-      value = raw;  // no escapes: decoded text equals the input
+    if (!copy) {
+      value = std::string_view(str, length);
     } else {
-      escaped_.emplace_back(str, length);
-      value = escaped_.back();
+      std::string_view raw = text_.substr(string_open_ + 1, here() - 1 - (string_open_ + 1));
+      if (raw.size() == length) {
+        value = raw;  // no escapes: decoded text equals the input
+      } else {
+        escaped_.emplace_back(str, length);
+        value = escaped_.back();
+      }
     }
-    return push(JKind::String, open, value);
+    return push(JKind::String, string_open_, value);
   }
   bool Key(const char* str, rapidjson::SizeType length, bool copy) { return String(str, length, copy); }
   bool StartObject() { return open_container(); }
@@ -103,20 +114,6 @@ class TreeBuilder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, TreeB
 
  private:
   size_t here() const { return stream_.Tell(); }
-
-  // The string just parsed ends at here() with its closing quote; its opening
-  // quote is the nearest earlier quote not escaped by an odd run of backslashes.
-  size_t opening_quote() const {
-    size_t pos = here() - 1;
-    while (pos > 0) {
-      --pos;
-      if (text_[pos] != '"') continue;
-      size_t backslashes = 0;
-      while (pos > backslashes && text_[pos - 1 - backslashes] == '\\') ++backslashes;
-      if (backslashes % 2 == 0) return pos;
-    }
-    return 0;
-  }
 
   bool push(JKind kind, size_t offset, std::string_view text) {
     JVal v;
@@ -154,6 +151,7 @@ class TreeBuilder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, TreeB
   std::string_view text_;
   const TrackingStream& stream_;
   int max_depth_;
+  size_t string_open_ = 0;
   bool too_deep_ = false;
   size_t too_deep_offset_ = 0;
   std::vector<JVal> stack_;
@@ -161,6 +159,86 @@ class TreeBuilder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, TreeB
   std::vector<uint32_t> open_offsets_;
   std::deque<std::string> escaped_;  // stable storage for strings that had escapes
 };
+
+constexpr unsigned kReaderFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag;
+
+// Length of the run of plain characters at the start of [p, end): printable
+// ASCII other than '"' and '\\', which a JSON string holds verbatim. Sixteen
+// (SSE2) or eight bytes at a time: a FHIR document's bytes are mostly such
+// strings (a Binary's base64 data is one string as long as the document).
+size_t plain_run(const char* p, const char* end) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  // Nonzero when some byte of x is below n (n <= 0x80); exact as "any".
+  auto any_below = [](uint64_t x, uint64_t n) { return (x - kOnes * n) & ~x & kHighs; };
+  const char* start = p;
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+  while (end - p >= 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    // A signed comparison: bytes from 0x80 are negative, below 0x20 too.
+    const __m128i special =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)), _mm_cmplt_epi8(x, space));
+    if (const int mask = _mm_movemask_epi8(special)) return static_cast<size_t>(p - start) + __builtin_ctz(mask);
+    p += 16;
+  }
+#endif
+  while (end - p >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    if ((w & kHighs) | any_below(w, 0x20) | any_below(w ^ (kOnes * '"'), 1) | any_below(w ^ (kOnes * '\\'), 1)) break;
+    p += 8;
+  }
+  while (p != end) {
+    unsigned char c = static_cast<unsigned char>(*p);
+    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+    ++p;
+  }
+  return static_cast<size_t>(p - start);
+}
+
+}  // namespace
+}  // namespace espace::fhir
+
+// RapidJSON's own string parsing takes every character through the stream,
+// validates it and copies it to its stack, even when the string is plain text
+// whose value is exactly the input's bytes. This specialization for our
+// stream and builder hands such strings to the builder as views of the input
+// after one fast scan (plain_run); at an escape, a control character, a
+// non-ASCII byte (UTF-8 to validate) or the end of input it continues with
+// RapidJSON's code (ParseStringToStream) from that point, as before.
+namespace rapidjson {
+template <>
+template <>
+void GenericReader<UTF8<>, UTF8<>, CrtAllocator>::ParseString<espace::fhir::kReaderFlags, espace::fhir::TrackingStream,
+                                                              espace::fhir::TreeBuilder>(
+    espace::fhir::TrackingStream& is, espace::fhir::TreeBuilder& handler, bool isKey) {
+  RAPIDJSON_ASSERT(is.Peek() == '\"');
+  handler.string_starts(is.Tell());
+  is.Take();
+  const char* begin = is.src;
+  const size_t plain = espace::fhir::plain_run(begin, is.end);
+  is.src += plain;
+  if (is.src != is.end && *is.src == '"') {
+    is.Take();
+    const SizeType length = static_cast<SizeType>(plain);
+    if (RAPIDJSON_UNLIKELY(!(isKey ? handler.Key(begin, length, false) : handler.String(begin, length, false))))
+      RAPIDJSON_PARSE_ERROR(kParseErrorTermination, is.Tell());
+    return;
+  }
+  StackStream<char> stack_stream(stack_);
+  for (size_t i = 0; i < plain; ++i) stack_stream.Put(begin[i]);
+  ParseStringToStream<espace::fhir::kReaderFlags, UTF8<>, UTF8<>>(is, stack_stream);
+  RAPIDJSON_PARSE_ERROR_EARLY_RETURN_VOID;
+  const SizeType length = static_cast<SizeType>(stack_stream.Length()) - 1;
+  const char* str = stack_stream.Pop();
+  if (RAPIDJSON_UNLIKELY(!(isKey ? handler.Key(str, length, true) : handler.String(str, length, true))))
+    RAPIDJSON_PARSE_ERROR(kParseErrorTermination, is.Tell());
+}
+}  // namespace rapidjson
+
+namespace espace::fhir {
+namespace {
 
 // ---------------------------------------------------------------------------
 // Pass 2: typed walk
@@ -580,6 +658,99 @@ bool is_json_number(std::string_view s) {
   return i == n;
 }
 
+// Compact JSON into a std::string, byte for byte what rapidjson::Writer (UTF-8
+// in and out, default flags) writes, but with runs of plain characters
+// appended in one piece instead of one character at a time: the base64 data
+// of a Binary is most of the stored bytes.
+class CompactWriter {
+ public:
+  explicit CompactWriter(std::string& out) : out_(out) {}
+
+  void StartObject() { open('{'); }
+  void EndObject() { close('}'); }
+  void StartArray() { open('['); }
+  void EndArray() { close(']'); }
+  void Key(const char* s, rapidjson::SizeType n) { String(s, n); }
+  void String(const char* s, rapidjson::SizeType n) {
+    prefix();
+    out_.push_back('"');
+    const char* end = s + n;
+    while (s != end) {
+      size_t plain = plain_run(s, end);
+      out_.append(s, plain);
+      s += plain;
+      // Bytes from 0x80 pass through unchanged; only quotes, backslashes and
+      // control characters are escaped.
+      while (s != end && static_cast<unsigned char>(*s) >= 0x80) out_.push_back(*s++);
+      if (s != end && (static_cast<unsigned char>(*s) < 0x20 || *s == '"' || *s == '\\')) escape(*s++);
+    }
+    out_.push_back('"');
+  }
+  void Bool(bool b) {
+    prefix();
+    out_.append(b ? "true" : "false");
+  }
+  void Null() {
+    prefix();
+    out_.append("null");
+  }
+  void RawValue(const char* s, size_t n, rapidjson::Type) {
+    prefix();
+    out_.append(s, n);
+  }
+
+ private:
+  // The separator before a value: ',' between items and members, ':' after a key.
+  void prefix() {
+    if (levels_.empty()) return;
+    Level& level = levels_.back();
+    if (level.count > 0) out_.push_back(level.in_array || level.count % 2 == 0 ? ',' : ':');
+    ++level.count;
+  }
+  void open(char c) {
+    prefix();
+    out_.push_back(c);
+    levels_.push_back({c == '[', 0});
+  }
+  void close(char c) {
+    levels_.pop_back();
+    out_.push_back(c);
+  }
+  void escape(char c) {
+    static const char* hex = "0123456789ABCDEF";
+    out_.push_back('\\');
+    switch (c) {
+      case '"': out_.push_back('"'); return;
+      case '\\': out_.push_back('\\'); return;
+      case '\b': out_.push_back('b'); return;
+      case '\t': out_.push_back('t'); return;
+      case '\n': out_.push_back('n'); return;
+      case '\f': out_.push_back('f'); return;
+      case '\r': out_.push_back('r'); return;
+      default: {
+        const unsigned char u = static_cast<unsigned char>(c);
+        const char code[] = {'u', '0', '0', hex[u >> 4], hex[u & 15]};
+        out_.append(code, sizeof code);
+      }
+    }
+  }
+
+  struct Level {
+    bool in_array;
+    size_t count;  // values written (an object's keys count too)
+  };
+  std::string& out_;
+  std::vector<Level> levels_;
+};
+
+// Slightly more than the compact JSON of `node` usually takes: values and
+// names plus punctuation; escapes are rare.
+size_t json_size_estimate(const Node& node) {
+  size_t size = node.value.size() + node.name.size() + 8;
+  for (const Node& c : node.children) size += json_size_estimate(c);
+  return size;
+}
+
 template <typename Writer>
 class NodeWriter {
  public:
@@ -588,7 +759,7 @@ class NodeWriter {
   void object(const Node& node) {
     w_.StartObject();
     if (node.is_resource()) {
-      w_.Key("resourceType");
+      key("resourceType");
       str(node.type->name);
     }
     members(node);
@@ -743,8 +914,7 @@ Status parse_json(const Definitions& defs, std::string_view text, Node* out, con
   TrackingStream stream{text.data(), text.data() + bom, text.data() + text.size()};
   TreeBuilder builder(text, stream, limits.max_depth);
   rapidjson::Reader reader;
-  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag;
-  rapidjson::ParseResult result = reader.Parse<kFlags>(stream, builder);
+  rapidjson::ParseResult result = reader.Parse<kReaderFlags>(stream, builder);
   if (builder.too_deep())
     return syntax_error(text, builder.too_deep_offset(), "json-too-deep",
                         "JSON nesting is deeper than " + std::to_string(limits.max_depth) + " levels");
@@ -762,16 +932,20 @@ Status parse_json(const Definitions& defs, std::string_view text, Node* out, con
 }
 
 std::string write_json(const Node& resource, const JsonWriteOptions& opts) {
-  rapidjson::StringBuffer buffer;
   if (opts.pretty) {
+    rapidjson::StringBuffer buffer;
     rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
     w.SetIndent(' ', 2);
     NodeWriter<decltype(w)>(w).object(resource);
-  } else {
-    rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
-    NodeWriter<decltype(w)>(w).object(resource);
+    return std::string(buffer.GetString(), buffer.GetSize());
   }
-  return std::string(buffer.GetString(), buffer.GetSize());
+  std::string out;
+  // Sized once: growing by doubling would allocate and copy a document of
+  // megabytes (a Binary) several times.
+  out.reserve(json_size_estimate(resource));
+  CompactWriter w(out);
+  NodeWriter<CompactWriter>(w).object(resource);
+  return out;
 }
 
 }  // namespace espace::fhir

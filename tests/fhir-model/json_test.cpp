@@ -1,6 +1,9 @@
 // Focused tests of the FHIR JSON reader and writer.
-#include <catch2/catch.hpp>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
+#include <catch2/catch.hpp>
 #include <string>
 
 #include "espace/fhir/json.h"
@@ -436,4 +439,76 @@ TEST_CASE("a leading UTF-8 byte order mark is skipped", "[json]") {
   CHECK(i.column == 27);
   // Only at the start.
   CHECK(parse_error("{\"resourceType\":\"Patient\"}\xEF\xBB\xBF").message_id == "json-syntax");
+}
+
+TEST_CASE("long strings: escapes, non-ASCII and errors at every position of the fast scan", "[json]") {
+  // The reader scans plain characters eight at a time; put the special
+  // character at each offset within and around one such word.
+  for (size_t at = 0; at < 20; ++at) {
+    INFO("at " << at);
+    const std::string before(at, 'a'), after(11, 'b');
+    auto patient_with_family = [&](const std::string& json_value) {
+      return R"({"resourceType":"Patient","name":[{"family":")" + json_value + R"("}]})";
+    };
+    CHECK(parse_ok(patient_with_family(before + "\\\"" + after)).child("name")->child_value("family") ==
+          before + "\"" + after);
+    CHECK(parse_ok(patient_with_family(before + "\\u00e9" + after)).child("name")->child_value("family") ==
+          before + "\xC3\xA9" + after);
+    CHECK(parse_ok(patient_with_family(before + "\xC3\xA9" + after)).child("name")->child_value("family") ==
+          before + "\xC3\xA9" + after);
+    // Invalid UTF-8, a raw control character, an unterminated string.
+    Issue i = parse_error(patient_with_family(before + "\xFF" + after));
+    CHECK(i.message_id == "json-syntax");
+    i = parse_error(patient_with_family(before + "\x01" + after));
+    CHECK(i.message_id == "json-syntax");
+    CHECK(i.column == static_cast<int>(46 + at));
+    CHECK(parse_error(R"({"resourceType":"Patient","id":")" + before).message_id == "json-syntax");
+  }
+  // A megabyte-long value and the location of an error after it.
+  const std::string data(1 << 20, 'Q');
+  std::string text = R"({"resourceType":"Binary","contentType":"text/plain","data":")" + data + "\",\n\"x\":1}";
+  Issue i = parse_error(text);
+  CHECK(i.message_id == "json-unknown-element");
+  CHECK(i.line == 2);
+  CHECK(i.column == 1);
+  text = R"({"resourceType":"Binary","contentType":"text/plain","data":")" + data + "\"}";
+  CHECK(parse_ok(text).child_value("data") == data);
+  // Keys go through the same path.
+  CHECK(parse_ok(R"({"resourceType":"Patient","na\u006de":[{"family":"x"}]})").child("name"));
+}
+
+TEST_CASE("compact output is byte for byte what RapidJSON's writer produces", "[json]") {
+  // Every character class at every offset of an eight-byte word.
+  std::string family;
+  for (size_t at = 0; at < 20; ++at)
+    family += std::string(at, 'x') + "\"" + std::string(at, 'y') + "\\" + std::string(at, 'z') + "\x1f\t\n\r\b\f" +
+              "\x7f/\xC3\xA9\xE6\x97\xA5";
+  std::string family_json;
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> reference_writer(buffer);
+  reference_writer.String(family.data(), static_cast<rapidjson::SizeType>(family.size()));
+  family_json = buffer.GetString();
+  Node p = parse_ok(R"({"resourceType":"Patient","id":"x","active":true,"name":[{"family":)" + family_json +
+                    R"(,"given":["A","B"]},{"text":"C"}],"multipleBirthInteger":3,)"
+                    R"("extension":[{"url":"http://e.org/a","valueDecimal":1.50}]})");
+  CHECK(p.child("name")->child_value("family") == family);
+  const std::string compact = write_json(p);
+  // RapidJSON's writer fed from the pretty output (also RapidJSON's).
+  JsonWriteOptions pretty;
+  pretty.pretty = true;
+  const std::string pretty_text = write_json(p, pretty);
+  rapidjson::StringBuffer expected;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(expected);
+  rapidjson::Reader reader;
+  rapidjson::StringStream in(pretty_text.c_str());
+  REQUIRE_FALSE(reader.Parse<rapidjson::kParseNumbersAsStringsFlag>(in, writer).IsError());
+  // With numbers as strings the writer quotes them; put the numbers back.
+  std::string reference = expected.GetString();
+  for (const char* number : {"3", "1.50"}) {
+    const std::string quoted = std::string("\"") + number + "\"";
+    size_t at = reference.find(":" + quoted);
+    REQUIRE(at != std::string::npos);
+    reference.replace(at + 1, quoted.size(), number);
+  }
+  CHECK(compact == reference);
 }

@@ -177,6 +177,44 @@ TEST_CASE("ITI-65 inline attachment data is checked like a Binary", "[mhd]") {
   CHECK(post_bundle(c, provide_bundle(s)).status == 422);
 }
 
+TEST_CASE("ITI-65 measures large and line-wrapped base64 documents byte for byte", "[mhd]") {
+  ServerProcess server;
+  HttpClient c("127.0.0.1", server.port());
+  load_fixtures(c);
+  // 40,001 bytes: more than one 16 KB decoding chunk, and a final group with padding.
+  std::string content;
+  for (int i = 0; content.size() < 40001; ++i) content += "ligne " + std::to_string(i) + " du compte rendu\n";
+  content.resize(40001);
+  const std::string plain = base64(content);
+  // The same base64 wrapped at 76 characters (MIME style), as some senders do.
+  std::string wrapped;
+  for (size_t at = 0; at < plain.size(); at += 76) wrapped += (at ? "\\r\\n" : "") + plain.substr(at, 76);
+  auto bundle_with = [&](const std::string& ss, const std::string& doc, const std::string& size,
+                         const std::string& data) {
+    Submission s = one_document(ss, doc);
+    s.documents[0].content = content;
+    s.documents[0].size = size;
+    std::string b = provide_bundle(s);
+    size_t at = b.find(plain);
+    REQUIRE(at != std::string::npos);
+    return b.replace(at, plain.size(), data);
+  };
+  HttpResponse ok = post_bundle(c, bundle_with("1.2.250.1.999.13.1", "1.2.250.1.999.23.1", "40001", wrapped));
+  INFO(ok.body);
+  CHECK(ok.status == 200);
+  ok = post_bundle(c, bundle_with("1.2.250.1.999.13.2", "1.2.250.1.999.23.2", "40001", plain));
+  INFO(ok.body);
+  CHECK(ok.status == 200);
+  // One byte off, or one character that is not base64 deep inside the data: refused.
+  HttpResponse off = post_bundle(c, bundle_with("1.2.250.1.999.13.3", "1.2.250.1.999.23.3", "40000", plain));
+  CHECK(off.status == 422);
+  CHECK(off.body.find("40001") != std::string::npos);
+  std::string damaged = plain;
+  damaged[30000] = '.';
+  HttpResponse bad = post_bundle(c, bundle_with("1.2.250.1.999.13.4", "1.2.250.1.999.23.4", "40001", damaged));
+  CHECK(bad.status == 422);
+}
+
 TEST_CASE("ITI-65 duplicate uniqueId: 409, identical re-submission is idempotent", "[mhd]") {
   ServerProcess server;
   HttpClient c("127.0.0.1", server.port());

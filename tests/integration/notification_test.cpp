@@ -400,3 +400,32 @@ TEST_CASE("notification: a document created inside a transaction Bundle is annou
   CHECK(location.find("DocumentReference/" + str(first, "id")) != std::string::npos);
   CHECK(got[1].target == "/tx/DocumentReference/" + later);
 }
+
+TEST_CASE("notification: a Subscription set to error is not used for the other events of the same pass",
+          "[notification]") {
+  HookReceiver hook(/*failures=*/1000);
+  ServerProcess server(notify_args(/*max_attempts=*/1));
+  HttpClient c("127.0.0.1", server.port());
+  std::string sub = subscription(c, "DocumentReference?patient=Patient/notif-pass", "rest-hook", hook.url("/p"));
+  // Five documents in one transaction: their events commit together and are
+  // due in the same pass of the worker.
+  std::string bundle = R"({"resourceType":"Bundle","type":"transaction","entry":[)";
+  for (int i = 0; i < 5; ++i)
+    bundle += std::string(i ? "," : "") +
+              R"({"resource":{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/notif-pass"},)"
+              R"("content":[{"attachment":{"contentType":"text/plain","data":"Qm9uam91cg=="}}]},"request":{"method":"POST","url":"DocumentReference"}})";
+  bundle += "]}";
+  HttpResponse r = c.request("POST", "/", bundle, {{"Content-Type", "application/fhir+json"}});
+  INFO(r.body.substr(0, 1000));
+  REQUIRE(r.status == 200);
+  std::string status;
+  for (int i = 0; i < 600 && status != "error"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    status = str(json_of(c.get("/Subscription/" + sub)), "status");
+  }
+  REQUIRE(status == "error");
+  // The first event's only attempt failed and switched the Subscription off;
+  // the four others are not sent to it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(hook.requests().size() == 1);
+}

@@ -41,7 +41,13 @@ TEST_CASE("checkers agree with the R4 regexes", "[profiles][primitives]") {
                "oid:1.2"}},
       {"uuid", {"urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", "urn:uuid:61EBE359-bfdc-4613-8bf2-c5e300945f0a",
                 "urn:uuid:61ebe359bfdc46138bf2c5e300945f0a", "61ebe359-bfdc-4613-8bf2-c5e300945f0a"}},
-      {"base64Binary", {"AAAA", "AAAA BBBB", " AAAA ", "AA AA", "AAA", "AAAA=", "AA==", "!!!!"}},
+      {"base64Binary", {"AAAA", "AAAA BBBB", " AAAA ", "AA AA", "AAA", "AAAA=", "AA==", "!!!!",
+                        // Groups checked four at a time, then one by one around breaks.
+                        "AAAABBBBCCCCDDDD", "AAAABBBB\r\nCCCCDDDD", "AAAABBB B", "AAAABBBBC", "AAAABBBB!CCC",
+                        "AAAABBBBCC\nCC", "AAAA\tBBBB==", "AAAABB==", " \n ", "AAAABBBBCCC!",
+                        // And sixteen at a time (SSE2).
+                        "AAAABBBBCCCCDDD!", "AAAABBBBCCCCDDD\xff", "AAAA@BBBCCCCDDDDEEEE", "Zz09+/==AAAABBBBCCCC",
+                        "AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH IIII", "[AAABBBBCCCCDDDD", "AAAABBBBCCCCDDD`"}},
       {"date", {"2024", "2024-03", "2024-03-01", "0000", "2024-13", "2024-00-01", "2024-1-01", "24-01-01",
                 "2024-03-01T10:00:00Z"}},
       {"dateTime", {"2024", "2024-03-01T10:15:00Z", "2024-03-01T10:15:00.123+01:00", "2024-03-01T10:15:00",
@@ -83,4 +89,14 @@ TEST_CASE("long values are checked without recursion", "[profiles][primitives]")
   CHECK(check_primitive("uri", big).empty());
   std::string spaced(1'000'000, ' ');
   CHECK_FALSE(check_primitive("code", "a" + spaced + "b").empty());
+  // A document-sized base64Binary, whole, with a stray character, broken inside a group.
+  std::string data(1'000'000, 'Q');
+  CHECK(check_primitive("base64Binary", data).empty());
+  CHECK(check_primitive("base64Binary", data.substr(0, 999'998) + "==").empty());
+  CHECK(check_primitive("base64Binary", data + "Q").find("multiple of four") != std::string::npos);
+  std::string stray = data;
+  stray[777'777] = '-';
+  CHECK(check_primitive("base64Binary", stray) == "not a base64 character");
+  CHECK(check_primitive("base64Binary", data.substr(0, 500'001) + " " + data.substr(500'001, 499'999))
+            .find("white space inside") != std::string::npos);
 }

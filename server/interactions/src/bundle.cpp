@@ -449,7 +449,8 @@ FhirResponse run_transaction(const Services& services, const FhirRequest& req, s
     } else if (is_write[i]) {
       FhirRequest sub;
       sub.base_url = req.base_url;
-      sub.prefer_return = req.prefer_return;
+      // An ITI-65 response carries no resources (below): no copies of them.
+      sub.prefer_return = submission ? PreferReturn::Minimal : req.prefer_return;
       responses[i] = write_response(sub, ops[i], outcomes[i]);
     } else if (answered[i] && m == "POST") {
       responses[i] = existing_resource_response(services, req, ops[i].type, ops[i].id);

@@ -54,6 +54,9 @@ bool load_subscription(const storage::ResourceVersion& v, Subscription* out) {
   rapidjson::Document doc;
   doc.Parse(v.json.data(), v.json.size());
   if (doc.HasParseError() || !doc.IsObject()) return false;
+  // The list of active Subscriptions is a pass old: one switched off or set
+  // to error since (by an earlier event of the pass) is skipped here.
+  if (string_member(doc, "status") != "active") return false;
   out->id = v.id;
   out->version = v.version;
   out->json = v.json;
@@ -213,18 +216,24 @@ Status NotificationWorker::run_once(int* settled) {
   *settled = 0;
   std::vector<storage::OutboxEvent> due;
   if (Status s = services_.store->due_outbox(now_us(), kEventsPerPass, &due); !s) return s;
+  if (due.empty()) return Status::ok();
+  // One search for the whole pass, not one per event: a busy server raises
+  // an event for every document it files. A Subscription activated during
+  // the pass is used from the next one.
+  std::vector<std::string> subscription_ids;
+  if (Status s = resolve_criteria(services_, "Subscription", "status=active", &subscription_ids); !s) return s;
   for (storage::OutboxEvent& event : due) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) break;  // the rest stays due for the next start
     }
-    if (Status s = handle(event); !s) return s;
+    if (Status s = handle(event, subscription_ids); !s) return s;
     ++*settled;
   }
   return Status::ok();
 }
 
-Status NotificationWorker::handle(storage::OutboxEvent& event) {
+Status NotificationWorker::handle(storage::OutboxEvent& event, const std::vector<std::string>& subscription_ids) {
   size_t slash = event.resource.find('/');
   std::string type = event.resource.substr(0, slash);
   std::string id = slash == std::string::npos ? std::string() : event.resource.substr(slash + 1);
@@ -238,8 +247,6 @@ Status NotificationWorker::handle(storage::OutboxEvent& event) {
     return services_.store->settle_outbox(event);
   }
 
-  std::vector<std::string> subscription_ids;
-  if (Status s = resolve_criteria(services_, "Subscription", "status=active", &subscription_ids); !s) return s;
   std::vector<Subscription> failed_subs;
   std::string last_error;
   for (const std::string& sub_id : subscription_ids) {

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "espace/interactions/api.h"
 
@@ -63,7 +64,8 @@ class NotificationWorker {
 
  private:
   void loop();
-  fhir::Status handle(storage::OutboxEvent& event);
+  // active_subscriptions: the ids of the active Subscriptions, looked up once per pass.
+  fhir::Status handle(storage::OutboxEvent& event, const std::vector<std::string>& active_subscriptions);
 
   Services services_;
   NotifyOptions options_;
