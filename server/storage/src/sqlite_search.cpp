@@ -2,9 +2,9 @@
 // on the resource tables for _id/_lastUpdated), combined with AND; values
 // are always bound parameters, never spliced into the text.
 //
-// Statements are prepared uncached: their text depends on the shape of the
-// search, which clients choose, and Connection's cache is meant for a
-// bounded set of texts.
+// Statements come from the connection's bounded LRU cache of shaped texts:
+// their text depends on the shape of the search, which clients choose, so
+// the cache holds the shapes in use and evicts the rest.
 #include "sqlite_search.h"
 
 #include <algorithm>
@@ -49,41 +49,36 @@ class SqlBuilder {
   int aliases_ = 0;
 };
 
-// An uncached statement, finalized on scope exit.
-class OwnedStmt {
+// A search statement from the connection's bounded cache of shaped texts
+// (values are bound, so the text depends only on the search's shape), with
+// its values bound; reset on scope exit.
+class SearchStmt {
  public:
-  OwnedStmt() = default;
-  ~OwnedStmt() {
-    if (s_) sqlite3_finalize(s_);
-  }
-  OwnedStmt(const OwnedStmt&) = delete;
-  OwnedStmt& operator=(const OwnedStmt&) = delete;
-
   Status prepare(Connection& c, const std::string& sql, const std::vector<Param>& params) {
-    if (sqlite3_prepare_v2(c.db(), sql.c_str(), static_cast<int>(sql.size()), &s_, nullptr) != SQLITE_OK)
-      return error(c.db(), "preparing a search");
+    if (Status s = c.prepare_shaped(sql, &st_); !s) return s;
+    sqlite3_stmt* s = st_.get();
     for (size_t i = 0; i < params.size(); ++i) {
       int n = static_cast<int>(i + 1);
-      if (auto* s = std::get_if<std::string>(&params[i]))
-        sqlite3_bind_text(s_, n, s->data(), static_cast<int>(s->size()), SQLITE_TRANSIENT);
+      if (auto* text = std::get_if<std::string>(&params[i]))
+        sqlite3_bind_text(s, n, text->data(), static_cast<int>(text->size()), SQLITE_TRANSIENT);
       else if (auto* d = std::get_if<double>(&params[i]))
-        sqlite3_bind_double(s_, n, *d);
+        sqlite3_bind_double(s, n, *d);
       else
-        sqlite3_bind_int64(s_, n, std::get<int64_t>(params[i]));
+        sqlite3_bind_int64(s, n, std::get<int64_t>(params[i]));
     }
     return Status::ok();
   }
-  sqlite3_stmt* get() const { return s_; }
-  int step() { return sqlite3_step(s_); }
+  sqlite3_stmt* get() const { return st_.get(); }
+  int step() { return sqlite3_step(st_.get()); }
   std::string text(int col) const {
-    const void* p = sqlite3_column_blob(s_, col);
-    int n = sqlite3_column_bytes(s_, col);
+    const void* p = sqlite3_column_blob(st_.get(), col);
+    int n = sqlite3_column_bytes(st_.get(), col);
     return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
   }
-  int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
+  int64_t int64(int col) const { return sqlite3_column_int64(st_.get(), col); }
 
  private:
-  sqlite3_stmt* s_ = nullptr;
+  ShapedStmt st_;
 };
 
 const char* op_sql(Bound::Op op) {
@@ -100,11 +95,22 @@ const char* op_sql(Bound::Op op) {
 Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& alias, int depth, int* budget,
                     std::string* out);
 
+// The kind compared as a literal when it is one of the server's own kind
+// names (lower-case words): bound as a parameter, SQLite would test its value
+// against the WHERE of the partial index search_index_by_range while
+// planning, and a statement planned on a bound value is planned again (parsed
+// again) every time that value is bound, defeating the statement cache.
+std::string kind_sql(SqlBuilder& b, const std::string& kind) {
+  bool word = kind.size() <= 32 &&
+              std::all_of(kind.begin(), kind.end(), [](char ch) { return (ch >= 'a' && ch <= 'z') || ch == '-'; });
+  return word ? "'" + kind + "'" : b.placeholder(kind);
+}
+
 // The rows of search_index (alias `s`) passing one IndexTest.
 Status index_test_sql(SqlBuilder& b, const IndexTest& t, const std::string& s, int depth, int* budget,
                       std::string* out) {
   std::string sql = s + ".param = " + b.placeholder(t.param);
-  if (!t.kind.empty()) sql += " AND " + s + ".kind = " + b.placeholder(t.kind);
+  if (!t.kind.empty()) sql += " AND " + s + ".kind = " + kind_sql(b, t.kind);
   if (t.system) sql += " AND " + s + ".system = " + b.placeholder(*t.system);
   switch (t.value_op) {
     case TextOp::Any: break;
@@ -277,7 +283,7 @@ std::string order_by(SqlBuilder& b, const SearchQuery& q) {
   return sql + (b.walk ? "c.res_key" : "+c.res_key");
 }
 
-void load(const OwnedStmt& st, ResourceVersion* out) {
+void load(const SearchStmt& st, ResourceVersion* out) {
   out->type = st.text(0);
   out->id = st.text(1);
   out->version = st.int64(2);
@@ -292,7 +298,7 @@ Status read_keys(Connection& c, const std::vector<int64_t>& keys, std::set<int64
                  std::vector<std::pair<int64_t, ResourceVersion>>* out) {
   for (int64_t key : keys) {
     if (!seen->insert(key).second) continue;
-    OwnedStmt st;
+    SearchStmt st;
     if (Status s = st.prepare(c, "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.res_key "
                               "FROM resource_version v JOIN resource_current c ON c.type = v.type AND c.id = v.id "
                               "WHERE v.res_key = ?1 AND v.seq = c.seq AND c.deleted = 0",
@@ -329,7 +335,7 @@ Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<st
         params.emplace_back(spec.target_type);
         sql += " AND s.system = ?" + std::to_string(params.size());
       }
-      OwnedStmt st;
+      SearchStmt st;
       if (Status s = st.prepare(c, sql, params); !s) return s;
       int rc;
       while ((rc = st.step()) == SQLITE_ROW) out->push_back(st.int64(0));
@@ -349,7 +355,7 @@ Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<st
         params.emplace_back(spec.param);
         sql += " AND s.param = ?" + std::to_string(params.size());
       }
-      OwnedStmt st;
+      SearchStmt st;
       if (Status s = st.prepare(c, sql, params); !s) return s;
       int rc;
       while ((rc = st.step()) == SQLITE_ROW) out->push_back(st.int64(0));
@@ -362,13 +368,21 @@ Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<st
 // Ends a read transaction on scope exit so every statement of a search sees one snapshot.
 class Snapshot {
  public:
-  explicit Snapshot(Connection& c) : c_(c) { ok_ = c_.exec("BEGIN").is_ok(); }
+  explicit Snapshot(Connection& c) : c_(c) { ok_ = step_cached("BEGIN"); }
   ~Snapshot() {
-    if (ok_) c_.exec("COMMIT");
+    if (ok_) step_cached("COMMIT");
   }
   bool ok() const { return ok_; }
 
  private:
+  // BEGIN and COMMIT from the connection's statement cache, not parsed anew per search.
+  bool step_cached(const std::string& sql) {
+    sqlite3_stmt* raw = nullptr;
+    if (!c_.prepare(sql, &raw)) return false;
+    Stmt st(raw);
+    return st.step() == SQLITE_DONE;
+  }
+
   Connection& c_;
   bool ok_ = false;
 };
@@ -422,7 +436,7 @@ Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, in
     if (!rows.empty()) rows += " UNION ALL ";
     rows += "SELECT 1 FROM search_index s WHERE s.type = " + b.placeholder(q.type) + " AND " + test;
   }
-  OwnedStmt st;
+  SearchStmt st;
   std::string sql = "SELECT count(*) FROM (SELECT 1 FROM (" + rows + ") LIMIT " +
                     b.placeholder(std::max<int64_t>(limit, 1)) + ")";
   if (Status s = st.prepare(c, sql, b.params()); !s) return s;
@@ -526,7 +540,7 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
   if (!snapshot.ok()) return error(c.db(), "starting a search snapshot");
 
   if (q.want_total) {
-    OwnedStmt st;
+    SearchStmt st;
     if (Status s = st.prepare(c, "SELECT count(*) FROM resource_current c WHERE " + where, b.params()); !s) return s;
     if (st.step() != SQLITE_ROW) return error(c.db(), "counting search matches");
     out->total = st.int64(0);
@@ -565,7 +579,7 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
   if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
   std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order
   {
-    OwnedStmt st;
+    SearchStmt st;
     if (Status s = st.prepare(c, sql, page.params()); !s) return s;
     int rc;
     while ((rc = st.step()) == SQLITE_ROW) {
