@@ -43,6 +43,11 @@ class SqlBuilder {
   // use that index ("+c.type"): walking it to find a few selective matches
   // would visit every resource of the type.
   bool walk = false;
+  // Planner counts (count_rows): tests without bounds leave out the kind,
+  // which search_index_by_value lacks, so they are answered from the index
+  // alone instead of reading every matching row; a param whose rows of
+  // several kinds share a value only makes the estimate higher.
+  bool estimate = false;
 
  private:
   std::vector<Param> params_;
@@ -110,7 +115,7 @@ std::string kind_sql(SqlBuilder& b, const std::string& kind) {
 Status index_test_sql(SqlBuilder& b, const IndexTest& t, const std::string& s, int depth, int* budget,
                       std::string* out) {
   std::string sql = s + ".param = " + b.placeholder(t.param);
-  if (!t.kind.empty()) sql += " AND " + s + ".kind = " + kind_sql(b, t.kind);
+  if (!t.kind.empty() && !(b.estimate && t.bounds.empty())) sql += " AND " + s + ".kind = " + kind_sql(b, t.kind);
   if (t.system) sql += " AND " + s + ".system = " + b.placeholder(*t.system);
   switch (t.value_op) {
     case TextOp::Any: break;
@@ -424,6 +429,7 @@ int judge_rank(const Condition& cond) {
 // Counts the index rows of the query's type matching condition `cond`, up to `limit`.
 Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, int64_t limit, int64_t* out) {
   SqlBuilder b;
+  b.estimate = true;
   int budget = kMaxSearchConditions;
   // One indexed lookup per alternative (UNION ALL), not one OR over several
   // params, which SQLite answers by scanning every index row of the type
@@ -463,8 +469,8 @@ Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* 
   for (size_t i = 0; i < q.all_of.size(); ++i) {
     const Condition& cond = q.all_of[i];
     if (cond.kind == Condition::Kind::Missing) continue;  // probed per resource anyway
-    if (cond.kind != Condition::Kind::AnyOf || cond.negate) {
-      all = false;
+    if (cond.kind != Condition::Kind::AnyOf || cond.negate || cond.any_of.empty()) {
+      all = false;  // (an empty one is refused when the page's SQL is built)
       continue;
     }
     bool chained = false;
@@ -531,15 +537,14 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
     return invalid("page size must be between 0 and " + std::to_string(kMaxSearchPage));
   if (q.offset < 0) return invalid("negative page offset");
 
-  SqlBuilder b;
-  int budget = kMaxSearchConditions;
-  std::string where;
-  if (Status s = where_clause(b, q, "c", 0, &budget, &where); !s) return s;
-
   Snapshot snapshot(c);
   if (!snapshot.ok()) return error(c.db(), "starting a search snapshot");
 
   if (q.want_total) {
+    SqlBuilder b;
+    int budget = kMaxSearchConditions;
+    std::string where;
+    if (Status s = where_clause(b, q, "c", 0, &budget, &where); !s) return s;
     SearchStmt st;
     if (Status s = st.prepare(c, "SELECT count(*) FROM resource_current c WHERE " + where, b.params()); !s) return s;
     if (st.step() != SQLITE_ROW) return error(c.db(), "counting search matches");
@@ -549,20 +554,18 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
 
   // The page is chosen on keys only, then the bodies of its rows are read:
   // sorting whole bodies of every match would cost far more than the lookups.
-  SqlBuilder page = b;  // the page statement adds the cursor, order and limit
+  // Unselective conditions are probed per candidate; with creation order
+  // and nothing selective, the resources are walked in key order and the
+  // walk stops at the page size, instead of collecting and sorting matches.
   bool walk = false;
   std::vector<bool> unselective;
   if (Status s = judge_conditions(c, q, &unselective, &walk); !s) return s;
-  if (walk || std::find(unselective.begin(), unselective.end(), true) != unselective.end()) {
-    // Unselective conditions are probed per candidate; with creation order
-    // and nothing selective, the resources are walked in key order and the
-    // walk stops at the page size, instead of collecting and sorting matches.
-    page = SqlBuilder();
-    page.correlate = unselective;
-    page.walk = walk;
-    int page_budget = kMaxSearchConditions;
-    if (Status s = where_clause(page, q, "c", 0, &page_budget, &where); !s) return s;
-  }
+  SqlBuilder page;  // the page statement: conditions, then the cursor, order and limit
+  page.correlate = std::move(unselective);
+  page.walk = walk;
+  int budget = kMaxSearchConditions;
+  std::string where;
+  if (Status s = where_clause(page, q, "c", 0, &budget, &where); !s) return s;
   std::string sql = std::string("SELECT c.seq, c.res_key FROM resource_current c") +
                     (walk ? " INDEXED BY resource_current_by_key" : "");
   bool needs_version = false;
