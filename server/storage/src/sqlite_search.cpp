@@ -48,6 +48,9 @@ class SqlBuilder {
   // alone instead of reading every matching row; a param whose rows of
   // several kinds share a value only makes the estimate higher.
   bool estimate = false;
+  // The top-level alias is a bare res_key (a page read from index rows
+  // alone, see key_page_sql): key sets match on res_key.
+  bool by_key = false;
 
  private:
   std::vector<Param> params_;
@@ -181,7 +184,9 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
       // Several tests: their UNION wrapped in a plain subquery, which SQLite
       // can drive the search from (a bare compound makes it scan every
       // resource and test membership).
-      sql = "(" + a + ".type, " + a + ".id) IN (" + std::string(cond.any_of.size() > 1 ? "SELECT * FROM (" : "");
+      bool keys = b.by_key && depth == 0;
+      sql = (keys ? a + ".res_key" : "(" + a + ".type, " + a + ".id)") + " IN (" +
+            std::string(cond.any_of.size() > 1 ? "SELECT * FROM (" : "");
       bool first = true;
       for (const IndexTest& t : cond.any_of) {
         std::string s = b.alias("s");
@@ -189,7 +194,7 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
         if (Status st = index_test_sql(b, t, s, depth, budget, &test); !st) return st;
         if (!first) sql += " UNION ";
         first = false;
-        sql += "SELECT " + s + ".type, " + s + ".id FROM search_index " + s + " WHERE " +
+        sql += "SELECT " + (keys ? s + ".res_key" : s + ".type, " + s + ".id") + " FROM search_index " + s + " WHERE " +
                (q.type.empty() ? std::string() : s + ".type = " + b.placeholder(q.type) + " AND ") + test;
       }
       sql += cond.any_of.size() > 1 ? "))" : ")";
@@ -265,7 +270,8 @@ Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& a, i
   return Status::ok();
 }
 
-std::string order_by(SqlBuilder& b, const SearchQuery& q) {
+// `a`: the alias whose res_key the page is on (c, or k for a page by key).
+std::string order_by(SqlBuilder& b, const SearchQuery& q, const std::string& a) {
   std::string sql;
   for (const SortKey& k : q.sort) {
     std::string expr;
@@ -279,13 +285,13 @@ std::string order_by(SqlBuilder& b, const SearchQuery& q) {
         const char* agg = k.descending ? "max" : "min";
         const char* col = k.numeric ? (k.descending ? "high" : "low") : "value";
         expr = std::string("(SELECT ") + agg + "(" + s + "." + col + ") FROM search_index " + s + " WHERE " + s +
-               ".res_key = c.res_key AND " + s + ".param = " + b.placeholder(k.param) + ")";
+               ".res_key = " + a + ".res_key AND " + s + ".param = " + b.placeholder(k.param) + ")";
         break;
       }
     }
     sql += expr + (k.descending ? " DESC NULLS LAST, " : " ASC NULLS LAST, ");
   }
-  return sql + (b.walk ? "c.res_key" : "+c.res_key");
+  return sql + (b.walk || b.by_key ? a + ".res_key" : "+" + a + ".res_key");
 }
 
 void load(const SearchStmt& st, ResourceVersion* out) {
@@ -367,6 +373,59 @@ Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<st
       if (rc != SQLITE_DONE) return error(c.db(), "following _revinclude");
     }
   }
+  return Status::ok();
+}
+
+// The condition that drives a page read from index rows alone (key_page_sql),
+// or -1 when the search needs the resource tables to choose its page: a
+// walk, a sort or a condition on ids or versions, or _has. Index rows
+// exist only for the current version of resources not deleted (the storage
+// replaces them on every write and keeps none for a delete marker), so their
+// res_key alone names a current match.
+int key_page_driver(const SearchQuery& q, const std::vector<bool>& unselective, bool walk) {
+  if (walk || q.type.empty()) return -1;
+  for (const SortKey& k : q.sort)
+    if (k.source != SortKey::Source::Index) return -1;  // _id and _lastUpdated are not in the index rows
+  int driver = -1;
+  for (size_t i = 0; i < q.all_of.size(); ++i) {
+    const Condition& cond = q.all_of[i];
+    if (cond.kind == Condition::Kind::Missing) continue;
+    if (cond.kind != Condition::Kind::AnyOf) return -1;
+    bool probed = i < unselective.size() && unselective[i];
+    if (driver < 0 && !cond.negate && !probed && !cond.any_of.empty()) driver = static_cast<int>(i);
+  }
+  return driver;
+}
+
+// FROM and WHERE of a page (creation order, or sorted by index params) taken from the index rows of
+// the driving condition (alias k, its res_key only): no lookup of
+// resource_current per candidate, and the other conditions tested on the
+// res_key (key sets or probes, as judged). The driver's rows are made
+// distinct: one resource may have several matching rows.
+Status key_page_sql(SqlBuilder& b, const SearchQuery& q, size_t driver, std::string* from, std::string* where) {
+  int budget = kMaxSearchConditions - 1;
+  b.by_key = true;
+  const Condition& d = q.all_of[driver];
+  std::string rows;
+  for (const IndexTest& t : d.any_of) {
+    std::string s = b.alias("s");
+    std::string test;
+    if (Status st = index_test_sql(b, t, s, 0, &budget, &test); !st) return st;
+    rows += rows.empty() ? "SELECT " + std::string(d.any_of.size() > 1 ? "" : "DISTINCT ") : " UNION SELECT ";
+    rows += s + ".res_key FROM search_index " + s + " WHERE " + s + ".type = " + b.placeholder(q.type) + " AND " + test;
+  }
+  *from = "(" + rows + ") k";
+  std::string sql = "1";
+  for (size_t i = 0; i < q.all_of.size(); ++i) {
+    if (i == driver) continue;
+    b.correlated = i < b.correlate.size() && b.correlate[i];
+    std::string part;
+    Status st = condition_sql(b, q.all_of[i], q, "k", 0, &budget, &part);
+    b.correlated = false;
+    if (!st) return st;
+    sql += " AND " + part;
+  }
+  *where = std::move(sql);
   return Status::ok();
 }
 
@@ -563,24 +622,37 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
   SqlBuilder page;  // the page statement: conditions, then the cursor, order and limit
   page.correlate = std::move(unselective);
   page.walk = walk;
-  int budget = kMaxSearchConditions;
-  std::string where;
-  if (Status s = where_clause(page, q, "c", 0, &budget, &where); !s) return s;
-  std::string sql = std::string("SELECT c.seq, c.res_key FROM resource_current c") +
-                    (walk ? " INDEXED BY resource_current_by_key" : "");
-  bool needs_version = false;
-  for (const SortKey& k : q.sort) needs_version |= k.source == SortKey::Source::LastUpdated;
-  if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";
-  sql += " WHERE " + where;
-  if (q.after_key > 0) sql += " AND c.res_key > " + page.placeholder(q.after_key);
+  int driver = key_page_driver(q, page.correlate, walk);
+  bool by_key = driver >= 0;
+  std::string sql;
+  if (by_key) {
+    std::string from, where;
+    if (Status s = key_page_sql(page, q, static_cast<size_t>(driver), &from, &where); !s) return s;
+    sql = "SELECT 0, k.res_key FROM " + from + " WHERE " + where;
+  } else {
+    int budget = kMaxSearchConditions;
+    std::string where;
+    if (Status s = where_clause(page, q, "c", 0, &budget, &where); !s) return s;
+    sql = std::string("SELECT c.seq, c.res_key FROM resource_current c") +
+          (walk ? " INDEXED BY resource_current_by_key" : "");
+    bool needs_version = false;
+    for (const SortKey& k : q.sort) needs_version |= k.source == SortKey::Source::LastUpdated;
+    if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";
+    sql += " WHERE " + where;
+  }
+  const std::string key = by_key ? "k.res_key" : "c.res_key";
+  if (q.after_key > 0) sql += " AND " + key + " > " + page.placeholder(q.after_key);
   // A previous page in creation order: the rows just below the key, read
   // backwards, then put back in order.
   bool backwards = q.before_key > 0 && q.sort.empty();
-  if (backwards) sql += " AND c.res_key < " + page.placeholder(q.before_key);
-  sql += " ORDER BY " + (backwards ? std::string(walk ? "c.res_key DESC" : "+c.res_key DESC") : order_by(page, q));
+  if (backwards) sql += " AND " + key + " < " + page.placeholder(q.before_key);
+  if (backwards)
+    sql += std::string(" ORDER BY ") + (by_key ? "k.res_key DESC" : walk ? "c.res_key DESC" : "+c.res_key DESC");
+  else
+    sql += " ORDER BY " + order_by(page, q, by_key ? "k" : "c");
   sql += " LIMIT " + page.placeholder(int64_t{q.count} + 1);
   if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
-  std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order
+  std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order; seq 0 when by key
   {
     SearchStmt st;
     if (Status s = st.prepare(c, sql, page.params()); !s) return s;
@@ -595,25 +667,29 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) return error(c.db(), "running a search");
   }
   if (backwards) std::reverse(keys.begin(), keys.end());
-  for (const auto& [seq, key] : keys) {
+  for (const auto& [seq, res_key] : keys) {
     sqlite3_stmt* raw = nullptr;
-    if (Status s = c.prepare("SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "
-                             "WHERE seq = ?1",
+    // By key: the newest version, current by construction (see key_page_driver).
+    if (Status s = c.prepare(by_key ? "SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "
+                                      "WHERE res_key = ?1 ORDER BY version DESC LIMIT 1"
+                                    : "SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "
+                                      "WHERE seq = ?1",
                              &raw);
         !s)
       return s;
     Stmt st(raw);
-    st.bind(1, seq);
+    st.bind(1, by_key ? res_key : seq);
     if (st.step() != SQLITE_ROW) return error(c.db(), "reading a search match");
+    if (st.int64(4) != 0) continue;  // never for an indexed resource; a delete marker is no match
     SearchMatch m;
     m.resource.type = st.text(0);
     m.resource.id = st.text(1);
     m.resource.version = st.int64(2);
     m.resource.last_updated_us = st.int64(3);
-    m.resource.deleted = st.int64(4) != 0;
+    m.resource.deleted = false;
     m.resource.method = st.text(5);
     m.resource.json = st.text(6);
-    m.key = key;
+    m.key = res_key;
     out->matches.push_back(std::move(m));
   }
 

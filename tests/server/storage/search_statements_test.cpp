@@ -128,3 +128,69 @@ TEST_CASE("a search shape is prepared once and its statements reused with other 
   CHECK(c.shaped_cached() == shapes);
   CHECK(reprepared(c.db()) == 0);
 }
+
+TEST_CASE("a page read from index rows lists each match once, in creation order, forwards and backwards",
+          "[storage][search]") {
+  TempDb db;
+  SqliteOptions opts;
+  opts.path = db.path;
+  opts.reader_connections = 1;
+  std::unique_ptr<Storage> store;
+  REQUIRE(open_sqlite(opts, &store).is_ok());
+  // Ten patients, each with two names starting "mar" (two matching rows per
+  // resource); every third one is deleted afterwards, p4 updated.
+  auto put = [&](int i, int version, bool deleted) {
+    return store->write([&](WriteTxn& txn) -> Status {
+      ResourceVersion v;
+      v.type = "Patient";
+      v.id = "p" + std::to_string(i);
+      v.version = version;
+      v.last_updated_us = txn.now_us();
+      v.deleted = deleted;
+      v.method = deleted ? "DELETE" : version == 1 ? "POST" : "PUT";
+      if (!deleted) v.json = R"({"resourceType":"Patient","id":")" + v.id + R"(","v":)" + std::to_string(version) + "}";
+      std::vector<IndexEntry> rows;
+      if (!deleted) rows = {entry("family", "string", "martin"), entry("family", "string", "marty")};
+      return txn.put(v, rows);
+    });
+  };
+  for (int i = 0; i < 10; ++i) REQUIRE(put(i, 1, false).is_ok());
+  for (int i = 0; i < 10; i += 3) REQUIRE(put(i, 2, true).is_ok());
+  REQUIRE(put(4, 2, false).is_ok());
+  sqlite::Connection c;
+  REQUIRE(c.open(db.path, SQLITE_OPEN_READONLY).is_ok());
+
+  SearchQuery q;
+  q.type = "Patient";
+  q.count = 3;
+  Condition name;
+  IndexTest t;
+  t.param = "family";
+  t.kind = "string";
+  t.value_op = TextOp::StartsWith;
+  t.value = "mar";
+  name.any_of.push_back(t);
+  q.all_of = {name};
+
+  std::vector<std::string> seen;
+  std::vector<int64_t> first_keys;
+  SearchPage page;
+  for (int n = 0; n < 5; ++n) {
+    REQUIRE(sqlite::run_search(c, q, &page).is_ok());
+    for (const SearchMatch& m : page.matches) seen.push_back(m.resource.id);
+    if (n == 1) first_keys = {page.matches.front().key};
+    if (!page.more) break;
+    q.after_key = page.matches.back().key;
+  }
+  CHECK(seen == std::vector<std::string>{"p1", "p2", "p4", "p5", "p7", "p8"});
+
+  // The page before the second one.
+  q.after_key = 0;
+  q.before_key = first_keys[0];
+  REQUIRE(sqlite::run_search(c, q, &page).is_ok());
+  CHECK(ids(page) == std::vector<std::string>{"p1", "p2", "p4"});
+  CHECK_FALSE(page.more);
+  // The updated one is read at its current version.
+  CHECK(page.matches[2].resource.version == 2);
+  CHECK(page.matches[2].resource.json.find(R"("v":2)") != std::string::npos);
+}
