@@ -513,8 +513,9 @@ Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, in
 // Chooses how each top-level condition is evaluated: one small condition
 // drives the search as a key set, and conditions much bigger than it are
 // probed per candidate (correlated EXISTS: *unselective). First the cheaply
-// counted conditions are counted up to kSmallDriver; when one is below, it
-// drives and nothing else is counted. Otherwise every plain condition is
+// counted conditions are counted up to kSmallDriver (stopping at one of at
+// most kProbeCost rows); when one is below, it drives and nothing else is
+// counted. Otherwise every plain condition is
 // counted, each count stopping at walk_threshold and at kProbeCost times the
 // smallest so far. When the page is in creation order and every condition
 // matches at least walk_threshold rows, the plan walks resources in key order
@@ -555,6 +556,9 @@ Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* 
         smallest = n;
         driver = k;
       }
+      // A driver of at most kProbeCost rows costs about as little as any
+      // smaller one would: counting the others costs more than it could save.
+      if (smallest <= kProbeCost) break;
     }
     if (driver < order.size()) {
       for (size_t k = 0; k < order.size(); ++k) (*unselective)[order[k]] = k != driver;
