@@ -1,10 +1,16 @@
 // SearchQuery -> SQL. Every condition becomes a subquery on search_index (or
 // on the resource tables for _id/_lastUpdated), combined with AND; values
-// are always bound parameters, never spliced into the text.
+// are always bound parameters, never spliced into the text (index kinds, the
+// server's own names, are literals: see kind_sql).
 //
 // Statements come from the connection's bounded LRU cache of shaped texts:
 // their text depends on the shape of the search, which clients choose, so
 // the cache holds the shapes in use and evicts the rest.
+//
+// A page is chosen in one of three ways: from the driving condition's index
+// rows by res_key when every condition is on index rows (key_page_sql), by
+// walking resource_current in key order when nothing is selective, or over
+// resource_current with the conditions as key sets or probes otherwise.
 #include "sqlite_search.h"
 
 #include <algorithm>
