@@ -79,7 +79,7 @@ Status Connection::prepare_shaped(const std::string& sql, ShapedStmt* out) {
     out->entry_ = &e;
     return Status::ok();
   }
-  bool keep = it == shaped_index_.end();
+  bool keep = it == shaped_index_.end() && sql.size() <= kShapedMaxText;
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), keep ? SQLITE_PREPARE_PERSISTENT : 0,
                               &stmt, nullptr);
@@ -88,7 +88,7 @@ Status Connection::prepare_shaped(const std::string& sql, ShapedStmt* out) {
     return error(db_, "cannot prepare statement");
   }
   out->s_ = stmt;
-  if (!keep) return Status::ok();  // the cached one is busy: this one is finalized after use
+  if (!keep) return Status::ok();  // too long, or the cached one is busy: finalized after use
   shaped_.push_front(Shaped{sql, stmt, true});
   shaped_index_.emplace(std::string_view(shaped_.front().sql), shaped_.begin());
   out->entry_ = &shaped_.front();

@@ -41,12 +41,14 @@ class Connection {
   // (see Stmt). `sql` must be a literal or otherwise bounded set of texts.
   Status prepare(const std::string& sql, sqlite3_stmt** out);
   // A statement whose text is built from a client's request (search shapes):
-  // kept in a cache bounded to kShapedCapacity texts, least recently used
-  // evicted, so repeated shapes skip SQLite's parser and planner. `out`
-  // holds it until reset or destroyed.
+  // kept in a cache bounded to kShapedCapacity texts of at most
+  // kShapedMaxText bytes (longer ones, e.g. hundreds of alternatives, are
+  // prepared for one use), least recently used evicted, so repeated shapes
+  // skip SQLite's parser and planner. `out` holds it until reset or destroyed.
   Status prepare_shaped(const std::string& sql, ShapedStmt* out);
 
   static constexpr size_t kShapedCapacity = 128;
+  static constexpr size_t kShapedMaxText = 8192;
   size_t shaped_cached() const { return shaped_.size(); }
 
  private:

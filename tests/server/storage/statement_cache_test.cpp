@@ -108,3 +108,16 @@ TEST_CASE("a shaped statement that does not parse is an error and is not cached"
   CHECK(st.get() == nullptr);
   CHECK(c.shaped_cached() == 0);
 }
+
+TEST_CASE("a shaped statement longer than the cache's bound is prepared for one use only") {
+  Connection c;
+  memory_db(c);
+  std::string sql = "SELECT count(*) FROM t WHERE x IN (";
+  for (int i = 0; sql.size() <= Connection::kShapedMaxText; ++i) sql += std::to_string(i) + ", ";
+  sql += "-1)";
+  ShapedStmt st;
+  REQUIRE(c.prepare_shaped(sql, &st).is_ok());
+  CHECK(single(st) == 3);
+  st.reset();
+  CHECK(c.shaped_cached() == 0);
+}
