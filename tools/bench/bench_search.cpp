@@ -4,7 +4,7 @@
 // (this thread's CPU time, so other load on the machine barely moves it) and
 // the matches found, per query template.
 //
-//   bench_search --db FILE [--repeat N] [--data DIR] QUERY...
+//   bench_search --db FILE [--repeat N] [--data DIR] [--walk-threshold N] QUERY...
 //
 // QUERY is "Type?params" as in a URL (percent-encoded); {pick:FILE} is
 // replaced by a line of DIR/FILE, taken in turn, so repeated searches ask
@@ -47,7 +47,7 @@ std::vector<std::string> read_list(const std::string& path) {
 }
 
 int usage() {
-  std::cerr << "usage: bench_search --db FILE [--repeat N] [--data DIR] 'Type?params'...\n";
+  std::cerr << "usage: bench_search --db FILE [--repeat N] [--data DIR] [--walk-threshold N] 'Type?params'...\n";
   return 2;
 }
 
@@ -56,12 +56,14 @@ int usage() {
 int main(int argc, char** argv) {
   std::string db, data = ".";
   int repeat = 200;
+  int64_t walk_threshold = espace::interactions::Limits().search_walk_threshold;
   std::vector<std::string> queries;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--db" && i + 1 < argc) db = argv[++i];
     else if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--repeat" && i + 1 < argc) repeat = std::atoi(argv[++i]);
+    else if (a == "--walk-threshold" && i + 1 < argc) walk_threshold = std::atoll(argv[++i]);
     else if (!a.starts_with("--")) queries.push_back(a);
     else return usage();
   }
@@ -120,7 +122,7 @@ int main(int argc, char** argv) {
         return 1;
       }
       if (type == "DocumentReference") espace::interactions::mhd::add_default_document_filters(params, &parsed.query);
-      parsed.query.walk_threshold = limits.search_walk_threshold;
+      parsed.query.walk_threshold = walk_threshold;
       parsed.query.count = parsed.count;
       storage::SearchPage page;
       if (Status s = store->search(parsed.query, &page); !s) {

@@ -24,6 +24,7 @@ Status error_code(int rc, std::string_view what) {
 
 Connection::~Connection() {
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  for (Shaped& e : shaped_) sqlite3_finalize(e.stmt);
   if (db_) sqlite3_close(db_);
 }
 
@@ -65,6 +66,55 @@ Status Connection::prepare(const std::string& sql, sqlite3_stmt** out) {
   cache_.emplace(sql, stmt);
   *out = stmt;
   return Status::ok();
+}
+
+Status Connection::prepare_shaped(const std::string& sql, ShapedStmt* out) {
+  out->reset();
+  auto it = shaped_index_.find(sql);
+  if (it != shaped_index_.end() && !it->second->in_use) {
+    shaped_.splice(shaped_.begin(), shaped_, it->second);
+    Shaped& e = shaped_.front();
+    e.in_use = true;
+    out->s_ = e.stmt;
+    out->entry_ = &e;
+    return Status::ok();
+  }
+  bool keep = it == shaped_index_.end() && sql.size() <= kShapedMaxText;
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), keep ? SQLITE_PREPARE_PERSISTENT : 0,
+                              &stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return error(db_, "cannot prepare statement");
+  }
+  out->s_ = stmt;
+  if (!keep) return Status::ok();  // too long, or the cached one is busy: finalized after use
+  shaped_.push_front(Shaped{sql, stmt, true});
+  shaped_index_.emplace(std::string_view(shaped_.front().sql), shaped_.begin());
+  out->entry_ = &shaped_.front();
+  // Evict the least recently used statements not in use.
+  auto victim = shaped_.end();
+  while (shaped_.size() > kShapedCapacity && victim != shaped_.begin()) {
+    --victim;
+    if (victim->in_use) continue;
+    shaped_index_.erase(std::string_view(victim->sql));
+    sqlite3_finalize(victim->stmt);
+    victim = shaped_.erase(victim);
+  }
+  return Status::ok();
+}
+
+void ShapedStmt::reset() {
+  if (!s_) return;
+  if (entry_) {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+    entry_->in_use = false;
+  } else {
+    sqlite3_finalize(s_);
+  }
+  s_ = nullptr;
+  entry_ = nullptr;
 }
 
 }  // namespace espace::storage::sqlite

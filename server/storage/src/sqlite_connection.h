@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,7 +21,9 @@ using fhir::Status;
 Status error(sqlite3* db, std::string_view what);
 Status error_code(int rc, std::string_view what);
 
-// One connection plus its cache of prepared statements. Used by one thread
+class ShapedStmt;
+
+// One connection plus its caches of prepared statements. Used by one thread
 // at a time (opened with SQLITE_OPEN_NOMUTEX).
 class Connection {
  public:
@@ -37,10 +40,49 @@ class Connection {
   // A cached prepared statement for `sql`; the caller resets it after use
   // (see Stmt). `sql` must be a literal or otherwise bounded set of texts.
   Status prepare(const std::string& sql, sqlite3_stmt** out);
+  // A statement whose text is built from a client's request (search shapes):
+  // kept in a cache bounded to kShapedCapacity texts of at most
+  // kShapedMaxText bytes (longer ones, e.g. hundreds of alternatives, are
+  // prepared for one use), least recently used evicted, so repeated shapes
+  // skip SQLite's parser and planner. `out` holds it until reset or destroyed.
+  Status prepare_shaped(const std::string& sql, ShapedStmt* out);
+
+  static constexpr size_t kShapedCapacity = 128;
+  static constexpr size_t kShapedMaxText = 8192;
+  size_t shaped_cached() const { return shaped_.size(); }
 
  private:
+  friend class ShapedStmt;
+  struct Shaped {
+    std::string sql;
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
+  using ShapedList = std::list<Shaped>;  // most recently used first
+
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  ShapedList shaped_;
+  std::unordered_map<std::string_view, ShapedList::iterator> shaped_index_;  // views of Shaped::sql
+};
+
+// A statement from Connection::prepare_shaped, in use until reset() or
+// destruction, which reset it and clear its bindings (a statement met twice
+// in one use, e.g. nested, is prepared apart and finalized instead).
+class ShapedStmt {
+ public:
+  ShapedStmt() = default;
+  ~ShapedStmt() { reset(); }
+  ShapedStmt(const ShapedStmt&) = delete;
+  ShapedStmt& operator=(const ShapedStmt&) = delete;
+
+  sqlite3_stmt* get() const { return s_; }
+  void reset();
+
+ private:
+  friend class Connection;
+  sqlite3_stmt* s_ = nullptr;
+  Connection::Shaped* entry_ = nullptr;  // null: prepared apart, finalized on reset
 };
 
 // Borrowed use of a cached statement: binds by 1-based index and resets the

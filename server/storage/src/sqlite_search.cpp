@@ -1,10 +1,16 @@
 // SearchQuery -> SQL. Every condition becomes a subquery on search_index (or
 // on the resource tables for _id/_lastUpdated), combined with AND; values
-// are always bound parameters, never spliced into the text.
+// are always bound parameters, never spliced into the text (index kinds, the
+// server's own names, are literals: see kind_sql).
 //
-// Statements are prepared uncached: their text depends on the shape of the
-// search, which clients choose, and Connection's cache is meant for a
-// bounded set of texts.
+// Statements come from the connection's bounded LRU cache of shaped texts:
+// their text depends on the shape of the search, which clients choose, so
+// the cache holds the shapes in use and evicts the rest.
+//
+// A page is chosen in one of three ways: from the driving condition's index
+// rows by res_key when every condition is on index rows (key_page_sql), by
+// walking resource_current in key order when nothing is selective, or over
+// resource_current with the conditions as key sets or probes otherwise.
 #include "sqlite_search.h"
 
 #include <algorithm>
@@ -43,47 +49,50 @@ class SqlBuilder {
   // use that index ("+c.type"): walking it to find a few selective matches
   // would visit every resource of the type.
   bool walk = false;
+  // Planner counts (count_rows): tests without bounds leave out the kind,
+  // which search_index_by_value lacks, so they are answered from the index
+  // alone instead of reading every matching row; a param whose rows of
+  // several kinds share a value only makes the estimate higher.
+  bool estimate = false;
+  // The top-level alias is a bare res_key (a page read from index rows
+  // alone, see key_page_sql): key sets match on res_key.
+  bool by_key = false;
 
  private:
   std::vector<Param> params_;
   int aliases_ = 0;
 };
 
-// An uncached statement, finalized on scope exit.
-class OwnedStmt {
+// A search statement from the connection's bounded cache of shaped texts
+// (values are bound, so the text depends only on the search's shape), with
+// its values bound; reset on scope exit.
+class SearchStmt {
  public:
-  OwnedStmt() = default;
-  ~OwnedStmt() {
-    if (s_) sqlite3_finalize(s_);
-  }
-  OwnedStmt(const OwnedStmt&) = delete;
-  OwnedStmt& operator=(const OwnedStmt&) = delete;
-
   Status prepare(Connection& c, const std::string& sql, const std::vector<Param>& params) {
-    if (sqlite3_prepare_v2(c.db(), sql.c_str(), static_cast<int>(sql.size()), &s_, nullptr) != SQLITE_OK)
-      return error(c.db(), "preparing a search");
+    if (Status s = c.prepare_shaped(sql, &st_); !s) return s;
+    sqlite3_stmt* s = st_.get();
     for (size_t i = 0; i < params.size(); ++i) {
       int n = static_cast<int>(i + 1);
-      if (auto* s = std::get_if<std::string>(&params[i]))
-        sqlite3_bind_text(s_, n, s->data(), static_cast<int>(s->size()), SQLITE_TRANSIENT);
+      if (auto* text = std::get_if<std::string>(&params[i]))
+        sqlite3_bind_text(s, n, text->data(), static_cast<int>(text->size()), SQLITE_TRANSIENT);
       else if (auto* d = std::get_if<double>(&params[i]))
-        sqlite3_bind_double(s_, n, *d);
+        sqlite3_bind_double(s, n, *d);
       else
-        sqlite3_bind_int64(s_, n, std::get<int64_t>(params[i]));
+        sqlite3_bind_int64(s, n, std::get<int64_t>(params[i]));
     }
     return Status::ok();
   }
-  sqlite3_stmt* get() const { return s_; }
-  int step() { return sqlite3_step(s_); }
+  sqlite3_stmt* get() const { return st_.get(); }
+  int step() { return sqlite3_step(st_.get()); }
   std::string text(int col) const {
-    const void* p = sqlite3_column_blob(s_, col);
-    int n = sqlite3_column_bytes(s_, col);
+    const void* p = sqlite3_column_blob(st_.get(), col);
+    int n = sqlite3_column_bytes(st_.get(), col);
     return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
   }
-  int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
+  int64_t int64(int col) const { return sqlite3_column_int64(st_.get(), col); }
 
  private:
-  sqlite3_stmt* s_ = nullptr;
+  ShapedStmt st_;
 };
 
 const char* op_sql(Bound::Op op) {
@@ -100,11 +109,22 @@ const char* op_sql(Bound::Op op) {
 Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& alias, int depth, int* budget,
                     std::string* out);
 
+// The kind compared as a literal when it is one of the server's own kind
+// names (lower-case words): bound as a parameter, SQLite would test its value
+// against the WHERE of the partial index search_index_by_range while
+// planning, and a statement planned on a bound value is planned again (parsed
+// again) every time that value is bound, defeating the statement cache.
+std::string kind_sql(SqlBuilder& b, const std::string& kind) {
+  bool word = kind.size() <= 32 &&
+              std::all_of(kind.begin(), kind.end(), [](char ch) { return (ch >= 'a' && ch <= 'z') || ch == '-'; });
+  return word ? "'" + kind + "'" : b.placeholder(kind);
+}
+
 // The rows of search_index (alias `s`) passing one IndexTest.
 Status index_test_sql(SqlBuilder& b, const IndexTest& t, const std::string& s, int depth, int* budget,
                       std::string* out) {
   std::string sql = s + ".param = " + b.placeholder(t.param);
-  if (!t.kind.empty()) sql += " AND " + s + ".kind = " + b.placeholder(t.kind);
+  if (!t.kind.empty() && !(b.estimate && t.bounds.empty())) sql += " AND " + s + ".kind = " + kind_sql(b, t.kind);
   if (t.system) sql += " AND " + s + ".system = " + b.placeholder(*t.system);
   switch (t.value_op) {
     case TextOp::Any: break;
@@ -170,7 +190,9 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
       // Several tests: their UNION wrapped in a plain subquery, which SQLite
       // can drive the search from (a bare compound makes it scan every
       // resource and test membership).
-      sql = "(" + a + ".type, " + a + ".id) IN (" + std::string(cond.any_of.size() > 1 ? "SELECT * FROM (" : "");
+      bool keys = b.by_key && depth == 0;
+      sql = (keys ? a + ".res_key" : "(" + a + ".type, " + a + ".id)") + " IN (" +
+            std::string(cond.any_of.size() > 1 ? "SELECT * FROM (" : "");
       bool first = true;
       for (const IndexTest& t : cond.any_of) {
         std::string s = b.alias("s");
@@ -178,7 +200,7 @@ Status condition_sql(SqlBuilder& b, const Condition& cond, const SearchQuery& q,
         if (Status st = index_test_sql(b, t, s, depth, budget, &test); !st) return st;
         if (!first) sql += " UNION ";
         first = false;
-        sql += "SELECT " + s + ".type, " + s + ".id FROM search_index " + s + " WHERE " +
+        sql += "SELECT " + (keys ? s + ".res_key" : s + ".type, " + s + ".id") + " FROM search_index " + s + " WHERE " +
                (q.type.empty() ? std::string() : s + ".type = " + b.placeholder(q.type) + " AND ") + test;
       }
       sql += cond.any_of.size() > 1 ? "))" : ")";
@@ -254,7 +276,8 @@ Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& a, i
   return Status::ok();
 }
 
-std::string order_by(SqlBuilder& b, const SearchQuery& q) {
+// `a`: the alias whose res_key the page is on (c, or k for a page by key).
+std::string order_by(SqlBuilder& b, const SearchQuery& q, const std::string& a) {
   std::string sql;
   for (const SortKey& k : q.sort) {
     std::string expr;
@@ -268,16 +291,16 @@ std::string order_by(SqlBuilder& b, const SearchQuery& q) {
         const char* agg = k.descending ? "max" : "min";
         const char* col = k.numeric ? (k.descending ? "high" : "low") : "value";
         expr = std::string("(SELECT ") + agg + "(" + s + "." + col + ") FROM search_index " + s + " WHERE " + s +
-               ".res_key = c.res_key AND " + s + ".param = " + b.placeholder(k.param) + ")";
+               ".res_key = " + a + ".res_key AND " + s + ".param = " + b.placeholder(k.param) + ")";
         break;
       }
     }
     sql += expr + (k.descending ? " DESC NULLS LAST, " : " ASC NULLS LAST, ");
   }
-  return sql + (b.walk ? "c.res_key" : "+c.res_key");
+  return sql + (b.walk || b.by_key ? a + ".res_key" : "+" + a + ".res_key");
 }
 
-void load(const OwnedStmt& st, ResourceVersion* out) {
+void load(const SearchStmt& st, ResourceVersion* out) {
   out->type = st.text(0);
   out->id = st.text(1);
   out->version = st.int64(2);
@@ -292,7 +315,7 @@ Status read_keys(Connection& c, const std::vector<int64_t>& keys, std::set<int64
                  std::vector<std::pair<int64_t, ResourceVersion>>* out) {
   for (int64_t key : keys) {
     if (!seen->insert(key).second) continue;
-    OwnedStmt st;
+    SearchStmt st;
     if (Status s = st.prepare(c, "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.res_key "
                               "FROM resource_version v JOIN resource_current c ON c.type = v.type AND c.id = v.id "
                               "WHERE v.res_key = ?1 AND v.seq = c.seq AND c.deleted = 0",
@@ -329,7 +352,7 @@ Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<st
         params.emplace_back(spec.target_type);
         sql += " AND s.system = ?" + std::to_string(params.size());
       }
-      OwnedStmt st;
+      SearchStmt st;
       if (Status s = st.prepare(c, sql, params); !s) return s;
       int rc;
       while ((rc = st.step()) == SQLITE_ROW) out->push_back(st.int64(0));
@@ -349,7 +372,7 @@ Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<st
         params.emplace_back(spec.param);
         sql += " AND s.param = ?" + std::to_string(params.size());
       }
-      OwnedStmt st;
+      SearchStmt st;
       if (Status s = st.prepare(c, sql, params); !s) return s;
       int rc;
       while ((rc = st.step()) == SQLITE_ROW) out->push_back(st.int64(0));
@@ -359,16 +382,77 @@ Status include_keys(Connection& c, const IncludeSpec& spec, const std::vector<st
   return Status::ok();
 }
 
+// The condition that drives a page read from index rows alone (key_page_sql),
+// or -1 when the search needs the resource tables to choose its page: a
+// walk, a sort or a condition on ids or versions, or _has. Index rows
+// exist only for the current version of resources not deleted (the storage
+// replaces them on every write and keeps none for a delete marker), so their
+// res_key alone names a current match.
+int key_page_driver(const SearchQuery& q, const std::vector<bool>& unselective, bool walk) {
+  if (walk || q.type.empty()) return -1;
+  for (const SortKey& k : q.sort)
+    if (k.source != SortKey::Source::Index) return -1;  // _id and _lastUpdated are not in the index rows
+  int driver = -1;
+  for (size_t i = 0; i < q.all_of.size(); ++i) {
+    const Condition& cond = q.all_of[i];
+    if (cond.kind == Condition::Kind::Missing) continue;
+    if (cond.kind != Condition::Kind::AnyOf) return -1;
+    bool probed = i < unselective.size() && unselective[i];
+    if (driver < 0 && !cond.negate && !probed && !cond.any_of.empty()) driver = static_cast<int>(i);
+  }
+  return driver;
+}
+
+// FROM and WHERE of a page (creation order, or sorted by index params) taken from the index rows of
+// the driving condition (alias k, its res_key only): no lookup of
+// resource_current per candidate, and the other conditions tested on the
+// res_key (key sets or probes, as judged). The driver's rows are made
+// distinct: one resource may have several matching rows.
+Status key_page_sql(SqlBuilder& b, const SearchQuery& q, size_t driver, std::string* from, std::string* where) {
+  int budget = kMaxSearchConditions - 1;
+  b.by_key = true;
+  const Condition& d = q.all_of[driver];
+  std::string rows;
+  for (const IndexTest& t : d.any_of) {
+    std::string s = b.alias("s");
+    std::string test;
+    if (Status st = index_test_sql(b, t, s, 0, &budget, &test); !st) return st;
+    rows += rows.empty() ? "SELECT " + std::string(d.any_of.size() > 1 ? "" : "DISTINCT ") : " UNION SELECT ";
+    rows += s + ".res_key FROM search_index " + s + " WHERE " + s + ".type = " + b.placeholder(q.type) + " AND " + test;
+  }
+  *from = "(" + rows + ") k";
+  std::string sql = "1";
+  for (size_t i = 0; i < q.all_of.size(); ++i) {
+    if (i == driver) continue;
+    b.correlated = i < b.correlate.size() && b.correlate[i];
+    std::string part;
+    Status st = condition_sql(b, q.all_of[i], q, "k", 0, &budget, &part);
+    b.correlated = false;
+    if (!st) return st;
+    sql += " AND " + part;
+  }
+  *where = std::move(sql);
+  return Status::ok();
+}
+
 // Ends a read transaction on scope exit so every statement of a search sees one snapshot.
 class Snapshot {
  public:
-  explicit Snapshot(Connection& c) : c_(c) { ok_ = c_.exec("BEGIN").is_ok(); }
+  explicit Snapshot(Connection& c) : c_(c) { ok_ = step_cached("BEGIN"); }
   ~Snapshot() {
-    if (ok_) c_.exec("COMMIT");
+    if (ok_) step_cached("COMMIT");
   }
   bool ok() const { return ok_; }
 
  private:
+  // BEGIN and COMMIT from the connection's statement cache, not parsed anew per search.
+  bool step_cached(const std::string& sql) {
+    sqlite3_stmt* raw = nullptr;
+    if (!c_.prepare(sql, &raw)) return false;
+    Stmt st(raw);
+    return st.step() == SQLITE_DONE;
+  }
+
   Connection& c_;
   bool ok_ = false;
 };
@@ -410,6 +494,7 @@ int judge_rank(const Condition& cond) {
 // Counts the index rows of the query's type matching condition `cond`, up to `limit`.
 Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, int64_t limit, int64_t* out) {
   SqlBuilder b;
+  b.estimate = true;
   int budget = kMaxSearchConditions;
   // One indexed lookup per alternative (UNION ALL), not one OR over several
   // params, which SQLite answers by scanning every index row of the type
@@ -422,7 +507,7 @@ Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, in
     if (!rows.empty()) rows += " UNION ALL ";
     rows += "SELECT 1 FROM search_index s WHERE s.type = " + b.placeholder(q.type) + " AND " + test;
   }
-  OwnedStmt st;
+  SearchStmt st;
   std::string sql = "SELECT count(*) FROM (SELECT 1 FROM (" + rows + ") LIMIT " +
                     b.placeholder(std::max<int64_t>(limit, 1)) + ")";
   if (Status s = st.prepare(c, sql, b.params()); !s) return s;
@@ -434,8 +519,9 @@ Status count_rows(Connection& c, const SearchQuery& q, const Condition& cond, in
 // Chooses how each top-level condition is evaluated: one small condition
 // drives the search as a key set, and conditions much bigger than it are
 // probed per candidate (correlated EXISTS: *unselective). First the cheaply
-// counted conditions are counted up to kSmallDriver; when one is below, it
-// drives and nothing else is counted. Otherwise every plain condition is
+// counted conditions are counted up to kSmallDriver (stopping at one of at
+// most kProbeCost rows); when one is below, it drives and nothing else is
+// counted. Otherwise every plain condition is
 // counted, each count stopping at walk_threshold and at kProbeCost times the
 // smallest so far. When the page is in creation order and every condition
 // matches at least walk_threshold rows, the plan walks resources in key order
@@ -449,8 +535,8 @@ Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* 
   for (size_t i = 0; i < q.all_of.size(); ++i) {
     const Condition& cond = q.all_of[i];
     if (cond.kind == Condition::Kind::Missing) continue;  // probed per resource anyway
-    if (cond.kind != Condition::Kind::AnyOf || cond.negate) {
-      all = false;
+    if (cond.kind != Condition::Kind::AnyOf || cond.negate || cond.any_of.empty()) {
+      all = false;  // (an empty one is refused when the page's SQL is built)
       continue;
     }
     bool chained = false;
@@ -476,6 +562,9 @@ Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* 
         smallest = n;
         driver = k;
       }
+      // A driver of at most kProbeCost rows costs about as little as any
+      // smaller one would: counting the others costs more than it could save.
+      if (smallest <= kProbeCost) break;
     }
     if (driver < order.size()) {
       for (size_t k = 0; k < order.size(); ++k) (*unselective)[order[k]] = k != driver;
@@ -517,16 +606,15 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
     return invalid("page size must be between 0 and " + std::to_string(kMaxSearchPage));
   if (q.offset < 0) return invalid("negative page offset");
 
-  SqlBuilder b;
-  int budget = kMaxSearchConditions;
-  std::string where;
-  if (Status s = where_clause(b, q, "c", 0, &budget, &where); !s) return s;
-
   Snapshot snapshot(c);
   if (!snapshot.ok()) return error(c.db(), "starting a search snapshot");
 
   if (q.want_total) {
-    OwnedStmt st;
+    SqlBuilder b;
+    int budget = kMaxSearchConditions;
+    std::string where;
+    if (Status s = where_clause(b, q, "c", 0, &budget, &where); !s) return s;
+    SearchStmt st;
     if (Status s = st.prepare(c, "SELECT count(*) FROM resource_current c WHERE " + where, b.params()); !s) return s;
     if (st.step() != SQLITE_ROW) return error(c.db(), "counting search matches");
     out->total = st.int64(0);
@@ -535,37 +623,48 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
 
   // The page is chosen on keys only, then the bodies of its rows are read:
   // sorting whole bodies of every match would cost far more than the lookups.
-  SqlBuilder page = b;  // the page statement adds the cursor, order and limit
+  // Unselective conditions are probed per candidate; with creation order
+  // and nothing selective, the resources are walked in key order and the
+  // walk stops at the page size, instead of collecting and sorting matches.
   bool walk = false;
   std::vector<bool> unselective;
   if (Status s = judge_conditions(c, q, &unselective, &walk); !s) return s;
-  if (walk || std::find(unselective.begin(), unselective.end(), true) != unselective.end()) {
-    // Unselective conditions are probed per candidate; with creation order
-    // and nothing selective, the resources are walked in key order and the
-    // walk stops at the page size, instead of collecting and sorting matches.
-    page = SqlBuilder();
-    page.correlate = unselective;
-    page.walk = walk;
-    int page_budget = kMaxSearchConditions;
-    if (Status s = where_clause(page, q, "c", 0, &page_budget, &where); !s) return s;
+  SqlBuilder page;  // the page statement: conditions, then the cursor, order and limit
+  page.correlate = std::move(unselective);
+  page.walk = walk;
+  int driver = key_page_driver(q, page.correlate, walk);
+  bool by_key = driver >= 0;
+  std::string sql;
+  if (by_key) {
+    std::string from, where;
+    if (Status s = key_page_sql(page, q, static_cast<size_t>(driver), &from, &where); !s) return s;
+    sql = "SELECT 0, k.res_key FROM " + from + " WHERE " + where;
+  } else {
+    int budget = kMaxSearchConditions;
+    std::string where;
+    if (Status s = where_clause(page, q, "c", 0, &budget, &where); !s) return s;
+    sql = std::string("SELECT c.seq, c.res_key FROM resource_current c") +
+          (walk ? " INDEXED BY resource_current_by_key" : "");
+    bool needs_version = false;
+    for (const SortKey& k : q.sort) needs_version |= k.source == SortKey::Source::LastUpdated;
+    if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";
+    sql += " WHERE " + where;
   }
-  std::string sql = std::string("SELECT c.seq, c.res_key FROM resource_current c") +
-                    (walk ? " INDEXED BY resource_current_by_key" : "");
-  bool needs_version = false;
-  for (const SortKey& k : q.sort) needs_version |= k.source == SortKey::Source::LastUpdated;
-  if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";
-  sql += " WHERE " + where;
-  if (q.after_key > 0) sql += " AND c.res_key > " + page.placeholder(q.after_key);
+  const std::string key = by_key ? "k.res_key" : "c.res_key";
+  if (q.after_key > 0) sql += " AND " + key + " > " + page.placeholder(q.after_key);
   // A previous page in creation order: the rows just below the key, read
   // backwards, then put back in order.
   bool backwards = q.before_key > 0 && q.sort.empty();
-  if (backwards) sql += " AND c.res_key < " + page.placeholder(q.before_key);
-  sql += " ORDER BY " + (backwards ? std::string(walk ? "c.res_key DESC" : "+c.res_key DESC") : order_by(page, q));
+  if (backwards) sql += " AND " + key + " < " + page.placeholder(q.before_key);
+  if (backwards)
+    sql += std::string(" ORDER BY ") + (by_key ? "k.res_key DESC" : walk ? "c.res_key DESC" : "+c.res_key DESC");
+  else
+    sql += " ORDER BY " + order_by(page, q, by_key ? "k" : "c");
   sql += " LIMIT " + page.placeholder(int64_t{q.count} + 1);
   if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
-  std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order
+  std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order; seq 0 when by key
   {
-    OwnedStmt st;
+    SearchStmt st;
     if (Status s = st.prepare(c, sql, page.params()); !s) return s;
     int rc;
     while ((rc = st.step()) == SQLITE_ROW) {
@@ -578,25 +677,29 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) return error(c.db(), "running a search");
   }
   if (backwards) std::reverse(keys.begin(), keys.end());
-  for (const auto& [seq, key] : keys) {
+  for (const auto& [seq, res_key] : keys) {
     sqlite3_stmt* raw = nullptr;
-    if (Status s = c.prepare("SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "
-                             "WHERE seq = ?1",
+    // By key: the newest version, current by construction (see key_page_driver).
+    if (Status s = c.prepare(by_key ? "SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "
+                                      "WHERE res_key = ?1 ORDER BY version DESC LIMIT 1"
+                                    : "SELECT type, id, version, last_updated, deleted, method, body FROM resource_version "
+                                      "WHERE seq = ?1",
                              &raw);
         !s)
       return s;
     Stmt st(raw);
-    st.bind(1, seq);
+    st.bind(1, by_key ? res_key : seq);
     if (st.step() != SQLITE_ROW) return error(c.db(), "reading a search match");
+    if (st.int64(4) != 0) continue;  // never for an indexed resource; a delete marker is no match
     SearchMatch m;
     m.resource.type = st.text(0);
     m.resource.id = st.text(1);
     m.resource.version = st.int64(2);
     m.resource.last_updated_us = st.int64(3);
-    m.resource.deleted = st.int64(4) != 0;
+    m.resource.deleted = false;
     m.resource.method = st.text(5);
     m.resource.json = st.text(6);
-    m.key = key;
+    m.key = res_key;
     out->matches.push_back(std::move(m));
   }
 
