@@ -490,7 +490,8 @@ storage::AuditRecord build_audit_record(const Caller& caller, const FhirRequest&
   rec.patients = request_patients(req, access);
   const std::string recorded = format_instant(recorded_us);
 
-  rapidjson::StringBuffer buf;
+  // Sized for a typical event (about 3 KiB) so that writing it does not reallocate.
+  rapidjson::StringBuffer buf(nullptr, 4096);
   Writer w(buf);
   w.StartObject();
   string_member(w, "resourceType", "AuditEvent");
