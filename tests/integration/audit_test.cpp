@@ -194,10 +194,13 @@ TEST_CASE("espace audit verify accepts the server's chain and catches an edited 
       std::ifstream in(server.db_path(), std::ios::binary);
       bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     }
-    size_t at = bytes.find("HTTP 404");
+    // Bodies are stored in their compact form (server/storage/src/sqlite_audit.cpp),
+    // where the fragment `","outcomeDesc":"HTTP ` is the byte 0x08.
+    const std::string failed = std::string("\x08") + "404";
+    size_t at = bytes.find(failed);
     REQUIRE(at != std::string::npos);
-    REQUIRE(bytes.find("HTTP 404", at + 1) == std::string::npos);
-    bytes.replace(at, 8, "HTTP 200");
+    REQUIRE(bytes.find(failed, at + 1) == std::string::npos);
+    bytes.replace(at + 1, 3, "200");
     {
       std::ofstream out_file(server.db_path(), std::ios::binary | std::ios::trunc);
       out_file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

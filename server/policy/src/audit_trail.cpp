@@ -200,10 +200,33 @@ std::string format_instant(int64_t us) {
   time_t secs = static_cast<time_t>(us / 1000000);
   tm t{};
   gmtime_r(&secs, &t);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
-                t.tm_hour, t.tm_min, t.tm_sec, static_cast<long long>(us % 1000000));
-  return buf;
+  // YYYY-MM-DDThh:mm:ss.uuuuuuZ written digit by digit (snprintf was a
+  // visible part of building each event).
+  if (t.tm_year + 1900 < 0 || t.tm_year + 1900 > 9999 || us < 0) {
+    char wide[64];
+    std::snprintf(wide, sizeof wide, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", t.tm_year + 1900, t.tm_mon + 1,
+                  t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<long long>(us % 1000000));
+    return wide;
+  }
+  char buf[28];
+  auto put = [&buf](int at, long long value, int width) {
+    for (int i = width - 1; i >= 0; --i, value /= 10) buf[at + i] = static_cast<char>('0' + value % 10);
+  };
+  put(0, t.tm_year + 1900, 4);
+  buf[4] = '-';
+  put(5, t.tm_mon + 1, 2);
+  buf[7] = '-';
+  put(8, t.tm_mday, 2);
+  buf[10] = 'T';
+  put(11, t.tm_hour, 2);
+  buf[13] = ':';
+  put(14, t.tm_min, 2);
+  buf[16] = ':';
+  put(17, t.tm_sec, 2);
+  buf[19] = '.';
+  put(20, us % 1000000, 6);
+  buf[26] = 'Z';
+  return std::string(buf, 27);
 }
 
 void string_member(Writer& w, const char* key, std::string_view value) {
@@ -362,27 +385,65 @@ void entity(Writer& w, std::string_view what, const char* type_code, const char*
   w.EndObject();
 }
 
-// A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then random
-// bits. Time-ordered ids land at the right edge of the audit table's id
-// index, so a commit of many events dirties few index pages.
-std::string new_event_id() {
-  unsigned char b[16];
-  if (RAND_bytes(b, sizeof b) != 1) {
-    // The CSPRNG failing is not a reason to lose the trail: ids need only be unique.
-    static std::atomic<uint64_t> counter{0};
-    uint64_t n = counter.fetch_add(1) ^ static_cast<uint64_t>(
-                                           std::chrono::steady_clock::now().time_since_epoch().count());
-    for (int i = 0; i < 16; ++i) b[i] = static_cast<unsigned char>(n >> ((i % 8) * 8));
+// A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 bits
+// that only need to be unique. Time-ordered ids land at the right edge of the
+// audit table's id index, so a commit of many events dirties few index pages.
+// The 74 bits are a per-process random key (drawn once) and a counter mixed by
+// a bijection on 62 bits: distinct within the process without a call to the
+// CSPRNG per request (which cost more than the rest of the id), and neither
+// sequential nor shared with another process but by chance.
+struct EventIdKey {
+  uint64_t a = 0, b = 0;
+  EventIdKey() {
+    unsigned char r[16];
+    if (RAND_bytes(r, sizeof r) != 1) {
+      // The CSPRNG failing is not a reason to lose the trail: ids need only be unique.
+      const uint64_t t = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                         static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+      for (int i = 0; i < 16; ++i) r[i] = static_cast<unsigned char>((t >> ((i % 8) * 8)) ^ (i * 0x9d));
+    }
+    for (int i = 0; i < 8; ++i) {
+      a = (a << 8) | r[i];
+      b = (b << 8) | r[8 + i];
+    }
   }
+};
+
+uint64_t mix62(uint64_t x) {
+  constexpr uint64_t kMask = (uint64_t{1} << 62) - 1;
+  // Each step is invertible on 62-bit values: xor with a right shift, and
+  // multiplication by an odd number modulo 2^62.
+  x &= kMask;
+  x ^= x >> 31;
+  x = (x * 0x7fb5d329728ea185ULL) & kMask;
+  x ^= x >> 27;
+  x = (x * 0x81dadef4bc2dd44dULL) & kMask;
+  x ^= x >> 33;
+  return x;
+}
+
+std::string new_event_id() {
+  static const EventIdKey key;
+  static std::atomic<uint64_t> counter{0};
+  const uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t low = mix62(n + key.b);  // 62 bits, distinct for each n
   const uint64_t ms = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
+  unsigned char b[16];
   for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x70);
-  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
-  char out[37];
-  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  b[6] = static_cast<unsigned char>(0x70 | ((key.a >> 8) & 0x0f));
+  b[7] = static_cast<unsigned char>(key.a);
+  b[8] = static_cast<unsigned char>(0x80 | ((low >> 56) & 0x3f));
+  for (int i = 9; i < 16; ++i) b[i] = static_cast<unsigned char>(low >> (8 * (15 - i)));
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += digits[b[i] >> 4];
+    out += digits[b[i] & 15];
+  }
   return out;
 }
 
@@ -429,7 +490,8 @@ storage::AuditRecord build_audit_record(const Caller& caller, const FhirRequest&
   rec.patients = request_patients(req, access);
   const std::string recorded = format_instant(recorded_us);
 
-  rapidjson::StringBuffer buf;
+  // Sized for a typical event (about 3 KiB) so that writing it does not reallocate.
+  rapidjson::StringBuffer buf(nullptr, 4096);
   Writer w(buf);
   w.StartObject();
   string_member(w, "resourceType", "AuditEvent");

@@ -5,6 +5,9 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
 
 #include "espace/fhir/json.h"
 #include "espace/fhir/node.h"
@@ -86,6 +89,68 @@ std::vector<std::string> loinc_types(const rapidjson::Value& doc, const std::str
       for (const auto& c : codings->GetArray())
         if (json::str(c, "system") == loinc) codes.push_back(json::str(c, "code"));
   return codes;
+}
+
+// What the rules read from the content of a compartment resource whatever
+// the caller: its patients (a typed parse and the compartment definition,
+// the costliest part of a decision), confidentiality codes and LOINC types.
+struct ContentFacts {
+  std::vector<std::string> owners, codes, loinc;
+};
+
+// ContentFacts of stored versions, across requests. A stored version never
+// changes, and (type, id, version, lastUpdated) names one: commit times are
+// unique, so a version erased and written again gets another key. The size
+// and a hash of the JSON are checked as well, with the definitions and LOINC
+// system they were computed with, so a hit is that very content.
+class ContentFactsCache {
+ public:
+  static std::string key(const storage::ResourceVersion& v, const fhir::Definitions& defs, const std::string& loinc) {
+    std::string k = v.type;
+    k += '/';
+    k += v.id;
+    k += '/';
+    k += std::to_string(v.version);
+    k += '@';
+    k += std::to_string(v.last_updated_us);
+    k += '#';
+    k += std::to_string(reinterpret_cast<uintptr_t>(&defs));
+    k += '#';
+    k += loinc;
+    return k;
+  }
+
+  bool find(const std::string& key, std::string_view json, ContentFacts* out) {
+    const size_t digest = std::hash<std::string_view>{}(json);
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || it->second.size != json.size() || it->second.digest != digest) return false;
+    *out = it->second.facts;
+    return true;
+  }
+
+  void keep(std::string key, std::string_view json, const ContentFacts& facts) {
+    Entry e{json.size(), std::hash<std::string_view>{}(json), facts};
+    std::lock_guard lock(mutex_);
+    // Bounded: when full, start over rather than track ages.
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+    entries_.insert_or_assign(std::move(key), std::move(e));
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 50000;
+  struct Entry {
+    size_t size;
+    size_t digest;
+    ContentFacts facts;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+ContentFactsCache& content_facts_cache() {
+  static ContentFactsCache cache;
+  return cache;
 }
 
 ConsentActor actor_of(const rapidjson::Value& reference) {
@@ -305,20 +370,20 @@ std::vector<std::string> DmpRules::patients_of(const storage::ResourceVersion& v
 }
 
 Verdict DmpRules::decide(const storage::ResourceVersion& version, std::vector<std::string>* patients, int depth) {
-  if (!version.deleted) return decide_content(version.type, version.json, patients, depth);
+  if (!version.deleted) return decide_content(version.type, version.json, patients, depth, &version);
   // A delete marker has no body: it is judged by the last version that had
   // one, so a hidden resource stays hidden (404, not 410) once deleted.
   storage::ResourceVersion previous;
   for (int64_t v = version.version - 1; v >= 1 && v >= version.version - 8; --v) {
     if (!store_.vread(version.type, version.id, v, &previous)) break;
-    if (!previous.deleted) return decide_content(previous.type, previous.json, patients, depth);
+    if (!previous.deleted) return decide_content(previous.type, previous.json, patients, depth, &previous);
   }
   if (caller_.role == Role::Open) return {true, rule::kOpen};
   return {caller_.role == Role::System, caller_.role == Role::System ? rule::kSystem : rule::kNoPatientLink};
 }
 
 Verdict DmpRules::decide_content(const std::string& type, std::string_view json_text,
-                                 std::vector<std::string>* patients, int depth) {
+                                 std::vector<std::string>* patients, int depth, const storage::ResourceVersion* stored) {
   if (caller_.role == Role::Open) return {true, rule::kOpen};
   if (!caller_.authenticated || caller_.role == Role::Anonymous) return {false, rule::kAuthenticationRequired};
   if (caller_.role == Role::Administrator) {
@@ -332,12 +397,34 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
   // patient/ scopes reach the launch patient's data only.
   const bool launch_patient_only = (!can_read || read_patient_only) && (!can_search || search_patient_only);
 
+  // A compartment resource's owners, codes and LOINC types may be known
+  // already (ContentFactsCache); the JSON is then parsed only if a rule
+  // below needs more of it.
+  const bool patient_reader = caller_.role == Role::Patient || caller_.role == Role::LegalRepresentative;
+  const bool compartment_content = type != "Binary" && type != "AuditEvent" && !config_.shared_types.count(type) &&
+                                   interactions::is_compartment_member(defs_, "Patient", type);
+  std::string cache_key;
+  ContentFacts content;
+  bool known = false;
+  if (compartment_content && stored) {
+    cache_key = ContentFactsCache::key(*stored, defs_, config_.habilitations.loinc_system());
+    known = content_facts_cache().find(cache_key, json_text, &content);
+  }
   rapidjson::Document doc;
-  doc.Parse(json_text.data(), json_text.size());
-  if (doc.HasParseError() || !doc.IsObject()) return {false, rule::kNoPatientLink};
+  bool parsed = false;
+  auto parse = [&]() -> bool {
+    if (!parsed) {
+      doc.Parse(json_text.data(), json_text.size());
+      parsed = true;
+    }
+    return !doc.HasParseError() && doc.IsObject();
+  };
+  if (!known && !parse()) return {false, rule::kNoPatientLink};
 
   std::vector<std::string> owners;
-  if (type == "Binary") {
+  if (known) {
+    owners = content.owners;
+  } else if (type == "Binary") {
     const rapidjson::Value* context = json::obj(doc, "securityContext");
     ConsentActor target = context ? actor_of(*context) : ConsentActor();
     if (target.reference.starts_with("DocumentReference/") && depth < kMaxDepth) {
@@ -352,7 +439,7 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
       if (caller_.role == Role::System) return {true, rule::kSystem};
       return {false, rule::kBinaryUnbound};
     }
-  } else if (type == "AuditEvent" && caller_.role != Role::Patient && caller_.role != Role::LegalRepresentative) {
+  } else if (type == "AuditEvent" && !patient_reader) {
     return {false, rule::kAuditPatientOnly};
   } else if (config_.shared_types.count(type)) {
     return {true, rule::kShared};
@@ -363,6 +450,13 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
     fhir::Node node;
     if (!fhir::parse_json(defs_, json_text, &node)) return {false, rule::kNoPatientLink};
     owners = interactions::compartment_owners(defs_, "Patient", node);
+    if (compartment_content) {
+      content.owners = owners;
+      content.codes = visibility_codes(doc);
+      content.loinc = loinc_types(doc, config_.habilitations.loinc_system());
+      known = true;
+      if (stored) content_facts_cache().keep(std::move(cache_key), json_text, content);
+    }
     if (owners.empty()) {
       if (caller_.role == Role::System) return {true, rule::kSystem};
       return {false, rule::kNoPatientLink};
@@ -381,8 +475,10 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
       if (f.exists && f.state == AccountState::Opposed) return {false, rule::kAccountOpposed};
     }
   }
-  if (decided == rule::kDeviceAppConsent)
+  if (decided == rule::kDeviceAppConsent) {
+    if (!parse()) return {false, rule::kNoPatientLink};
     if (Verdict v = device_app_content(type, doc); !v.visible) return v;
+  }
   if (type == "AuditEvent") {
     decided = rule::kAuditOwn;
     // An access event names what was read. The patient must not learn from it
@@ -405,7 +501,7 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
     }
   }
 
-  std::vector<std::string> codes = visibility_codes(doc);
+  std::vector<std::string> codes = known ? std::move(content.codes) : visibility_codes(doc);
   auto labelled = [&](std::string_view code) { return std::find(codes.begin(), codes.end(), code) != codes.end(); };
   switch (caller_.role) {
     case Role::Patient:
@@ -419,10 +515,12 @@ Verdict DmpRules::decide_content(const std::string& type, std::string_view json_
       std::string prof = profession();
       if (!config_.habilitations.allows_type(prof, type)) return {false, rule::kHabilitation};
       if ((type == "DocumentReference" || type == "Composition") &&
-          !config_.habilitations.allows_document(prof, loinc_types(doc, config_.habilitations.loinc_system())))
+          !config_.habilitations.allows_document(
+              prof, known ? content.loinc : loinc_types(doc, config_.habilitations.loinc_system())))
         return {false, rule::kHabilitation};
       if (labelled(dmp::kMaskedToProfessionals)) {
         bool author = false;
+        if (!parse()) return {false, rule::kNoPatientLink};
         if (const rapidjson::Value* authors = json::arr(doc, "author"))
           for (const auto& a : authors->GetArray())
             if (matches_caller(actor_of(a))) {

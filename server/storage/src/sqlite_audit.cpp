@@ -6,6 +6,9 @@
 // and it must never change, which the resource tables allow.
 #include "sqlite_audit.h"
 
+#include <algorithm>
+#include <array>
+#include <cstring>
 #include <string_view>
 
 namespace espace::storage::sqlite {
@@ -73,6 +76,63 @@ std::vector<std::string> split_patients(std::string_view text) {
   return out;
 }
 
+// The stored body (encode_audit_body). Byte 0x01 first marks the encoded
+// form; then 0x01 X is the byte X itself (for the control bytes, which compact
+// JSON holds only if its writer left them unescaped) and 0x02 + k is
+// kAuditPhrases[k]; every other byte is itself. The list is part of the
+// stored format: it may only ever be extended in a new format with another
+// first byte, never changed. Its fragments are those our AuditTrail writes
+// (server/policy/src/audit_trail.cpp); other JSON is stored nearly as it is.
+constexpr char kEncodedBody = '\x01';
+constexpr char kLiteralByte = '\x01';
+constexpr unsigned char kFirstPhraseToken = 0x02;
+constexpr std::string_view kAuditPhrases[] = {
+    R"({"resourceType":"AuditEvent","id":")",
+    R"(","meta":{"versionId":"1","lastUpdated":")",
+    R"("},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":")",
+    R"("}],"action":")",
+    R"(","recorded":")",
+    R"(","outcome":")",
+    R"(","outcomeDesc":"HTTP )",
+    R"("purposeOfEvent":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":")",
+    R"("purposeOfUse":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":")",
+    R"("agent":[{"extension":[{"url":"https://espace.example/fhir/StructureDefinition/audit-rule","valueString":")",
+    R"({"url":"https://espace.example/fhir/StructureDefinition/audit-rule","valueString":")",
+    R"("type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/extra-security-role-type","code":"humanuser","display":"human user"}]},"role":[{"coding":[{"system":"https://espace.example/fhir/CodeSystem/caller-role","code":")",
+    R"("type":{"coding":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110150","display":"Application"}]})",
+    R"(,"role":[{"coding":[{"system":"https://espace.example/fhir/CodeSystem/caller-role","code":")",
+    R"({"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":")",
+    R"({"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale","code":")",
+    R"("who":{"reference":")",
+    R"("identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":")",
+    R"(,"requestor":true)",
+    R"(,"network":{"address":")",
+    R"(","type":"2"})",
+    R"({"type":{"coding":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110152","display":"Destination Role ID"}]},"who":{"display":")",
+    R"("},"requestor":false}],"source":{"site":")",
+    R"(","observer":{"display":")",
+    R"("},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4","display":"Application Server"}]})",
+    R"(,"entity":[{"what":{"reference":"Patient/)",
+    R"("},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1","display":"Person"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}})",
+    R"("},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"4","display":"Domain Resource"}})",
+    R"({"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"24","display":"Query"},"query":")",
+    R"(,{"what":{"reference":")",
+};
+constexpr size_t kPhraseCount = sizeof kAuditPhrases / sizeof kAuditPhrases[0];
+static_assert(kPhraseCount <= 0x20 - kFirstPhraseToken, "phrase tokens are the bytes 0x02 to 0x1f");
+
+// Phrases by first byte, longest first, so the encoder tries few at each position.
+struct PhraseIndex {
+  std::array<std::vector<uint8_t>, 256> by_first;
+  PhraseIndex() {
+    for (size_t k = 0; k < kPhraseCount; ++k)
+      by_first[static_cast<unsigned char>(kAuditPhrases[k][0])].push_back(static_cast<uint8_t>(k));
+    for (auto& list : by_first)
+      std::sort(list.begin(), list.end(),
+                [](uint8_t a, uint8_t b) { return kAuditPhrases[a].size() > kAuditPhrases[b].size(); });
+  }
+};
+
 constexpr const char* kRecordColumns = "l.seq, l.id, l.recorded, l.patients, l.body, l.prev_hash, l.hash";
 
 void load_record(const Stmt& st, AuditRecord* out) {
@@ -80,7 +140,7 @@ void load_record(const Stmt& st, AuditRecord* out) {
   out->id = st.text(1);
   out->recorded_us = st.int64(2);
   out->patients = split_patients(st.text(3));
-  out->json = st.text(4);
+  out->json = decode_audit_body(st.text(4));
   out->prev_hash = st.text(5);
   out->hash = st.text(6);
 }
@@ -105,6 +165,57 @@ class Snapshot {
 };
 
 }  // namespace
+
+std::string encode_audit_body(std::string_view json) {
+  static const PhraseIndex index;
+  std::string out;
+  out.reserve(json.size() / 3 + 16);
+  out += kEncodedBody;
+  size_t i = 0;
+  while (i < json.size()) {
+    const unsigned char c = static_cast<unsigned char>(json[i]);
+    if (c < 0x20) {
+      out += kLiteralByte;
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    bool matched = false;
+    for (uint8_t k : index.by_first[c]) {
+      std::string_view phrase = kAuditPhrases[k];
+      if (json.size() - i >= phrase.size() && std::memcmp(json.data() + i, phrase.data(), phrase.size()) == 0) {
+        out += static_cast<char>(kFirstPhraseToken + k);
+        i += phrase.size();
+        matched = true;
+        break;
+      }
+    }
+    if (!matched) {
+      out += static_cast<char>(c);
+      ++i;
+    }
+  }
+  return out;
+}
+
+std::string decode_audit_body(std::string_view stored) {
+  if (stored.empty() || stored[0] != kEncodedBody) return std::string(stored);
+  std::string out;
+  out.reserve(stored.size() * 4);
+  for (size_t i = 1; i < stored.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(stored[i]);
+    if (c == static_cast<unsigned char>(kLiteralByte)) {
+      // A literal at the very end (only in an altered body) is dropped; the
+      // chain check then reports the record as altered.
+      if (i + 1 < stored.size()) out += stored[++i];
+    } else if (c >= kFirstPhraseToken && c < kFirstPhraseToken + kPhraseCount) {
+      out += kAuditPhrases[c - kFirstPhraseToken];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
 
 Status check_audit_records(const std::vector<AuditRecord>& records) {
   if (records.empty()) return invalid("no audit records to append");
@@ -144,8 +255,12 @@ Status load_audit_chain_head(Connection& c, AuditChainHead* head) {
 }
 
 Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<AuditRecord>* records,
-                            bool* batch_broken) {
+                            const std::vector<std::string>& bodies, bool* batch_broken) {
   *batch_broken = false;
+  if (bodies.size() != records->size()) {
+    *batch_broken = true;
+    return Status::error(ErrorCategory::Internal, "exception", "storage: audit records and bodies do not match");
+  }
   if (!head->loaded)
     if (Status s = load_audit_chain_head(c, head); !s) {
       *batch_broken = true;
@@ -165,7 +280,8 @@ Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<Aud
   // The chain advances in a copy: the head moves only once every record is in.
   int64_t seq = head->seq;
   std::string prev = head->hash;
-  for (AuditRecord& r : *records) {
+  for (size_t i = 0; i < records->size(); ++i) {
+    AuditRecord& r = (*records)[i];
     r.seq = ++seq;
     r.prev_hash = prev;
     r.hash = audit_chain_hash(prev, r);
@@ -177,7 +293,7 @@ Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<Aud
       st.bind(2, r.id);
       st.bind(3, r.recorded_us);
       st.bind(4, patients);
-      st.bind_blob(5, r.json);
+      st.bind_blob(5, bodies[i]);
       st.bind_blob(6, r.prev_hash);
       st.bind_blob(7, r.hash);
       int rc = st.step();

@@ -3,6 +3,8 @@
 // and calls these.
 #pragma once
 
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "espace/storage/storage.h"
@@ -30,8 +32,16 @@ Status load_audit_chain_head(Connection& c, AuditChainHead* head);
 // first record is undone by SQLite's statement rollback; any other failure,
 // or one after a record of the call was written, sets *batch_broken — the
 // whole transaction must then roll back.
+// `bodies` holds encode_audit_body of each record's JSON, in order.
 Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<AuditRecord>* records,
-                            bool* batch_broken);
+                            const std::vector<std::string>& bodies, bool* batch_broken);
+// The stored form of an AuditEvent's JSON (the body column): the fragments
+// every event repeats (member names, code systems, fixed codings) replaced by
+// one byte each, so that a record takes a third to a fifth of the pages. The
+// chain hashes the JSON itself, never this form. Bodies stored before this
+// (raw JSON, first byte '{') are read as they are.
+std::string encode_audit_body(std::string_view json);
+std::string decode_audit_body(std::string_view stored);
 // Records the committed head (storage_meta 'audit_head_seq'); once per
 // transaction that appended records.
 Status store_audit_head(Connection& c, int64_t seq);

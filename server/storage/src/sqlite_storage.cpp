@@ -698,11 +698,17 @@ class SqliteStorageImpl final : public SqliteStorage {
 
   Status append_audit(std::vector<AuditRecord>* records) override {
     if (Status s = sqlite::check_audit_records(*records); !s) return s;
-    // The long hashing is done here, on the caller's thread, not on the writer's.
-    for (AuditRecord& r : *records)
+    // The long hashing and the encoding of the bodies are done here, on the
+    // caller's thread, not on the writer's.
+    std::vector<std::string> bodies;
+    bodies.reserve(records->size());
+    for (AuditRecord& r : *records) {
       if (r.content_hash.size() != kAuditHashSize) r.content_hash = audit_content_hash(r);
+      bodies.push_back(sqlite::encode_audit_body(r.json));
+    }
     Pending p;
     p.audit = records;
+    p.audit_bodies = &bodies;
     Status s = enqueue_and_wait(p);
     // Nothing was kept: seq and hashes given on the writer thread mean nothing.
     if (!s)
@@ -786,6 +792,7 @@ class SqliteStorageImpl final : public SqliteStorage {
   struct Pending {
     const std::function<Status(WriteTxn&)>* body = nullptr;
     std::vector<AuditRecord>* audit = nullptr;
+    const std::vector<std::string>* audit_bodies = nullptr;  // stored form of each audit record's JSON
     Status result;
     std::mutex mutex;
     std::condition_variable wake;
@@ -955,7 +962,7 @@ class SqliteStorageImpl final : public SqliteStorage {
     const int64_t audit_seq_before = audit_head_.loaded ? audit_head_.seq : -1;
     for (size_t i = 0; i < batch.size() && batch_status; ++i) {
       if (batch[i]->audit) {
-        Status s = run_audit(*batch[i]->audit, &batch_status);
+        Status s = run_audit(*batch[i]->audit, *batch[i]->audit_bodies, &batch_status);
         if (!s) ++failed;
         results[i] = std::move(s);
         continue;
@@ -1031,7 +1038,7 @@ class SqliteStorageImpl final : public SqliteStorage {
   // no savepoint (a failed INSERT undoes itself); several share one so that
   // a call is all or nothing. Errors that leave the transaction unusable
   // land in *batch_status.
-  Status run_audit(std::vector<AuditRecord>& records, Status* batch_status) {
+  Status run_audit(std::vector<AuditRecord>& records, const std::vector<std::string>& bodies, Status* batch_status) {
     const bool several = records.size() > 1;
     sqlite::AuditChainHead saved;
     if (several) {
@@ -1042,7 +1049,7 @@ class SqliteStorageImpl final : public SqliteStorage {
       saved = audit_head_;
     }
     bool broken = false;
-    Status s = sqlite::insert_audit_records(writer_, &audit_head_, &records, &broken);
+    Status s = sqlite::insert_audit_records(writer_, &audit_head_, &records, bodies, &broken);
     if (several) {
       Status r = s ? Status::ok() : run(writer_, "ROLLBACK TO audit");
       if (r) r = run(writer_, "RELEASE audit");

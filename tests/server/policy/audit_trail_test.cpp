@@ -164,6 +164,18 @@ TEST_CASE("a read by a professional: action, agent, patient and resource entitie
   CHECK(str((*obs)["role"]["code"]) == "4");
 }
 
+TEST_CASE("the recorded instant keeps every field at its width", "[audit]") {
+  FhirRequest req;
+  req.interaction = Interaction::Capabilities;
+  auto recorded = [&](int64_t us) {
+    auto d = parse(policy::build_audit_record(professional(), req, 200, {}, {}, us, "evt-t").json);
+    return str(d["recorded"]) + " " + str(d["meta"]["lastUpdated"]);
+  };
+  CHECK(recorded(1767225600000007) == "2026-01-01T00:00:00.000007Z 2026-01-01T00:00:00.000007Z");
+  CHECK(recorded(1) == "1970-01-01T00:00:00.000001Z 1970-01-01T00:00:00.000001Z");
+  CHECK(recorded(253402300799999999) == "9999-12-31T23:59:59.999999Z 9999-12-31T23:59:59.999999Z");
+}
+
 TEST_CASE("interactions map to C/R/U/D/E and refusals to failure outcomes", "[audit]") {
   struct Case {
     Interaction interaction;
@@ -301,4 +313,19 @@ TEST_CASE("the trail appends one durable, chained record per call, also concurre
     REQUIRE(find_entity(d, "Patient/p2"));
   }
   CHECK(ids.size() == static_cast<size_t>(kEach));
+
+  // Every event of the run has its own id, a UUID version 7 in lower case.
+  storage::AuditQuery all;
+  all.count = 1000;
+  REQUIRE(store->search_audit(all, &page).is_ok());
+  REQUIRE(page.records.size() == static_cast<size_t>(kThreads * kEach));
+  ids.clear();
+  for (const auto& r : page.records) {
+    ids.insert(r.id);
+    REQUIRE(r.id.size() == 36);
+    CHECK(r.id.find_first_not_of("0123456789abcdef-") == std::string::npos);
+    CHECK((r.id[8] == '-' && r.id[13] == '-' && r.id[18] == '-' && r.id[23] == '-'));
+    CHECK(std::string("89ab").find(r.id[19]) != std::string::npos);  // the RFC 9562 variant
+  }
+  CHECK(ids.size() == static_cast<size_t>(kThreads * kEach));
 }

@@ -315,6 +315,50 @@ TEST_CASE("rules: documents — labels, authors, Binary, masking by the patient"
   CHECK(doctor.may_write(nullptr, fresh, &record));
 }
 
+TEST_CASE("rules: what is read from a stored version is reused for that very content only", "[policy][rules]") {
+  Space space;
+  space.put(practitioner("gp", "810000000001"));
+  space.put(R"({"resourceType":"Patient","id":"p1","birthDate":"1980-01-01","generalPractitioner":[{"reference":"Practitioner/gp"}]})");
+  space.put(R"({"resourceType":"Patient","id":"p2","birthDate":"1980-01-01"})");
+  space.put(R"({"resourceType":"DocumentReference","id":"d1","status":"current",
+    "type":{"coding":[{"system":"http://loinc.org","code":"11502-2"}]},"subject":{"reference":"Patient/p1"},
+    "content":[{"attachment":{"url":"Binary/b1"}}]})");
+  const auto& defs = test_definitions();
+  const int64_t now = at("2026-06-01");
+  const Caller gp = professional("gp", "810000000001");
+  auto sees = [&](const storage::ResourceVersion& v) {
+    policy::DmpRules rules(config(), defs, *space.store, gp, now);
+    policy::AccessRecord record;
+    policy::Verdict verdict = rules.may_see(v, &record);
+    return std::string(verdict.rule) + (verdict.visible ? "" : "-hidden");
+  };
+  storage::ResourceVersion mine = space.get("DocumentReference", "d1");
+  // The same type, id, version and time (as from another store, or a version
+  // erased and written again) with other content: another patient's record.
+  storage::ResourceVersion other = mine;
+  size_t subject = other.json.find("Patient/p1");
+  REQUIRE(subject != std::string::npos);
+  other.json.replace(subject, 10, "Patient/p2");
+  // Twice each, in both orders: the second decision of each may come from
+  // what the first one read.
+  CHECK(sees(mine) == "GP");
+  CHECK(sees(mine) == "GP");
+  CHECK(sees(other) == "NO_GRANT-hidden");
+  CHECK(sees(other) == "NO_GRANT-hidden");
+  CHECK(sees(mine) == "GP");
+  // A new version of the same resource is read for itself: here masked, and
+  // its LOINC type excluded for a pharmacist.
+  storage::ResourceVersion masked = mine;
+  masked.version = mine.version + 1;
+  masked.last_updated_us = mine.last_updated_us + 1;
+  masked.json.insert(masked.json.size() - 1,
+                     R"(,"securityLabel":[{"coding":[{"system":"urn:oid:1.2.250.1.213.1.1.4.13","code":"MASQUE_PS"}]}])");
+  CHECK(sees(masked) == "GP");  // the GP sees masked documents
+  policy::DmpRules pharmacist(config(), defs, *space.store, professional("gp", "810000000001", "21"), now);
+  policy::AccessRecord record;
+  CHECK_FALSE(pharmacist.may_see(mine, &record).visible);
+}
+
 TEST_CASE("rules: searches are narrowed and chains into hideable types refused", "[policy][rules]") {
   Space space;
   const auto& defs = test_definitions();

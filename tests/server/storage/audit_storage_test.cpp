@@ -307,7 +307,8 @@ TEST_CASE("audit verification finds altered, removed and reordered records", "[a
   };
 
   SECTION("a body changed") {
-    check("UPDATE audit_log SET body = replace(body, 'AuditEvent', 'AuditEvenT') WHERE seq = 7", 7, "altered");
+    // The stored form may be encoded: the end of the JSON ("}) is stored as it is.
+    check("UPDATE audit_log SET body = substr(body, 1, length(body) - 2) || 'X\"}' WHERE seq = 7", 7, "altered");
   }
   SECTION("a recorded time changed") {
     check("UPDATE audit_log SET recorded = recorded + 1 WHERE seq = 12", 12, "altered");
@@ -406,4 +407,106 @@ TEST_CASE("audit appends share commits with resource writes; a duplicate fails a
   REQUIRE(verify_audit_chain(*s, &v).is_ok());
   CHECK(v.intact);
   CHECK(v.records == next[0].seq);
+}
+
+namespace {
+
+// length(body) of a stored record, read behind the storage's back.
+int64_t stored_body_size(const std::string& path, int64_t seq) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT length(body) FROM audit_log WHERE seq = ?1", -1, &st, nullptr) == SQLITE_OK);
+  sqlite3_bind_int64(st, 1, seq);
+  int64_t size = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return size;
+}
+
+// An event as our AuditTrail writes it (a GP's read of a Patient).
+std::string trail_like_event(const std::string& id) {
+  return R"({"resourceType":"AuditEvent","id":")" + id +
+         R"(","meta":{"versionId":"1","lastUpdated":"2026-12-07T17:35:29.066191Z"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"read"}],"action":"R","recorded":"2026-12-07T17:35:29.066191Z","outcome":"0","outcomeDesc":"HTTP 200","purposeOfEvent":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"TREAT"}]}],"agent":[{"extension":[{"url":"https://espace.example/fhir/StructureDefinition/audit-rule","valueString":"GP"}],"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/extra-security-role-type","code":"humanuser","display":"human user"}]},"role":[{"coding":[{"system":"https://espace.example/fhir/CodeSystem/caller-role","code":"professional"}]}],"who":{"reference":"Practitioner/gp","identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810001234567"}},"requestor":true,"network":{"address":"127.0.0.1","type":"2"}},{"type":{"coding":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110152","display":"Destination Role ID"}]},"who":{"display":"espace FHIR server"},"requestor":false}],"source":{"site":"espace","observer":{"display":"espace FHIR server"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4","display":"Application Server"}]},"entity":[{"what":{"reference":"Patient/p1"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1","display":"Person"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}}]})";
+}
+
+}  // namespace
+
+TEST_CASE("audit bodies are stored compactly and read back byte for byte", "[audit]") {
+  TempDb db;
+  std::vector<std::string> bodies;
+  bodies.push_back(trail_like_event("a1"));
+  // Control bytes (unescaped by some writer), the bytes the stored form uses
+  // as markers, fragments of the repeated phrases cut short, and a body that
+  // is not JSON at all: all kept exactly.
+  bodies.push_back(std::string("{\"resourceType\":\"AuditEvent\",\"x\":\"") + '\x01' + '\x02' + '\x1f' + '\x00' +
+                   "\n\"}");
+  bodies.push_back(R"({"resourceType":"AuditEvent","id":"a3","meta":{"versionId":"2"},"outcome":)");
+  bodies.push_back(std::string("\x01\x01{\"resourceType\":\"AuditEvent\",\"id\":\"") + '\x01');
+  std::string random;
+  uint64_t x = 88172645463325252ull;
+  const std::string event = trail_like_event("a5");
+  for (int i = 0; i < 3000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    // Random bytes mixed with random pieces of a real event.
+    if (x % 4 == 0)
+      random += event.substr(x % event.size(), (x >> 20) % 40);
+    else
+      random += static_cast<char>(x >> 32);
+  }
+  bodies.push_back(random);
+  {
+    auto s = open_db(db.path);
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      std::vector<AuditRecord> one{make_record("a" + std::to_string(i + 1), 1000 * int64_t(i + 1), {"p1"})};
+      one[0].json = bodies[i];
+      Status st = s->append_audit(&one);
+      INFO(st.message());
+      REQUIRE(st.is_ok());
+    }
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      AuditRecord r;
+      REQUIRE(s->read_audit("a" + std::to_string(i + 1), &r).is_ok());
+      CHECK(r.json == bodies[i]);
+    }
+    std::vector<AuditRecord> scanned;
+    std::vector<int64_t> mismatches;
+    REQUIRE(s->scan_audit(0, 100, &scanned, &mismatches).is_ok());
+    REQUIRE(scanned.size() == bodies.size());
+    for (size_t i = 0; i < bodies.size(); ++i) CHECK(scanned[i].json == bodies[i]);
+  }
+  AuditVerification v = verify(db.path);
+  CHECK(v.intact);
+  CHECK(v.records == static_cast<int64_t>(bodies.size()));
+  // The event our trail writes takes less than a quarter of its JSON.
+  CHECK(stored_body_size(db.path, 1) * 4 < static_cast<int64_t>(bodies[0].size()));
+}
+
+TEST_CASE("audit bodies stored as raw JSON (before the compact form) are read and verified as they are", "[audit]") {
+  TempDb db;
+  const std::string json = trail_like_event("old1");
+  {
+    auto s = open_db(db.path);
+    std::vector<AuditRecord> one{make_record("old1", 5000, {"p1"})};
+    one[0].json = json;
+    REQUIRE(s->append_audit(&one).is_ok());
+  }
+  // What a database written before the compact form holds: the JSON itself.
+  std::string quoted;
+  for (char c : json) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  tamper(db.path, "UPDATE audit_log SET body = CAST('" + quoted + "' AS BLOB) WHERE seq = 1");
+  REQUIRE(stored_body_size(db.path, 1) == static_cast<int64_t>(json.size()));
+  {
+    auto s = open_db(db.path);
+    AuditRecord r;
+    REQUIRE(s->read_audit("old1", &r).is_ok());
+    CHECK(r.json == json);
+    // New records chain after it.
+    append_series(*s, 3);
+  }
+  AuditVerification v = verify(db.path);
+  CHECK(v.intact);
+  CHECK(v.records == 4);
 }

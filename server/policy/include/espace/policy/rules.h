@@ -232,8 +232,10 @@ class DmpRules final : public ResourceRules {
 
  private:
   Verdict decide(const storage::ResourceVersion& version, std::vector<std::string>* patients, int depth);
+  // `stored`: the stored version the content is from, when it is one (its
+  // caller-independent facts may then come from a cache across requests).
   Verdict decide_content(const std::string& type, std::string_view json, std::vector<std::string>* patients,
-                         int depth);
+                         int depth, const storage::ResourceVersion* stored = nullptr);
   bool matches_caller(const ConsentActor& actor);
   bool resource_names_caller(const std::string& reference);
   bool is_gp(const PatientFacts& facts);
