@@ -2,10 +2,18 @@
 // reads by id. Not a test; prints rates for the record.
 //
 //   bench_storage [--threads N] [--seconds S] [--path FILE] [--normal] [--no-overlap] [--max-batch N] [--readers N]
+//                 [--seed N] [--index patient|minimal]
 //
 // --normal: no fsync before acknowledging (survives a process crash, not an
 // OS crash), for comparison. --no-overlap: SQLite's synchronous=FULL, one
 // fsync inside each COMMIT, instead of the overlapped sync threads.
+// --seed N: resources written (in large transactions) before the measured
+// creates, so the indexes are not tiny. --index: the index rows of each create,
+// `patient` (default) the 21 rows the server writes for the bench Patient of
+// test-data/bench/patient.json, with values as varied as real ones; `minimal`
+// three rows. The writer's CPU and the bytes it writes (the WAL: every page a
+// commit dirties) are reported per create: both are load-independent.
+#include <dirent.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
 #include <zlib.h>
@@ -69,6 +77,80 @@ double process_cpu_seconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// Bytes written so far by this process's thread named `name` (wchar of
+// /proc/self/task/TID/io: the writer thread writes the WAL and little else).
+int64_t thread_bytes_written(const std::string& name) {
+  DIR* dir = opendir("/proc/self/task");
+  if (!dir) return -1;
+  int64_t bytes = -1;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::string task = std::string("/proc/self/task/") + e->d_name;
+    std::ifstream comm(task + "/comm");
+    std::string line;
+    if (!std::getline(comm, line) || line != name) continue;
+    std::ifstream io(task + "/io");
+    while (std::getline(io, line))
+      if (line.rfind("wchar:", 0) == 0) bytes = std::atoll(line.c_str() + 6);
+    break;
+  }
+  closedir(dir);
+  return bytes;
+}
+
+// The index rows of one create. `patient`: those of the bench Patient
+// (test-data/bench/patient.json) as the server indexes it, with values drawn
+// from pools about as varied as real data (names, streets, phones, identifiers
+// nearly unique; cities, postal codes, genders few).
+std::vector<IndexEntry> index_rows(bool patient, const std::string& id, int n, std::mt19937& rng) {
+  auto row = [](const char* param, const char* kind, std::string system, std::string value) {
+    IndexEntry e;
+    e.param = param;
+    e.kind = kind;
+    e.system = std::move(system);
+    e.value = std::move(value);
+    return e;
+  };
+  if (!patient) {
+    std::vector<IndexEntry> index(3);
+    index[0] = row("identifier", "token", "urn:oid:1.2.36.146.595.217.0.1", id);
+    index[1] = row("gender", "token", "http://hl7.org/fhir/administrative-gender", (n % 2) ? "male" : "female");
+    index[2] = row("birthdate", "date", "", "");
+    index[2].low = 1e15;
+    index[2].high = 1e15 + 86400e6;
+    return index;
+  }
+  auto pick = [&](const char* prefix, unsigned pool) { return prefix + std::to_string(rng() % pool); };
+  std::string family = pick("family", 20000), given = pick("given", 3000);
+  std::string street = std::to_string(1 + rng() % 150) + " " + pick("rue ", 50000);
+  std::string city = pick("city", 300), postal = std::to_string(1000 + rng() % 300) + "0";
+  std::string phone = "+33 6 " + std::to_string(10000000 + rng() % 90000000);
+  std::vector<IndexEntry> index;
+  for (const std::string& v : {street, postal, std::string("fr"), city}) index.push_back(row("address", "string", v, v));
+  index.push_back(row("address-city", "string", city, city));
+  index.push_back(row("address-country", "string", "FR", "fr"));
+  index.push_back(row("address-postalcode", "string", postal, postal));
+  index.push_back(row("address-use", "token", "", "home"));
+  IndexEntry birth = row("birthdate", "date", "", "");
+  birth.low = -2e15 + static_cast<double>(rng() % 30000) * 86400e6;
+  birth.high = birth.low + 86400e6 - 1;
+  index.push_back(birth);
+  index.push_back(row("deceased", "token", "", "false"));
+  index.push_back(row("family", "string", family, family));
+  const char* genders[] = {"male", "female", "other"};
+  index.push_back(row("gender", "token", "", genders[rng() % 3]));
+  index.push_back(row("given", "string", given, given));
+  index.push_back(row("identifier", "token", "urn:espace:bench", id));
+  index.push_back(row("identifier", "token", "urn:oid:1.2.250.1.213.1.4.8", std::to_string(rng()) + std::to_string(rng())));
+  index.push_back(row("name", "string", family, family));
+  index.push_back(row("name", "string", given, given));
+  index.push_back(row("phone", "token", "", phone));
+  index.push_back(row("phonetic", "string", family, family));
+  index.push_back(row("phonetic", "string", given, given));
+  index.push_back(row("telecom", "token", "", phone));
+  return index;
+}
+
 int64_t percentile(std::vector<int64_t>& v, double p) {
   if (v.empty()) return 0;
   size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
@@ -83,6 +165,8 @@ int main(int argc, char** argv) {
   double seconds = 5;
   int max_batch = 256;
   int readers = 8;
+  int seed = 0;
+  bool patient_index = true;
   bool full = true;
   bool overlap = true;
   std::string path = "/tmp/espace-bench-storage.db";
@@ -100,10 +184,21 @@ int main(int argc, char** argv) {
     else if (a == "--path") path = next();
     else if (a == "--max-batch") max_batch = std::max(1, std::atoi(next()));
     else if (a == "--readers") readers = std::max(1, std::atoi(next()));
+    else if (a == "--seed") seed = std::max(0, std::atoi(next()));
+    else if (a == "--index") {
+      std::string kind = next();
+      if (kind != "patient" && kind != "minimal") {
+        std::fprintf(stderr, "--index is patient or minimal\n");
+        return 2;
+      }
+      patient_index = kind == "patient";
+    }
     else if (a == "--normal") full = false;
     else if (a == "--no-overlap") overlap = false;
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--seconds S] [--path FILE] [--normal] [--no-overlap] [--max-batch N] [--readers N]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--threads N] [--seconds S] [--path FILE] [--normal] [--no-overlap] [--max-batch N] "
+                   "[--readers N] [--seed N] [--index patient|minimal]\n",
                    argv[0]);
       return 2;
     }
@@ -127,6 +222,36 @@ int main(int argc, char** argv) {
   }
   auto* storage = dynamic_cast<SqliteStorage*>(base.get());
 
+  // ---- seed: large transactions, not measured ----
+  {
+    std::mt19937 rng(99);
+    for (int done = 0; done < seed;) {
+      int n = std::min(500, seed - done);
+      Status s = storage->write([&](WriteTxn& txn) -> Status {
+        for (int i = 0; i < n; ++i) {
+          std::string id = "seed-" + std::to_string(done + i);
+          ResourceVersion v;
+          v.type = "Patient";
+          v.id = id;
+          v.version = 1;
+          v.method = "POST";
+          v.last_updated_us = txn.now_us();
+          v.json = patient_json(id, rng);
+          if (Status p = txn.put(v, index_rows(patient_index, id, done + i, rng)); !p) return p;
+        }
+        return Status::ok();
+      });
+      if (!s) {
+        std::fprintf(stderr, "seeding failed: %s\n", s.message().c_str());
+        return 1;
+      }
+      done += n;
+    }
+    if (seed > 0) std::printf("seeded %d resources\n", seed);
+  }
+  const WriteStats before = storage->write_stats();
+  const int64_t written_before = thread_bytes_written("espace-writer");
+
   // ---- durable creates ----
   std::atomic<bool> stop{false};
   std::atomic<int64_t> errors{0};
@@ -149,19 +274,7 @@ int main(int argc, char** argv) {
         char id[48];
         std::snprintf(id, sizeof id, "b%02d-%08d-%08x", t, n, static_cast<unsigned>(rng()));
         std::string json = patient_json(id, rng);
-        std::vector<IndexEntry> index(3);
-        index[0].param = "identifier";
-        index[0].kind = "token";
-        index[0].system = "urn:oid:1.2.36.146.595.217.0.1";
-        index[0].value = id;
-        index[1].param = "gender";
-        index[1].kind = "token";
-        index[1].system = "http://hl7.org/fhir/administrative-gender";
-        index[1].value = (n % 2) ? "male" : "female";
-        index[2].param = "birthdate";
-        index[2].kind = "date";
-        index[2].low = 1e15;
-        index[2].high = 1e15 + 86400e6;
+        std::vector<IndexEntry> index = index_rows(patient_index, id, n, rng);
         auto start = Clock::now();
         Status s = storage->write([&](WriteTxn& txn) -> Status {
           std::optional<ResourceVersion> cur;
@@ -189,14 +302,24 @@ int main(int argc, char** argv) {
   double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
   double cpu_used = process_cpu_seconds() - cpu0;
 
+  const int64_t written_after = thread_bytes_written("espace-writer");
   std::vector<int64_t> all;
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   WriteStats ws = storage->write_stats();
-  std::printf("creates: %zu in %.2f s = %.0f creates/s (body %zu bytes, 3 index rows), errors %lld\n", all.size(),
-              elapsed, static_cast<double>(all.size()) / elapsed, body_bytes, static_cast<long long>(errors.load()));
+  ws.batches -= before.batches;
+  ws.bodies -= before.bodies;
+  ws.fsyncs -= before.fsyncs;
+  ws.checkpoints -= before.checkpoints;
+  ws.writer_cpu_us -= before.writer_cpu_us;
+  std::printf("creates: %zu in %.2f s = %.0f creates/s (body %zu bytes, %s index rows), errors %lld\n", all.size(),
+              elapsed, static_cast<double>(all.size()) / elapsed, body_bytes, patient_index ? "21 Patient" : "3",
+              static_cast<long long>(errors.load()));
   double n_creates = static_cast<double>(std::max<size_t>(all.size(), 1));
   std::printf("cpu: %.0f us per create in this process (clients included), writer thread %.0f us per create\n",
               cpu_used * 1e6 / n_creates, static_cast<double>(ws.writer_cpu_us) / n_creates);
+  if (written_before >= 0 && written_after >= 0)
+    std::printf("writer thread wrote %.1f KB per create (WAL frames, and checkpoints it ran itself)\n",
+                static_cast<double>(written_after - written_before) / 1024.0 / n_creates);
   int64_t p50 = percentile(all, 0.50), p99 = percentile(all, 0.99);
   std::printf("latency: p50 %.2f ms, p99 %.2f ms\n", static_cast<double>(p50) / 1000, static_cast<double>(p99) / 1000);
   std::printf("commits: %lld, mean batch %.1f, largest batch %lld, WAL fsyncs by sync threads %lld, checkpoints %lld\n",

@@ -29,6 +29,7 @@
 #include "sqlite_audit.h"
 #include "sqlite_outbox.h"
 #include "sqlite_connection.h"
+#include "sqlite_page_cache.h"
 #include "sqlite_search.h"
 
 namespace espace::storage {
@@ -1200,10 +1201,15 @@ Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out) {
   if (opts.reader_connections < 1 || opts.reader_connections > 256)
     return invalid("reader_connections must be between 1 and 256");
   if (opts.max_batch < 1) return invalid("max_batch must be at least 1");
-  // Memory statistics cost a global mutex on every SQLite allocation. This
-  // only takes effect if nothing in the process has used SQLite yet.
+  // Memory statistics cost a global mutex on every SQLite allocation; the
+  // page cache layer spares the writer a walk of its whole cache at every
+  // COMMIT (sqlite_page_cache.h). Both only take effect if nothing in the
+  // process has used SQLite yet.
   static std::once_flag configure_once;
-  std::call_once(configure_once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+  std::call_once(configure_once, [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite::install_page_cache_layer();
+  });
   auto storage = std::make_unique<SqliteStorageImpl>(opts);
   if (Status s = storage->open(); !s) return s;
   *out = std::move(storage);
