@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -698,7 +699,7 @@ TEST_CASE("a version 4 database is migrated: the range index's WHERE becomes ORs
            "  WHERE kind IN ('date', 'number', 'quantity', 'composite');"
            "PRAGMA user_version=4;");
   auto s = open_db(db.path);
-  CHECK(pragma_int(db.path, "PRAGMA user_version") == 5);
+  CHECK(pragma_int(db.path, "PRAGMA user_version") == kSqliteSchemaVersion);
   CHECK(pragma_int(db.path,
                    "SELECT count(*) FROM sqlite_schema WHERE name = 'search_index_by_range' AND sql LIKE '%kind IN%'") == 0);
   CHECK(pragma_int(db.path,
@@ -706,6 +707,32 @@ TEST_CASE("a version 4 database is migrated: the range index's WHERE becomes ORs
   std::vector<std::string> ids;
   REQUIRE(s->find_by_token("Patient", "identifier", "s", "v", &ids).is_ok());
   CHECK(ids == std::vector<std::string>{"p1"});
+}
+
+TEST_CASE("a version 5 database is migrated: the value index ends with res_key", "[storage]") {
+  TempDb db;
+  {
+    auto s = open_db(db.path);
+    REQUIRE(put_next(*s, "Patient", "p1", {token("identifier", "s", "v")}).is_ok());
+    REQUIRE(put_next(*s, "Patient", "p2", {token("identifier", "s", "v")}).is_ok());
+  }
+  // Back to version 5 as it was written: the value index without res_key.
+  exec_raw(db.path,
+           "DROP INDEX search_index_by_value;"
+           "CREATE INDEX search_index_by_value ON search_index(type, param, value, system);"
+           "PRAGMA user_version=5;");
+  auto s = open_db(db.path);
+  CHECK(pragma_int(db.path, "PRAGMA user_version") == 6);
+  CHECK(pragma_int(db.path, "SELECT count(*) FROM pragma_index_info('search_index_by_value') WHERE name = 'res_key'") ==
+        1);
+  CHECK(pragma_int(db.path, "SELECT count(*) FROM pragma_index_info('search_index_by_value')") == 5);
+  std::vector<std::string> ids;
+  REQUIRE(s->find_by_token("Patient", "identifier", "s", "v", &ids).is_ok());
+  std::sort(ids.begin(), ids.end());
+  CHECK(ids == std::vector<std::string>{"p1", "p2"});
+  REQUIRE(put_next(*s, "Patient", "p3", {token("identifier", "s", "v")}).is_ok());
+  REQUIRE(s->find_by_token("Patient", "identifier", "s", "v", &ids).is_ok());
+  CHECK(ids.size() == 3);
 }
 
 TEST_CASE("open refuses foreign and newer databases and bad options", "[storage]") {

@@ -9,7 +9,8 @@
 //   search_index      IndexEntry rows of the current version of each resource
 //                     (none for a delete marker: a deleted resource matches nothing);
 //                     indexed by value and (version 2) by range; version 5 writes that partial
-//                     index's WHERE as ORs (cheaper inserts than IN)
+//                     index's WHERE as ORs (cheaper inserts than IN); version 6 ends the
+//                     value index with res_key (pages of many matches read the index alone)
 // resource_current is indexed by (type, res_key) since version 3.
 //   audit_log, audit_patient  (version 4) the append-only, hash-chained audit
 //                     trail and its index by patient (sqlite_audit.cpp)
@@ -31,7 +32,7 @@
 
 namespace espace::storage {
 
-inline constexpr int kSqliteSchemaVersion = 5;
+inline constexpr int kSqliteSchemaVersion = 6;
 
 // Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
 inline constexpr int kMaxHistoryCount = 10000;
