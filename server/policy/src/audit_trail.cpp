@@ -467,6 +467,8 @@ class StorageAuditTrail final : public AuditTrail {
     return store_.append_audit(&records);
   }
 
+  bool flushes_writes_of(const storage::Storage& store) const override { return &store == &store_; }
+
  private:
   storage::Storage& store_;
   AuditOptions options_;

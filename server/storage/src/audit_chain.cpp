@@ -164,6 +164,14 @@ std::string audit_chain_hash(const std::string& prev_hash, const AuditRecord& r)
   return chain_hash(prev_hash, r.seq, r.content_hash.empty() ? audit_content_hash(r) : r.content_hash);
 }
 
+namespace {
+thread_local bool flush_deferred = false;
+}  // namespace
+
+DeferFlushToNextWrite::DeferFlushToNextWrite() : previous_(flush_deferred) { flush_deferred = true; }
+DeferFlushToNextWrite::~DeferFlushToNextWrite() { flush_deferred = previous_; }
+bool DeferFlushToNextWrite::active_on_this_thread() { return flush_deferred; }
+
 Status Storage::append_audit(std::vector<AuditRecord>*) { return no_audit_table(); }
 Status Storage::read_audit(const std::string&, AuditRecord*) { return no_audit_table(); }
 Status Storage::search_audit(const AuditQuery&, AuditPage*) { return no_audit_table(); }

@@ -775,6 +775,7 @@ class SqliteStorageImpl final : public SqliteStorage {
   Status write(const std::function<Status(WriteTxn&)>& body) override {
     Pending p;
     p.body = &body;
+    p.answer_at_commit = DeferFlushToNextWrite::active_on_this_thread();
     return enqueue_and_wait(p);
   }
 
@@ -804,6 +805,7 @@ class SqliteStorageImpl final : public SqliteStorage {
     const std::function<Status(WriteTxn&)>* body = nullptr;
     std::vector<AuditRecord>* audit = nullptr;
     const std::vector<std::string>* audit_bodies = nullptr;  // stored form of each audit record's JSON
+    bool answer_at_commit = false;  // DeferFlushToNextWrite: the caller's next write waits for the flush
     Status result;
     std::mutex mutex;
     std::condition_variable wake;
@@ -1036,15 +1038,31 @@ class SqliteStorageImpl final : public SqliteStorage {
     failed_bodies_.fetch_add(failed);
     if (static_cast<int64_t>(batch.size()) > largest_batch_.load()) largest_batch_.store(static_cast<int64_t>(batch.size()));
     if (own_fsync_ && batch_status) {
+      // Bodies whose caller waits for the flush of its next write instead are
+      // answered now; the rest wait for a flush covering this commit.
+      std::vector<Pending*> flushed_later;
+      std::vector<Status> later_results;
+      flushed_later.reserve(batch.size());
+      later_results.reserve(batch.size());
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i]->answer_at_commit) {
+          batch[i]->finish(std::move(results[i]));
+        } else {
+          flushed_later.push_back(batch[i]);
+          later_results.push_back(std::move(results[i]));
+        }
+      }
       std::lock_guard lock(sync_mutex_);
       if (!sync_failed_.load()) {
-        awaiting_sync_.push_back(CommittedBatch{++committed_seq_, batch, std::move(results)});
+        awaiting_sync_.push_back(CommittedBatch{++committed_seq_, std::move(flushed_later), std::move(later_results)});
         sync_cv_.notify_one();
         return;
       }
       Status unsure = internal("the write-ahead log cannot be synced; this write may not be durable");
-      for (Status& r : results)
+      for (Status& r : later_results)
         if (r) r = unsure;
+      acknowledge(flushed_later, later_results);
+      return;
     }
     acknowledge(batch, results);
   }

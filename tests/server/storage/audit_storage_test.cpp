@@ -510,3 +510,68 @@ TEST_CASE("audit bodies stored as raw JSON (before the compact form) are read an
   CHECK(v.intact);
   CHECK(v.records == 4);
 }
+
+TEST_CASE("DeferFlushToNextWrite lasts for its scope, on its own thread only", "[storage][audit]") {
+  CHECK_FALSE(DeferFlushToNextWrite::active_on_this_thread());
+  {
+    DeferFlushToNextWrite outer;
+    CHECK(DeferFlushToNextWrite::active_on_this_thread());
+    bool seen_elsewhere = true;
+    std::thread([&] { seen_elsewhere = DeferFlushToNextWrite::active_on_this_thread(); }).join();
+    CHECK_FALSE(seen_elsewhere);
+    {
+      DeferFlushToNextWrite inner;
+      CHECK(DeferFlushToNextWrite::active_on_this_thread());
+    }
+    CHECK(DeferFlushToNextWrite::active_on_this_thread());  // the inner scope restores, not clears
+  }
+  CHECK_FALSE(DeferFlushToNextWrite::active_on_this_thread());
+}
+
+TEST_CASE("a write answered at commit is made durable by the audit append that follows it", "[storage][audit]") {
+  TempDb db;
+  auto s = open_db(db.path);
+  auto* sqlite = dynamic_cast<SqliteStorage*>(s.get());
+  REQUIRE(sqlite);
+  const int64_t fsyncs_before = sqlite->write_stats().fsyncs;
+  {
+    DeferFlushToNextWrite one_flush;
+    REQUIRE(s->write([](WriteTxn& txn) {
+                ResourceVersion v;
+                v.type = "Patient";
+                v.id = "deferred";
+                v.version = 1;
+                v.method = "POST";
+                v.json = R"({"resourceType":"Patient","id":"deferred"})";
+                v.last_updated_us = txn.now_us();
+                return txn.put(v, {});
+              }).is_ok());
+    // A failing body is still rolled back and reported under the scope.
+    Status failed = s->write([](WriteTxn& txn) {
+      ResourceVersion v;
+      v.type = "Patient";
+      v.id = "rolled-back";
+      v.version = 1;
+      v.method = "POST";
+      v.json = R"({"resourceType":"Patient","id":"rolled-back"})";
+      v.last_updated_us = txn.now_us();
+      if (Status st = txn.put(v, {}); !st) return st;
+      return Status::error(ErrorCategory::Invalid, "invalid", "refused after writing");
+    });
+    CHECK(failed.category() == ErrorCategory::Invalid);
+  }
+  // The audit append always waits for a flush, which covers the earlier commit.
+  std::vector<AuditRecord> one{make_record("after-write", 1000, {"deferred"})};
+  REQUIRE(s->append_audit(&one).is_ok());
+  CHECK(sqlite->write_stats().fsyncs > fsyncs_before);
+  ResourceVersion v;
+  REQUIRE(s->read("Patient", "deferred", &v).is_ok());
+  CHECK(v.version == 1);
+  CHECK(s->read("Patient", "rolled-back", &v).category() == ErrorCategory::NotFound);
+  s.reset();
+  // Reopened: both the write and the record are there.
+  auto reopened = open_db(db.path);
+  REQUIRE(reopened->read("Patient", "deferred", &v).is_ok());
+  AuditRecord r;
+  REQUIRE(reopened->read_audit("after-write", &r).is_ok());
+}

@@ -75,6 +75,10 @@ class AuditTrail {
   // is the HTTP status the response will carry.
   virtual fhir::Status record(const Caller& caller, const interactions::FhirRequest& request, int status,
                               const AccessRecord& access) = 0;
+  // True when record() appends, and waits for the flush of, a write to
+  // `store` itself: the request's own writes to it may then skip their flush
+  // wait (storage::DeferFlushToNextWrite), the record's flush covering them.
+  virtual bool flushes_writes_of(const storage::Storage& /*store*/) const { return false; }
 };
 
 }  // namespace espace::policy

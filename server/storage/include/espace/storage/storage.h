@@ -271,6 +271,28 @@ struct OutboxEvent {
 using OutboxRule = std::function<void(const ResourceVersion& written, bool created,
                                       const std::vector<IndexEntry>& index, std::vector<OutboxEvent>* events)>;
 
+// While one lives on a thread, Storage::write() calls made on that thread
+// return once their transaction has committed, before the commit is flushed
+// to disk. Only for a caller that then makes a durable write to the same
+// storage (append_audit, which always waits for its flush) and tells no one
+// about the first write before that one is acknowledged: the flush of a later
+// commit covers every earlier one, so a request that writes and then records
+// its audit event waits for one flush instead of two, and nothing is
+// acknowledged before it is durable. If the later write fails, the caller
+// must answer as if the first one may be lost.
+class DeferFlushToNextWrite {
+ public:
+  DeferFlushToNextWrite();
+  ~DeferFlushToNextWrite();
+  DeferFlushToNextWrite(const DeferFlushToNextWrite&) = delete;
+  DeferFlushToNextWrite& operator=(const DeferFlushToNextWrite&) = delete;
+  // Whether write() on the calling thread may return at commit.
+  static bool active_on_this_thread();
+
+ private:
+  bool previous_;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -283,7 +305,7 @@ class Storage {
   virtual Status history(const HistoryQuery& q, HistoryPage* out) = 0;
 
   // Runs `body` inside one atomic transaction and returns once it is durable
-  // (fsync'ed) or rolled back. If `body` returns an error nothing it wrote is
+  // (fsync'ed; only committed under DeferFlushToNextWrite) or rolled back. If `body` returns an error nothing it wrote is
   // kept. Concurrent callers are grouped into one commit (group commit); each
   // caller's body runs in its own savepoint, so one failure does not affect
   // the others. `body` runs on the storage's writer thread: it must only do
