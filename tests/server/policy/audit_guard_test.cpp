@@ -10,6 +10,7 @@
 
 #include "espace/policy/guard.h"
 #include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
 
 using namespace espace;
 using fhir::ErrorCategory;
@@ -34,20 +35,7 @@ struct PatientEventsRules final : policy::ResourceRules {
   Status restrict_search(storage::SearchQuery*) override { return Status::ok(); }
 };
 
-struct TempDb {
-  std::string path;
-  TempDb() {
-    static std::atomic<int> counter{0};
-    path = "/tmp/espace-audit-guard-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db";
-    remove_files();
-  }
-  ~TempDb() { remove_files(); }
-  void remove_files() const {
-    std::remove(path.c_str());
-    std::remove((path + "-wal").c_str());
-    std::remove((path + "-shm").c_str());
-  }
-};
+using espace::testing::TempDb;
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 
 #include "espace/policy/audit.h"
 #include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
 
 using namespace espace;
 using policy::AccessRecord;
@@ -84,20 +85,7 @@ const rapidjson::Value* find_entity(const rapidjson::Document& d, const std::str
   return nullptr;
 }
 
-struct TempDb {
-  std::string path;
-  TempDb() {
-    static std::atomic<int> counter{0};
-    path = "/tmp/espace-audit-trail-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db";
-    remove_files();
-  }
-  ~TempDb() { remove_files(); }
-  void remove_files() const {
-    std::remove(path.c_str());
-    std::remove((path + "-wal").c_str());
-    std::remove((path + "-shm").c_str());
-  }
-};
+using espace::testing::TempDb;
 
 }  // namespace
 

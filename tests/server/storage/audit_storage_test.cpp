@@ -13,26 +13,14 @@
 #include <vector>
 
 #include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
 
 using namespace espace::storage;
 using espace::fhir::ErrorCategory;
 
 namespace {
 
-struct TempDb {
-  std::string path;
-  TempDb() {
-    static std::atomic<int> counter{0};
-    path = "/tmp/espace-audit-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db";
-    remove_files();
-  }
-  ~TempDb() { remove_files(); }
-  void remove_files() const {
-    std::remove(path.c_str());
-    std::remove((path + "-wal").c_str());
-    std::remove((path + "-shm").c_str());
-  }
-};
+using espace::testing::TempDb;
 
 std::unique_ptr<Storage> open_db(const std::string& path) {
   SqliteOptions opts;

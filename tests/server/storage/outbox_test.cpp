@@ -10,24 +10,14 @@
 #include <vector>
 
 #include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
 
 using namespace espace::storage;
 using espace::fhir::ErrorCategory;
 
 namespace {
 
-struct OutboxDb {
-  std::string path;
-  OutboxDb() {
-    static std::atomic<int> counter{0};
-    path = "/tmp/espace-outbox-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db";
-    remove_files();
-  }
-  ~OutboxDb() { remove_files(); }
-  void remove_files() const {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
-  }
-};
+using espace::testing::TempDb;
 
 // A rule like the server's, independent of it: one event per created "Doc",
 // naming the patient from the index row "patient".
@@ -83,7 +73,7 @@ std::vector<OutboxEvent> all_events(Storage& s) {
 }  // namespace
 
 TEST_CASE("outbox: a created resource records one event in its own transaction", "[outbox]") {
-  OutboxDb db;
+  TempDb db;
   auto s = open_with_rule(db.path);
   int64_t committed_at = 0;
   REQUIRE(s->write([&](WriteTxn& txn) {
@@ -112,7 +102,7 @@ TEST_CASE("outbox: a created resource records one event in its own transaction",
 }
 
 TEST_CASE("outbox: a failed transaction leaves no event", "[outbox]") {
-  OutboxDb db;
+  TempDb db;
   auto s = open_with_rule(db.path);
   Status failed = s->write([&](WriteTxn& txn) -> Status {
     if (Status p = txn.put(doc("d1", 1, txn.now_us()), about("p1")); !p) return p;
@@ -128,7 +118,7 @@ TEST_CASE("outbox: a failed transaction leaves no event", "[outbox]") {
 }
 
 TEST_CASE("outbox: due events, delivery, back-off and failure are settled and survive a reopen", "[outbox]") {
-  OutboxDb db;
+  TempDb db;
   int64_t t0 = 0;
   {
     auto s = open_with_rule(db.path);
@@ -192,7 +182,7 @@ TEST_CASE("outbox: due events, delivery, back-off and failure are settled and su
 }
 
 TEST_CASE("outbox: without a rule nothing is recorded", "[outbox]") {
-  OutboxDb db;
+  TempDb db;
   SqliteOptions opts;
   opts.path = db.path;
   std::unique_ptr<Storage> s;

@@ -13,6 +13,7 @@
 
 #include "../../../server/storage/src/sqlite_page_cache.h"
 #include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
 
 using namespace espace::storage;
 using espace::storage::sqlite::PageKeyBounds;
@@ -21,19 +22,6 @@ namespace {
 
 // Installed before main, so before anything in this test program uses SQLite.
 const bool kLayerInstalled = sqlite::install_page_cache_layer();
-
-struct TempDbFile {
-  std::string path;
-  TempDbFile() {
-    static std::atomic<int> counter{0};
-    path = "/tmp/espace-page-cache-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db";
-    remove_files();
-  }
-  ~TempDbFile() { remove_files(); }
-  void remove_files() const {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
-  }
-};
 
 std::string integrity(const std::string& path) {
   sqlite3* db = nullptr;
@@ -109,7 +97,7 @@ TEST_CASE("page key bounds: a truncation is needed only when a page may lie at o
 
 TEST_CASE("under the page cache layer, splits, rolled-back bodies and reopening keep the data whole", "[storage]") {
   REQUIRE(kLayerInstalled);
-  TempDbFile db;
+  espace::testing::TempDb db;
   std::mt19937 rng(42);
   auto random_value = [&] { return std::to_string(rng()) + "-" + std::to_string(rng()); };
   const sqlite::PageCacheLayerCounts before = sqlite::page_cache_layer_counts();

@@ -12,25 +12,13 @@
 #include "../../../server/storage/src/sqlite_connection.h"
 #include "../../../server/storage/src/sqlite_search.h"
 #include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
 
 using namespace espace::storage;
 
 namespace {
 
-struct TempDb {
-  std::string path;
-  TempDb() {
-    static std::atomic<int> counter{0};
-    path = "/tmp/espace-search-stmt-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db";
-    remove_files();
-  }
-  ~TempDb() { remove_files(); }
-  void remove_files() const {
-    std::remove(path.c_str());
-    std::remove((path + "-wal").c_str());
-    std::remove((path + "-shm").c_str());
-  }
-};
+using espace::testing::TempDb;
 
 IndexEntry entry(std::string param, std::string kind, std::string value, double low = 0, double high = 0) {
   IndexEntry e;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
 
 using namespace espace::storage;
 using espace::fhir::ErrorCategory;
@@ -22,20 +23,7 @@ using espace::fhir::ErrorCategory;
 namespace {
 
 // A database file under /tmp removed (with its WAL files) at scope exit.
-struct TempDb {
-  std::string path;
-  TempDb() {
-    static std::atomic<int> counter{0};
-    path = "/tmp/espace-storage-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db";
-    remove_files();
-  }
-  ~TempDb() { remove_files(); }
-  void remove_files() const {
-    std::remove(path.c_str());
-    std::remove((path + "-wal").c_str());
-    std::remove((path + "-shm").c_str());
-  }
-};
+using espace::testing::TempDb;
 
 std::unique_ptr<Storage> open_db(const std::string& path, int max_batch = 256) {
   SqliteOptions opts;
@@ -649,7 +637,7 @@ TEST_CASE("misuse of the write API is an error, not a hang", "[storage]") {
   // Catching a Conflict from put and going on is allowed: nothing was written by it.
   REQUIRE(put_next(*s, "Patient", "p1").is_ok());
   REQUIRE(s->write([&](WriteTxn& txn) {
-             ResourceVersion v;
+             ResourceVersion v{};
              v.type = "Patient";
              v.id = "p1";
              v.version = 7;
