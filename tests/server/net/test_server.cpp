@@ -209,6 +209,40 @@ class TestServer {
   std::vector<LogLine> log_;
 };
 
+// A handler that keeps the Responder of the request it receives, so that the
+// test answers it when it chooses (or never). A Responder keeps its
+// connection alive and must not outlive the Server (as a worker pool's tasks
+// must not): a ReleaseOnExit declared after the TestServer drops it first,
+// even when a REQUIRE fails.
+class ParkedRequest {
+ public:
+  espace::http::Handler handler() {
+    return [this](Request&&, Responder respond) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      responder_ = std::move(respond);
+      arrived_.notify_all();
+    };
+  }
+  // Whether a request was parked within the safety timeout.
+  bool wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return arrived_.wait_for(lock, std::chrono::milliseconds(kSafetyTimeoutMs),
+                             [&] { return responder_.has_value(); });
+  }
+  void answer(Response&& response) { (*responder_)(std::move(response)); }
+  void release() { responder_.reset(); }
+
+  struct ReleaseOnExit {
+    ParkedRequest& parked;
+    ~ReleaseOnExit() { parked.release(); }
+  };
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable arrived_;
+  std::optional<Responder> responder_;
+};
+
 // Answers with a description of the request it saw.
 void echo_handler(Request&& r, Responder respond) {
   Response res;
@@ -483,28 +517,14 @@ TEST_CASE("responses from other threads, dropped responders and unsafe headers",
 }
 
 TEST_CASE("graceful stop finishes an in-flight request and closes idle connections", "[net]") {
-  std::mutex m;
-  std::condition_variable cv;
-  std::optional<Responder> parked;
-  TestServer ts(small_options(), [&](Request&&, Responder respond) {
-    std::lock_guard<std::mutex> lock(m);
-    parked = std::move(respond);
-    cv.notify_all();
-  });
-  // A Responder keeps its connection alive and must not outlive the Server
-  // (as a worker pool's tasks must not): drop it first, even when a REQUIRE fails.
-  struct DropParked {
-    std::optional<Responder>& r;
-    ~DropParked() { r.reset(); }
-  } drop_parked{parked};
+  ParkedRequest parked;
+  TestServer ts(small_options(), parked.handler());
+  ParkedRequest::ReleaseOnExit release{parked};
 
   Client idle(ts.port());
   Client busy(ts.port());
   REQUIRE(busy.send(get("/slow")));
-  {
-    std::unique_lock<std::mutex> lock(m);
-    REQUIRE(cv.wait_for(lock, std::chrono::milliseconds(kSafetyTimeoutMs), [&] { return parked.has_value(); }));
-  }
+  REQUIRE(parked.wait());
   // The idle client has connected but sent nothing: stop() closes it.
   ts.server().stop();
   CHECK(idle.closed_by_peer(5000));
@@ -512,7 +532,7 @@ TEST_CASE("graceful stop finishes an in-flight request and closes idle connectio
 
   Response res;
   res.body = "finished";
-  (*parked)(std::move(res));
+  parked.answer(std::move(res));
   auto r = busy.read_response();
   REQUIRE(r);
   CHECK(r->status == 200);
@@ -709,24 +729,12 @@ TEST_CASE("pipelined requests answered from other threads come back in order", "
 TEST_CASE("an answer given after the grace period closed the connection is dropped", "[net]") {
   ServerOptions o = small_options();
   o.shutdown_grace = std::chrono::seconds(1);
-  std::mutex m;
-  std::condition_variable cv;
-  std::optional<Responder> parked;
-  TestServer ts(o, [&](Request&&, Responder respond) {
-    std::lock_guard<std::mutex> lock(m);
-    parked = std::move(respond);
-    cv.notify_all();
-  });
-  struct DropParked {
-    std::optional<Responder>& r;
-    ~DropParked() { r.reset(); }
-  } drop_parked{parked};
+  ParkedRequest parked;
+  TestServer ts(o, parked.handler());
+  ParkedRequest::ReleaseOnExit release{parked};
   Client busy(ts.port());
   REQUIRE(busy.send(get("/slow")));
-  {
-    std::unique_lock<std::mutex> lock(m);
-    REQUIRE(cv.wait_for(lock, std::chrono::milliseconds(kSafetyTimeoutMs), [&] { return parked.has_value(); }));
-  }
+  REQUIRE(parked.wait());
   ts.server().stop();
   // The grace period ends with the request still in flight: closed unanswered.
   CHECK(busy.closed_by_peer(5000));
@@ -735,7 +743,7 @@ TEST_CASE("an answer given after the grace period closed the connection is dropp
   // The late answer (the Server still exists) goes nowhere and harms nothing.
   Response late;
   late.body = "too late";
-  (*parked)(std::move(late));
-  parked.reset();
+  parked.answer(std::move(late));
+  parked.release();
   ts.stop_and_join();
 }
