@@ -151,6 +151,18 @@ std::vector<IndexEntry> index_rows(bool patient, const std::string& id, int n, s
   return index;
 }
 
+// The first version of Patient `id`, as a create stores it.
+ResourceVersion created_patient(const std::string& id, std::string json, int64_t now_us) {
+  ResourceVersion v;
+  v.type = "Patient";
+  v.id = id;
+  v.version = 1;
+  v.method = "POST";
+  v.last_updated_us = now_us;
+  v.json = std::move(json);
+  return v;
+}
+
 int64_t percentile(std::vector<int64_t>& v, double p) {
   if (v.empty()) return 0;
   size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
@@ -230,13 +242,7 @@ int main(int argc, char** argv) {
       Status s = storage->write([&](WriteTxn& txn) -> Status {
         for (int i = 0; i < n; ++i) {
           std::string id = "seed-" + std::to_string(done + i);
-          ResourceVersion v;
-          v.type = "Patient";
-          v.id = id;
-          v.version = 1;
-          v.method = "POST";
-          v.last_updated_us = txn.now_us();
-          v.json = patient_json(id, rng);
+          ResourceVersion v = created_patient(id, patient_json(id, rng), txn.now_us());
           if (Status p = txn.put(v, index_rows(patient_index, id, done + i, rng)); !p) return p;
         }
         return Status::ok();
@@ -279,14 +285,7 @@ int main(int argc, char** argv) {
         Status s = storage->write([&](WriteTxn& txn) -> Status {
           std::optional<ResourceVersion> cur;
           if (Status c = txn.current("Patient", id, &cur); !c) return c;
-          ResourceVersion v;
-          v.type = "Patient";
-          v.id = id;
-          v.version = 1;
-          v.method = "POST";
-          v.last_updated_us = txn.now_us();
-          v.json = std::move(json);
-          return txn.put(v, index);
+          return txn.put(created_patient(id, std::move(json), txn.now_us()), index);
         });
         lat.push_back(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
         if (s)

@@ -53,18 +53,24 @@ void seed(const std::string& path) {
   }
 }
 
-// family starts with `family` and birthdate within [lo, hi].
-SearchQuery family_born(const std::string& family, double lo, double hi) {
-  SearchQuery q;
-  q.type = "Patient";
-  q.count = 10;
+// family starts with `prefix`.
+Condition family_starts_with(const std::string& prefix) {
   Condition name;
   IndexTest t;
   t.param = "family";
   t.kind = "string";
   t.value_op = TextOp::StartsWith;
-  t.value = family;
+  t.value = prefix;
   name.any_of.push_back(t);
+  return name;
+}
+
+// family starts with `family` and birthdate within [lo, hi].
+SearchQuery family_born(const std::string& family, double lo, double hi) {
+  SearchQuery q;
+  q.type = "Patient";
+  q.count = 10;
+  Condition name = family_starts_with(family);
   Condition born;
   IndexTest d;
   d.param = "birthdate";
@@ -151,14 +157,7 @@ TEST_CASE("a page read from index rows lists each match once, in creation order,
   SearchQuery q;
   q.type = "Patient";
   q.count = 3;
-  Condition name;
-  IndexTest t;
-  t.param = "family";
-  t.kind = "string";
-  t.value_op = TextOp::StartsWith;
-  t.value = "mar";
-  name.any_of.push_back(t);
-  q.all_of = {name};
+  q.all_of = {family_starts_with("mar")};
 
   std::vector<std::string> seen;
   std::vector<int64_t> first_keys;
