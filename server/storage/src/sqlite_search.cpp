@@ -276,6 +276,14 @@ Status where_clause(SqlBuilder& b, const SearchQuery& q, const std::string& a, i
   return Status::ok();
 }
 
+// The creation-order term of a page's ORDER BY, on alias `a`. Unary plus
+// keeps SQLite from using the key index for the order when conditions
+// choose the rows (it would walk the whole type); a walk and a page by key
+// read the key in order anyway.
+std::string key_order_term(const SqlBuilder& b, const std::string& a) {
+  return b.walk || b.by_key ? a + ".res_key" : "+" + a + ".res_key";
+}
+
 // `a`: the alias whose res_key the page is on (c, or k for a page by key).
 std::string order_by(SqlBuilder& b, const SearchQuery& q, const std::string& a) {
   std::string sql;
@@ -297,7 +305,7 @@ std::string order_by(SqlBuilder& b, const SearchQuery& q, const std::string& a) 
     }
     sql += expr + (k.descending ? " DESC NULLS LAST, " : " ASC NULLS LAST, ");
   }
-  return sql + (b.walk || b.by_key ? a + ".res_key" : "+" + a + ".res_key");
+  return sql + key_order_term(b, a);
 }
 
 void load(const SearchStmt& st, ResourceVersion* out) {
@@ -650,16 +658,18 @@ Status run_search(Connection& c, const SearchQuery& q, SearchPage* out) {
     if (needs_version) sql += " JOIN resource_version v ON v.seq = c.seq";
     sql += " WHERE " + where;
   }
-  const std::string key = by_key ? "k.res_key" : "c.res_key";
+  const std::string alias = by_key ? "k" : "c";
+  const std::string key = alias + ".res_key";
   if (q.after_key > 0) sql += " AND " + key + " > " + page.placeholder(q.after_key);
   // A previous page in creation order: the rows just below the key, read
   // backwards, then put back in order.
   bool backwards = q.before_key > 0 && q.sort.empty();
-  if (backwards) sql += " AND " + key + " < " + page.placeholder(q.before_key);
-  if (backwards)
-    sql += std::string(" ORDER BY ") + (by_key ? "k.res_key DESC" : walk ? "c.res_key DESC" : "+c.res_key DESC");
-  else
-    sql += " ORDER BY " + order_by(page, q, by_key ? "k" : "c");
+  if (backwards) {
+    sql += " AND " + key + " < " + page.placeholder(q.before_key);
+    sql += " ORDER BY " + key_order_term(page, alias) + " DESC";
+  } else {
+    sql += " ORDER BY " + order_by(page, q, alias);
+  }
   sql += " LIMIT " + page.placeholder(int64_t{q.count} + 1);
   if (q.offset > 0) sql += " OFFSET " + page.placeholder(q.offset);
   std::vector<std::pair<int64_t, int64_t>> keys;  // (seq, res_key) in page order; seq 0 when by key
