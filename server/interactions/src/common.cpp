@@ -23,13 +23,17 @@ std::string new_id() {
   }
   b[6] = (b[6] & 0x0f) | 0x40;  // version 4
   b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
+  return uuid_text(b);
+}
+
+std::string uuid_text(const unsigned char (&bytes)[16]) {
   static const char* hex = "0123456789abcdef";
   std::string s;
   s.reserve(36);
   for (int i = 0; i < 16; ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
-    s.push_back(hex[b[i] >> 4]);
-    s.push_back(hex[b[i] & 15]);
+    s.push_back(hex[bytes[i] >> 4]);
+    s.push_back(hex[bytes[i] & 15]);
   }
   return s;
 }
@@ -71,10 +75,35 @@ std::string format_instant(int64_t us) {
   std::tm tm = utc_tm(us);
   int64_t frac = us % 1000000;
   if (frac < 0) frac += 1000000;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
-  return buf;
+  const int year = tm.tm_year + 1900;
+  if (year < 0 || year > 9999) {
+    char wide[64];
+    std::snprintf(wide, sizeof wide, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", year, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+    return wide;
+  }
+  // YYYY-MM-DDThh:mm:ss.uuuuuuZ written digit by digit: every stored version
+  // and every AuditEvent carries one, and snprintf was a visible part of
+  // building an event.
+  char buf[27];
+  auto put = [&buf](int at, int64_t value, int width) {
+    for (int i = width - 1; i >= 0; --i, value /= 10) buf[at + i] = static_cast<char>('0' + value % 10);
+  };
+  put(0, year, 4);
+  buf[4] = '-';
+  put(5, tm.tm_mon + 1, 2);
+  buf[7] = '-';
+  put(8, tm.tm_mday, 2);
+  buf[10] = 'T';
+  put(11, tm.tm_hour, 2);
+  buf[13] = ':';
+  put(14, tm.tm_min, 2);
+  buf[16] = ':';
+  put(17, tm.tm_sec, 2);
+  buf[19] = '.';
+  put(20, frac, 6);
+  buf[26] = 'Z';
+  return std::string(buf, sizeof buf);
 }
 
 std::string format_http_date(int64_t us) {

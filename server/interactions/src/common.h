@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "espace/interactions/api.h"
+#include "espace/interactions/text_forms.h"
 
 namespace espace::interactions {
 
@@ -17,8 +18,6 @@ using fhir::Status;
 // A new server-assigned logical id: a random (version 4) UUID, unguessable.
 std::string new_id();
 
-// FHIR instant with microseconds, UTC: "2026-11-23T13:20:00.123456Z".
-std::string format_instant(int64_t us);
 // RFC 7231 IMF-fixdate: "Mon, 23 Nov 2026 13:20:00 GMT".
 std::string format_http_date(int64_t us);
 bool parse_http_date(std::string_view text, int64_t* us);

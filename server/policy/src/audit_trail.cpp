@@ -9,15 +9,14 @@
 #include <openssl/sha.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#include <time.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <string_view>
 
 #include "espace/interactions/devices.h"
+#include "espace/interactions/text_forms.h"
 
 namespace espace::policy {
 
@@ -194,39 +193,6 @@ std::string base64(std::string_view in) {
     out += '=';
   }
   return out;
-}
-
-std::string format_instant(int64_t us) {
-  time_t secs = static_cast<time_t>(us / 1000000);
-  tm t{};
-  gmtime_r(&secs, &t);
-  // YYYY-MM-DDThh:mm:ss.uuuuuuZ written digit by digit (snprintf was a
-  // visible part of building each event).
-  if (t.tm_year + 1900 < 0 || t.tm_year + 1900 > 9999 || us < 0) {
-    char wide[64];
-    std::snprintf(wide, sizeof wide, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", t.tm_year + 1900, t.tm_mon + 1,
-                  t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<long long>(us % 1000000));
-    return wide;
-  }
-  char buf[28];
-  auto put = [&buf](int at, long long value, int width) {
-    for (int i = width - 1; i >= 0; --i, value /= 10) buf[at + i] = static_cast<char>('0' + value % 10);
-  };
-  put(0, t.tm_year + 1900, 4);
-  buf[4] = '-';
-  put(5, t.tm_mon + 1, 2);
-  buf[7] = '-';
-  put(8, t.tm_mday, 2);
-  buf[10] = 'T';
-  put(11, t.tm_hour, 2);
-  buf[13] = ':';
-  put(14, t.tm_min, 2);
-  buf[16] = ':';
-  put(17, t.tm_sec, 2);
-  buf[19] = '.';
-  put(20, us % 1000000, 6);
-  buf[26] = 'Z';
-  return std::string(buf, 27);
 }
 
 void string_member(Writer& w, const char* key, std::string_view value) {
@@ -436,15 +402,7 @@ std::string new_event_id() {
   b[7] = static_cast<unsigned char>(key.a);
   b[8] = static_cast<unsigned char>(0x80 | ((low >> 56) & 0x3f));
   for (int i = 9; i < 16; ++i) b[i] = static_cast<unsigned char>(low >> (8 * (15 - i)));
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += digits[b[i] >> 4];
-    out += digits[b[i] & 15];
-  }
-  return out;
+  return interactions::uuid_text(b);
 }
 
 class StorageAuditTrail final : public AuditTrail {
@@ -490,7 +448,7 @@ storage::AuditRecord build_audit_record(const Caller& caller, const FhirRequest&
   rec.id = id;
   rec.recorded_us = recorded_us;
   rec.patients = request_patients(req, access);
-  const std::string recorded = format_instant(recorded_us);
+  const std::string recorded = interactions::format_instant(recorded_us);
 
   // Sized for a typical event (about 3 KiB) so that writing it does not reallocate.
   rapidjson::StringBuffer buf(nullptr, 4096);

@@ -30,6 +30,27 @@ TEST_CASE("FHIR dateTime parsing for _since, with partial precision and offsets"
   CHECK_FALSE(parse_fhir_datetime("2026-01-01T10:00:00+1", &us));
 }
 
+TEST_CASE("instants keep every field at its width, before 1970 and past year 9999 too", "[interactions]") {
+  CHECK(format_instant(0) == "1970-01-01T00:00:00.000000Z");
+  CHECK(format_instant(7) == "1970-01-01T00:00:00.000007Z");
+  CHECK(format_instant(-1) == "1969-12-31T23:59:59.999999Z");
+  int64_t us = 0;
+  REQUIRE(parse_fhir_datetime("0001-01-01T00:00:00Z", &us));
+  CHECK(format_instant(us) == "0001-01-01T00:00:00.000000Z");
+  REQUIRE(parse_fhir_datetime("9999-12-31T23:59:59.999999Z", &us));
+  CHECK(format_instant(us) == "9999-12-31T23:59:59.999999Z");
+  CHECK(format_instant(us + 1) == "10000-01-01T00:00:00.000000Z");
+}
+
+TEST_CASE("UUIDs are written 8-4-4-4-12 in lower-case hex", "[interactions]") {
+  const unsigned char bytes[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+                                   0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10};
+  CHECK(uuid_text(bytes) == "01234567-89ab-cdef-fedc-ba9876543210");
+  const std::string id = new_id();
+  REQUIRE(id.size() == 36);
+  CHECK(id[14] == '4');  // version 4
+}
+
 TEST_CASE("HTTP dates round-trip at second precision", "[interactions]") {
   int64_t us = 0;
   REQUIRE(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &us));
