@@ -452,6 +452,7 @@ int cmd_serve(int argc, char** argv) {
   if (purger) purger->stop();
   if (notifier) notifier->stop();
   pool.shutdown();
+  api.finish_held_responses();  // answers waiting for their audit record reach the sessions first
   log_writer.reset();  // the I/O threads are done: the last lines go out now
   std::fprintf(stderr, "espace: stopped\n");
   if (log_file && log_file != stderr) std::fclose(log_file);

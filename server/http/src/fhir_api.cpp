@@ -5,6 +5,7 @@
 #include <rapidjson/stringbuffer.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <optional>
 
@@ -29,6 +30,8 @@ using interactions::Interaction;
 FhirApi::FhirApi(const interactions::Services& services, const policy::Policy& policy, WorkerPool& pool,
                  ApiOptions options)
     : services_(services), policy_(policy), pool_(pool), options_(std::move(options)) {}
+
+FhirApi::~FhirApi() { finish_held_responses(); }
 
 namespace {
 
@@ -174,9 +177,63 @@ std::string export_owner(const policy::Caller& caller) {
   return caller.issuer + '\n' + caller.subject + '\n' + caller.client_id + '\n' + policy::role_name(caller.role);
 }
 
+// An OperationOutcome response in the negotiated format (JSON when that fails).
+Response outcome_response(const fhir::Definitions& defs, const Status& s, ResponseFormat* fmt, std::string allow = {}) {
+  Response r;
+  r.status = interactions::http_status(s.category());
+  std::string body;
+  Status rendered = render_body(defs, fhir::outcome_json(s.issues()), *fmt, &body);
+  if (!rendered) {
+    fmt->format = Format::Json;
+    body = fhir::outcome_json(s.issues());
+  }
+  r.body = std::move(body);
+  r.headers.set("Content-Type", content_type(fmt->format));
+  if (!allow.empty()) r.headers.set("Allow", std::move(allow));
+  return r;
+}
+
+Status unrecorded_access() {
+  return Status::error(ErrorCategory::Unavailable, "transient",
+                       "the access could not be recorded in the audit trail; nothing was sent");
+}
+
 }  // namespace
 
-Response FhirApi::handle_now(const Request& original) const {
+// A response that leaves once both halves are in: the worker's response and
+// the audit trail's verdict on the record (`missing` counts what is not in
+// yet). Whichever thread brings the last half sends it, so no worker sleeps
+// through a flush.
+struct FhirApi::HeldResponse {
+  const FhirApi* api;
+  Responder respond;
+  Response response;
+  ResponseFormat fmt;            // the request's, for the answer when the record fails
+  Status audit_status;
+  bool audit_required = false;   // a record that fails replaces the response
+  std::atomic<int> missing{1};   // the response, plus one per record in flight
+
+  void arrive() {
+    if (missing.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (audit_required && !audit_status) response = outcome_response(*api->services_.defs, unrecorded_access(), &fmt);
+    const FhirApi* owner = api;
+    Responder send = std::move(respond);
+    Response out = std::move(response);
+    delete this;
+    send(std::move(out));
+    std::lock_guard lock(owner->held_mutex_);
+    if (--owner->held_count_ == 0) owner->held_cv_.notify_all();
+  }
+};
+
+void FhirApi::finish_held_responses() {
+  std::unique_lock lock(held_mutex_);
+  held_cv_.wait(lock, [&] { return held_count_ == 0; });
+}
+
+Response FhirApi::handle_now(const Request& request) const { return handle_request(request, nullptr); }
+
+Response FhirApi::handle_request(const Request& original, HeldResponse* held) const {
   Response response;
   // Bodies sent with Content-Encoding are inflated (bounded) before anything else.
   std::optional<Request> decoded;
@@ -192,19 +249,21 @@ Response FhirApi::handle_now(const Request& original) const {
   }
   const Request& request = decoded ? *decoded : original;
   ResponseFormat fmt;
-  auto fail = [&](Status s, std::string allow = {}) {
-    Response r;
-    r.status = interactions::http_status(s.category());
-    std::string body;
-    Status rendered = render_body(*services_.defs, fhir::outcome_json(s.issues()), fmt, &body);
-    if (!rendered) {
-      fmt.format = Format::Json;
-      body = fhir::outcome_json(s.issues());
-    }
-    r.body = std::move(body);
-    r.headers.set("Content-Type", content_type(fmt.format));
-    if (!allow.empty()) r.headers.set("Allow", std::move(allow));
-    return r;
+  auto fail = [&](Status s, std::string allow = {}) { return outcome_response(*services_.defs, s, &fmt, std::move(allow)); };
+  // Puts the access on record before anything of the response leaves. Held
+  // (the server's path): the record is appended without waiting, and the
+  // response waits for it instead. False: the record failed and `required`.
+  auto trace = [&](const policy::Caller& who, const FhirRequest& what, int status, const policy::AccessRecord& access,
+                   bool required) {
+    if (!held) return audit_->record(who, what, status, access).is_ok() || !required;
+    held->fmt = fmt;
+    held->audit_required = required;
+    held->missing.fetch_add(1, std::memory_order_relaxed);
+    audit_->record_then(who, what, status, access, [held](Status s) {
+      held->audit_status = std::move(s);
+      held->arrive();
+    });
+    return true;
   };
 
   RouteMatch route = match_route(request.method, request.path);
@@ -257,7 +316,7 @@ Response FhirApi::handle_now(const Request& original) const {
         attempted.method = request.method;
         policy::Caller unknown;
         unknown.remote_address = request.remote_address;
-        (void)audit_->record(unknown, attempted, interactions::http_status(s.category()), policy::AccessRecord());
+        trace(unknown, attempted, interactions::http_status(s.category()), policy::AccessRecord(), false);
       }
       Response r = fail(std::move(s));
       // RFC 6750 section 3: a 401 names the scheme and why the token was refused.
@@ -275,9 +334,7 @@ Response FhirApi::handle_now(const Request& original) const {
       for (const std::string& p : a.patients)
         if (std::find(record.patients.begin(), record.patients.end(), p) == record.patients.end())
           record.patients.push_back(p);
-      if (Status s = audit_->record(caller, traced, a.status, record); !s)
-        return fail(Status::error(ErrorCategory::Unavailable, "transient",
-                                  "the access could not be recorded in the audit trail; nothing was sent"));
+      if (!trace(caller, traced, a.status, record, true)) return fail(unrecorded_access());
     }
     Response r = a.error.is_ok() ? Response() : fail(std::move(a.error));
     r.status = a.status;
@@ -301,7 +358,7 @@ Response FhirApi::handle_now(const Request& original) const {
   auto refuse = [&](Status s, const FhirRequest& refused) {
     if (audit_) {
       policy::AccessRecord none;
-      (void)audit_->record(caller, refused, interactions::http_status(s.category()), none);
+      trace(caller, refused, interactions::http_status(s.category()), none, false);
     }
     return fail(std::move(s));
   };
@@ -447,9 +504,8 @@ Response FhirApi::handle_now(const Request& original) const {
   if (audit_) {
     // The access is on record before anything of it leaves the server.
     static const policy::AccessRecord kNothingAccessed;
-    if (Status s = audit_->record(caller, req, final_status, guard ? guard->record() : kNothingAccessed); !s)
-      return fail(Status::error(ErrorCategory::Unavailable, "transient",
-                                "the access could not be recorded in the audit trail; nothing was sent"));
+    if (!trace(caller, req, final_status, guard ? guard->record() : kNothingAccessed, true))
+      return fail(unrecorded_access());
   }
   if (!out.error.is_ok()) return fail(std::move(out.error));
 
@@ -503,9 +559,21 @@ void FhirApi::handle(Request&& request, Responder respond) {
   auto* pending = new PendingRequest{std::move(request), std::move(respond)};
   bool queued = pool_.post([this, pending] {
     std::unique_ptr<PendingRequest> owned(pending);
-    Response r = handle_now(owned->request);
+    if (!audit_) {
+      Response r = handle_request(owned->request, nullptr);
+      compress_response(owned->request, &r);
+      owned->respond(std::move(r));
+      return;
+    }
+    {
+      std::lock_guard lock(held_mutex_);
+      ++held_count_;
+    }
+    auto* held = new HeldResponse{this, std::move(owned->respond), Response(), ResponseFormat(), Status::ok()};
+    Response r = handle_request(owned->request, held);
     compress_response(owned->request, &r);
-    owned->respond(std::move(r));
+    held->response = std::move(r);
+    held->arrive();
   });
   if (!queued) {
     std::unique_ptr<PendingRequest> owned(pending);

@@ -411,23 +411,34 @@ class StorageAuditTrail final : public AuditTrail {
 
   fhir::Status record(const Caller& caller, const FhirRequest& request, int status,
                       const AccessRecord& access) override {
-    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-    std::vector<storage::AuditRecord> records{
-        build_audit_record(caller, request, status, access, options_, now, new_event_id())};
-    // OpenSSL's SHA-256 (hardware-accelerated where the CPU has it) for the
-    // content digest; the storage only chains it.
-    std::string bytes = storage::audit_content_bytes(records[0]);
-    records[0].content_hash.resize(SHA256_DIGEST_LENGTH);
-    SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
-           reinterpret_cast<unsigned char*>(records[0].content_hash.data()));
+    std::vector<storage::AuditRecord> records{build(caller, request, status, access)};
     return store_.append_audit(&records);
+  }
+
+  void record_then(const Caller& caller, const FhirRequest& request, int status, const AccessRecord& access,
+                   std::function<void(fhir::Status)> done) override {
+    std::vector<storage::AuditRecord> records{build(caller, request, status, access)};
+    store_.append_audit_then(std::move(records), std::move(done));
   }
 
   bool flushes_writes_of(const storage::Storage& store) const override { return &store == &store_; }
 
  private:
+  storage::AuditRecord build(const Caller& caller, const FhirRequest& request, int status,
+                             const AccessRecord& access) const {
+    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    storage::AuditRecord record = build_audit_record(caller, request, status, access, options_, now, new_event_id());
+    // OpenSSL's SHA-256 (hardware-accelerated where the CPU has it) for the
+    // content digest; the storage only chains it.
+    std::string bytes = storage::audit_content_bytes(record);
+    record.content_hash.resize(SHA256_DIGEST_LENGTH);
+    SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
+           reinterpret_cast<unsigned char*>(record.content_hash.data()));
+    return record;
+  }
+
   storage::Storage& store_;
   AuditOptions options_;
 };

@@ -173,6 +173,10 @@ DeferFlushToNextWrite::~DeferFlushToNextWrite() { flush_deferred = previous_; }
 bool DeferFlushToNextWrite::active_on_this_thread() { return flush_deferred; }
 
 Status Storage::append_audit(std::vector<AuditRecord>*) { return no_audit_table(); }
+void Storage::append_audit_then(std::vector<AuditRecord> records, std::function<void(Status)> done) {
+  Status s = append_audit(&records);
+  done(std::move(s));
+}
 Status Storage::read_audit(const std::string&, AuditRecord*) { return no_audit_table(); }
 Status Storage::search_audit(const AuditQuery&, AuditPage*) { return no_audit_table(); }
 Status Storage::scan_audit(int64_t, int, std::vector<AuditRecord>*, std::vector<int64_t>*) { return no_audit_table(); }

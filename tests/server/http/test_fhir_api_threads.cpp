@@ -6,8 +6,11 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <condition_variable>
+#include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -163,4 +166,102 @@ TEST_CASE("with an audit trail /health is still answered on the calling thread",
   auto health = rig.handle(make_request("GET", "/health"));
   REQUIRE(health);
   CHECK(health->status == 200);
+}
+
+namespace {
+
+// An audit trail whose records become durable (or fail) when the test says.
+class HeldTrail final : public espace::policy::AuditTrail {
+ public:
+  espace::fhir::Status record(const espace::policy::Caller&, const espace::interactions::FhirRequest&, int,
+                              const espace::policy::AccessRecord&) override {
+    return espace::fhir::Status::ok();
+  }
+  void record_then(const espace::policy::Caller&, const espace::interactions::FhirRequest&, int status,
+                   const espace::policy::AccessRecord&, std::function<void(espace::fhir::Status)> done) override {
+    std::lock_guard lock(mutex_);
+    statuses_.push_back(status);
+    waiting_.push_back(std::move(done));
+    cv_.notify_all();
+  }
+  // Waits (bounded) until a record waits to be settled.
+  void wait_for_record() {
+    std::unique_lock lock(mutex_);
+    REQUIRE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !waiting_.empty(); }));
+  }
+  // Waits (bounded) for the next record, then settles it with `result`.
+  int settle_next(espace::fhir::Status result) {
+    std::function<void(espace::fhir::Status)> done;
+    int status;
+    {
+      std::unique_lock lock(mutex_);
+      REQUIRE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !waiting_.empty(); }));
+      done = std::move(waiting_.front());
+      waiting_.erase(waiting_.begin());
+      status = statuses_.front();
+      statuses_.erase(statuses_.begin());
+    }
+    done(std::move(result));
+    return status;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::function<void(espace::fhir::Status)>> waiting_;
+  std::vector<int> statuses_;
+};
+
+// handle() with the answer delivered to a future.
+std::future<Response> answer_of(espace::http::FhirApi& api, Request request) {
+  auto promise = std::make_shared<std::promise<Response>>();
+  std::future<Response> answer = promise->get_future();
+  api.handle(std::move(request), [promise](Response&& r) { promise->set_value(std::move(r)); });
+  return answer;
+}
+
+}  // namespace
+
+TEST_CASE("a response waits for its audit record, and a record that fails turns it into a 503",
+          "[http][threads][audit]") {
+  HeldTrail trail;  // outlives the rig's FhirApi
+  ApiRig rig;
+  const std::string id = created_id(rig, "Patient", R"({"resourceType":"Patient","gender":"female"})");
+  rig.api().set_audit_trail(&trail);
+
+  std::future<Response> read = answer_of(rig.api(), make_request("GET", "/Patient/" + id));
+  // The worker is done with the request long before this; the record is not durable yet.
+  CHECK(read.wait_for(std::chrono::milliseconds(100)) == std::future_status::timeout);
+  CHECK(trail.settle_next(espace::fhir::Status::ok()) == 200);
+  REQUIRE(read.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  Response ok = read.get();
+  CHECK(ok.status == 200);
+  CHECK(ok.body.find(id) != std::string::npos);
+
+  std::future<Response> failed = answer_of(rig.api(), make_request("GET", "/Patient/" + id));
+  CHECK(trail.settle_next(espace::fhir::Status::error(espace::fhir::ErrorCategory::Internal, "exception", "disk full")) ==
+        200);
+  REQUIRE(failed.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  Response refused = failed.get();
+  CHECK(refused.status == 503);
+  CHECK(refused.body.find("could not be recorded in the audit trail") != std::string::npos);
+  CHECK(refused.body.find(id) == std::string::npos);  // nothing of the resource left
+
+  // An error answer is held the same way, with the status it would have carried on record.
+  std::future<Response> missing = answer_of(rig.api(), make_request("GET", "/Patient/no-such-patient"));
+  CHECK(missing.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
+  CHECK(trail.settle_next(espace::fhir::Status::ok()) == 404);
+  REQUIRE(missing.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  CHECK(missing.get().status == 404);
+
+  // finish_held_responses() (after the pool has run the request) returns only once held answers are out.
+  std::future<Response> last = answer_of(rig.api(), make_request("GET", "/Patient/" + id));
+  trail.wait_for_record();
+  std::thread settler([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    trail.settle_next(espace::fhir::Status::ok());
+  });
+  rig.api().finish_held_responses();
+  CHECK(last.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+  settler.join();
 }

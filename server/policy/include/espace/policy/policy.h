@@ -13,6 +13,7 @@
 // documented in server/policy/README.md.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,13 @@ class AuditTrail {
   // is the HTTP status the response will carry.
   virtual fhir::Status record(const Caller& caller, const interactions::FhirRequest& request, int status,
                               const AccessRecord& access) = 0;
+  // record() without waiting: the record is built before this returns, and
+  // `done` gets record()'s result once it is durable or has failed, on
+  // another thread or on this one. The default calls record(), then `done`.
+  virtual void record_then(const Caller& caller, const interactions::FhirRequest& request, int status,
+                           const AccessRecord& access, std::function<void(fhir::Status)> done) {
+    done(record(caller, request, status, access));
+  }
   // True when record() appends, and waits for the flush of, a write to
   // `store` itself: the request's own writes to it may then skip their flush
   // wait (storage::DeferFlushToNextWrite), the record's flush covering them.

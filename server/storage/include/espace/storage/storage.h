@@ -342,6 +342,12 @@ class Storage {
   // and nothing of the call is kept. AuditEvents are never stored as
   // resources: put() of type AuditEvent is refused (NotAllowed).
   virtual Status append_audit(std::vector<AuditRecord>* records);
+  // append_audit without waiting: `done` gets its result once the records
+  // are durable or have failed, on a storage thread (or on the calling
+  // thread, before this returns, when the call fails at once). `done` must
+  // be quick and must not call back into the storage's writes. The default
+  // calls append_audit and then `done`.
+  virtual void append_audit_then(std::vector<AuditRecord> records, std::function<void(Status)> done);
   // The record with this AuditEvent id, or NotFound.
   virtual Status read_audit(const std::string& id, AuditRecord* out);
   // One page of the records matching q, newest first.
