@@ -56,7 +56,7 @@ TEST_CASE("acknowledged creates survive SIGKILL", "[durability]") {
     REQUIRE(mkdtemp(dir_template) != nullptr);
     std::string keep = std::string(dir_template) + "/espace.db";
     std::filesystem::copy_file(db, keep, std::filesystem::copy_options::overwrite_existing);
-    for (const char* suffix : {"-wal", "-shm"}) {
+    for (const char* suffix : {"-wal", "-shm", "-audit"}) {
       std::error_code ec;
       std::filesystem::copy_file(db + suffix, keep + suffix, std::filesystem::copy_options::overwrite_existing, ec);
     }

@@ -23,7 +23,7 @@ struct TempDb {
   TempDb(const TempDb&) = delete;
   TempDb& operator=(const TempDb&) = delete;
   void remove_files() const {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+    for (const char* suffix : {"", "-wal", "-shm", "-audit"}) std::remove((path + suffix).c_str());
   }
 };
 

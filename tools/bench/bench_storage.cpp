@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  for (const char* suffix : {"", "-wal", "-shm", "-audit"}) std::remove((path + suffix).c_str());
 
   std::printf("machine: %u cores (nproc), CPU %s\n", std::thread::hardware_concurrency(), cpu_model().c_str());
   std::printf("sqlite %s, durability=%s, %d writer threads, max_batch %d, db %s\n", sqlite3_libversion(),
@@ -394,6 +394,6 @@ int main(int argc, char** argv) {
     std::printf("database file: %.1f MB\n", static_cast<double>(std::ftell(f)) / 1e6);
     std::fclose(f);
   }
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  for (const char* suffix : {"", "-wal", "-shm", "-audit"}) std::remove((path + suffix).c_str());
   return 0;
 }

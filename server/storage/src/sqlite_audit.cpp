@@ -282,9 +282,13 @@ Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<Aud
   std::string prev = head->hash;
   for (size_t i = 0; i < records->size(); ++i) {
     AuditRecord& r = (*records)[i];
-    r.seq = ++seq;
-    r.prev_hash = prev;
-    r.hash = audit_chain_hash(prev, r);
+    if (r.seq != seq + 1 || r.prev_hash != prev || r.hash.size() != kAuditHashSize) {
+      *batch_broken = &r != &records->front();
+      return Status::error(ErrorCategory::Internal, "exception",
+                           "storage: audit record " + std::to_string(r.seq) + " does not follow the table's newest, " +
+                               std::to_string(seq));
+    }
+    seq = r.seq;
     prev = r.hash;
     {
       Stmt st(log_raw);

@@ -27,11 +27,12 @@ struct AuditChainHead {
   std::string hash;  // raw digest of record seq (zeros before the first)
 };
 Status load_audit_chain_head(Connection& c, AuditChainHead* head);
-// Inside a write transaction (the writer thread): chains and inserts the
-// records after `head` and advances it. No savepoint: a duplicate id in the
-// first record is undone by SQLite's statement rollback; any other failure,
-// or one after a record of the call was written, sets *batch_broken — the
-// whole transaction must then roll back.
+// Inside a write transaction (the writer thread): inserts records already
+// chained after `head` (seq, prev_hash and hash set, by the audit journal)
+// and advances it; a record that does not follow is refused. No savepoint: a
+// failure in the first record is undone by SQLite's statement rollback; any
+// other failure, or one after a record of the call was written, sets
+// *batch_broken — the whole transaction must then roll back.
 // `bodies` holds encode_audit_body of each record's JSON, in order.
 Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<AuditRecord>* records,
                             const std::vector<std::string>& bodies, bool* batch_broken);

@@ -4,8 +4,9 @@
 // expensive part of a durable write is the fsync at COMMIT. Running every
 // queued write body in one transaction (each in its own savepoint) pays that
 // fsync once per batch instead of once per write. Audit records, one per
-// request, take a shorter path in the same transactions: no savepoint, the
-// chain head kept in memory, the committed head stored once per batch.
+// request, are made durable by the audit journal (sqlite_audit_journal.h)
+// and reach the audit table in large batches: no savepoint, the committed
+// head stored once per batch.
 //
 // Readers do not memory-map the file: SQLite drops a reader's mapping at the
 // start of every read transaction after a commit, and with an audit record
@@ -27,6 +28,7 @@
 
 #include "espace/storage/sqlite_storage.h"
 #include "sqlite_audit.h"
+#include "sqlite_audit_journal.h"
 #include "sqlite_outbox.h"
 #include "sqlite_connection.h"
 #include "sqlite_page_cache.h"
@@ -35,6 +37,14 @@
 namespace espace::storage {
 
 namespace {
+
+// The newest commit of a DeferFlushToNextWrite write made on this thread and
+// not yet covered by an audit append (which then waits for its flush too).
+struct UnflushedCommit {
+  const void* storage = nullptr;
+  int64_t commit = 0;
+};
+thread_local UnflushedCommit t_unflushed_commit;
 
 using fhir::ErrorCategory;
 using sqlite::Connection;
@@ -491,6 +501,8 @@ class SqliteStorageImpl final : public SqliteStorage {
   // Stops in pipeline order: the writer drains the queue, the sync threads
   // acknowledge everything committed, then the checkpointer ends.
   ~SqliteStorageImpl() override {
+    // The journal hands its last records to the table through the writer.
+    journal_.stop();
     if (writer_thread_.joinable()) {
       {
         std::lock_guard lock(queue_mutex_);
@@ -553,9 +565,90 @@ class SqliteStorageImpl final : public SqliteStorage {
     checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
     if (own_fsync_)
       for (int i = 0; i < kSyncThreads; ++i) sync_threads_.emplace_back([this] { sync_loop(); });
+    if (Status s = open_audit_journal(); !s) return s;
     writer_thread_ = std::thread([this] { writer_loop(); });
     writer_thread_id_ = writer_thread_.get_id();
+    return start_audit_journal();
+  }
+
+  // Takes the audit journal and moves into the table what a crash left in it
+  // (before the writer thread runs: the writer connection is still ours).
+  Status open_audit_journal() {
+    bool owned = false;
+    if (Status s = journal_.lock(opts_.path + "-audit", &owned); !s) return s;
+    if (!owned) return Status::ok();  // another process writes the trail; we only read the table
+    if (Status s = sqlite::load_audit_chain_head(writer_, &audit_head_); !s) return s;
+    std::vector<sqlite::JournalEntry> left;
+    int64_t torn_bytes = 0;
+    if (Status s = sqlite::read_journal(journal_.fd(), audit_head_, &left, &torn_bytes); !s) return s;
+    if (left.empty()) return Status::ok();
+    std::vector<AuditRecord> records;
+    std::vector<std::string> bodies;
+    for (sqlite::JournalEntry& e : left) {
+      records.push_back(std::move(e.record));
+      bodies.push_back(std::move(e.body));
+    }
+    bool broken = false;
+    Status s = run(writer_, "BEGIN IMMEDIATE");
+    if (s) s = sqlite::insert_audit_records(writer_, &audit_head_, &records, bodies, &broken);
+    if (s) s = sqlite::store_audit_head(writer_, audit_head_.seq);
+    if (s) s = run(writer_, "COMMIT");
+    if (!s) {
+      if (!sqlite3_get_autocommit(writer_.db())) run(writer_, "ROLLBACK");
+      return s;
+    }
+    // Durable before the journal is emptied.
+    if (own_fsync_ && ::fdatasync(wal_fd_) != 0) return internal("cannot flush the replayed audit records");
     return Status::ok();
+  }
+
+  Status start_audit_journal() {
+    if (journal_.fd() < 0) return Status::ok();
+    if (!audit_head_.loaded)
+      if (Status s = sqlite::load_audit_chain_head(writer_, &audit_head_); !s) return s;
+    sqlite::AuditJournalHooks hooks;
+    hooks.find_in_table = [this](const std::vector<const std::string*>& ids, std::unordered_set<std::string>* taken) {
+      ReaderPool::Lease c(readers_);
+      // One read transaction for the batch, not one (with its file locks) per id.
+      if (Status s = c->exec("BEGIN"); !s) return s;
+      struct End {
+        Connection& c;
+        ~End() { (void)c.exec("COMMIT"); }
+      } end{*c};
+      sqlite3_stmt* raw = nullptr;
+      if (Status s = c->prepare("SELECT 1 FROM audit_log WHERE id = ?1", &raw); !s) return s;
+      for (const std::string* id : ids) {
+        Stmt st(raw);
+        st.bind(1, *id);
+        int rc = st.step();
+        if (rc == SQLITE_ROW) taken->insert(*id);
+        else if (rc != SQLITE_DONE) return sqlite::error(c->db(), "looking up an audit record id");
+      }
+      return Status::ok();
+    };
+    hooks.add_to_table = [this](std::vector<sqlite::JournalEntry> entries, std::function<void(Status)> done) {
+      auto p = std::make_unique<Pending>();
+      p->owned_records.reserve(entries.size());
+      p->owned_bodies.reserve(entries.size());
+      for (sqlite::JournalEntry& e : entries) {
+        p->owned_records.push_back(std::move(e.record));
+        p->owned_bodies.push_back(std::move(e.body));
+      }
+      p->audit = &p->owned_records;
+      p->audit_bodies = &p->owned_bodies;
+      p->then = std::move(done);
+      if (Status s = enqueue(*p); !s) return p->then(std::move(s));
+      p.release();  // finished, and deleted, by the writer or a sync thread
+    };
+    hooks.wait_commit_durable = [this](int64_t commit) {
+      if (!own_fsync_) return true;  // committed is durable (or nothing ever is: no fsync)
+      std::unique_lock lock(sync_mutex_);
+      durable_cv_.wait(lock, [&] { return durable_upto_ >= commit || sync_failed_; });
+      return durable_upto_ >= commit;
+    };
+    // The writer thread owns audit_head_ from now on; the journal keeps its own.
+    return journal_.start(audit_head_, opts_.synchronous_full, opts_.audit_table_batch, opts_.audit_table_delay_us,
+                          std::move(hooks));
   }
 
   // ---- reads ----
@@ -708,46 +801,76 @@ class SqliteStorageImpl final : public SqliteStorage {
   // ---- audit trail (sqlite_audit.cpp) ----
 
   Status append_audit(std::vector<AuditRecord>* records) override {
-    if (Status s = sqlite::check_audit_records(*records); !s) return s;
-    // The long hashing and the encoding of the bodies are done here, on the
-    // caller's thread, not on the writer's.
-    std::vector<std::string> bodies;
-    bodies.reserve(records->size());
-    for (AuditRecord& r : *records) {
-      if (r.content_hash.size() != kAuditHashSize) r.content_hash = audit_content_hash(r);
-      bodies.push_back(sqlite::encode_audit_body(r.json));
-    }
-    Pending p;
-    p.audit = records;
-    p.audit_bodies = &bodies;
-    Status s = enqueue_and_wait(p);
-    // Nothing was kept: seq and hashes given on the writer thread mean nothing.
-    if (!s)
+    struct Wait {
+      std::mutex mutex;
+      std::condition_variable cv;
+      bool finished = false;
+      Status result;
+    } w;
+    to_journal(std::move(*records), [&](Status s, std::vector<AuditRecord>& chained) {
+      std::lock_guard lock(w.mutex);
+      *records = std::move(chained);
+      w.result = std::move(s);
+      w.finished = true;
+      w.cv.notify_one();
+    });
+    std::unique_lock lock(w.mutex);
+    w.cv.wait(lock, [&] { return w.finished; });
+    // Nothing was kept: seq and hashes given in the journal mean nothing.
+    if (!w.result)
       for (AuditRecord& r : *records) {
         r.seq = 0;
         r.prev_hash.clear();
         r.hash.clear();
       }
-    return s;
+    return std::move(w.result);
+  }
+
+  void append_audit_then(std::vector<AuditRecord> records, std::function<void(Status)> done) override {
+    to_journal(std::move(records),
+               [done = std::move(done)](Status s, std::vector<AuditRecord>&) mutable { done(std::move(s)); });
+  }
+
+  // The records go to the audit journal; `done` runs once they are durable
+  // there (and so is any write this thread had answered at commit).
+  void to_journal(std::vector<AuditRecord> records, sqlite::AuditJournal::Done done) {
+    if (Status s = sqlite::check_audit_records(records); !s) return done(std::move(s), records);
+    // The long hashing and the encoding of the bodies are done on the caller's thread.
+    std::vector<std::string> bodies;
+    bodies.reserve(records.size());
+    for (AuditRecord& r : records) {
+      if (r.content_hash.size() != kAuditHashSize) r.content_hash = audit_content_hash(r);
+      bodies.push_back(sqlite::encode_audit_body(r.json));
+    }
+    int64_t after_commit = 0;
+    if (t_unflushed_commit.storage == this) {
+      after_commit = t_unflushed_commit.commit;
+      t_unflushed_commit = UnflushedCommit{};
+    }
+    journal_.append(std::move(records), std::move(bodies), after_commit, std::move(done));
   }
 
   Status read_audit(const std::string& id, AuditRecord* out) override {
+    if (Status s = journal_.catch_up(); !s) return s;
     ReaderPool::Lease c(readers_);
     return sqlite::read_audit_record(*c, id, out);
   }
 
   Status search_audit(const AuditQuery& q, AuditPage* out) override {
+    if (Status s = journal_.catch_up(); !s) return s;
     ReaderPool::Lease c(readers_);
     return sqlite::search_audit_records(*c, q, out);
   }
 
   Status scan_audit(int64_t after_seq, int count, std::vector<AuditRecord>* out,
                     std::vector<int64_t>* index_mismatches) override {
+    if (Status s = journal_.catch_up(); !s) return s;
     ReaderPool::Lease c(readers_);
     return sqlite::scan_audit_records(*c, after_seq, count, out, index_mismatches);
   }
 
   Status audit_head(AuditHead* out) override {
+    if (Status s = journal_.catch_up(); !s) return s;
     ReaderPool::Lease c(readers_);
     return sqlite::read_audit_head(*c, out);
   }
@@ -776,7 +899,10 @@ class SqliteStorageImpl final : public SqliteStorage {
     Pending p;
     p.body = &body;
     p.answer_at_commit = DeferFlushToNextWrite::active_on_this_thread();
-    return enqueue_and_wait(p);
+    Status s = enqueue_and_wait(p);
+    // The audit record that follows waits for this commit's flush as well.
+    if (p.commit_number > 0) t_unflushed_commit = UnflushedCommit{this, p.commit_number};
+    return s;
   }
 
   WriteStats write_stats() const override {
@@ -806,10 +932,16 @@ class SqliteStorageImpl final : public SqliteStorage {
     std::vector<AuditRecord>* audit = nullptr;
     const std::vector<std::string>* audit_bodies = nullptr;  // stored form of each audit record's JSON
     bool answer_at_commit = false;  // DeferFlushToNextWrite: the caller's next write waits for the flush
+    int64_t commit_number = 0;      // answer_at_commit: the commit (committed_seq_) not yet flushed
     Status result;
     std::mutex mutex;
     std::condition_variable wake;
     bool done = false;
+    // append_audit_then: nobody waits; the Pending owns the records and is
+    // deleted by finish(), which then hands the result to `then`.
+    std::function<void(Status)> then;
+    std::vector<AuditRecord> owned_records;
+    std::vector<std::string> owned_bodies;
 
     void wait() {
       std::unique_lock lock(mutex);
@@ -818,6 +950,12 @@ class SqliteStorageImpl final : public SqliteStorage {
     // Notifying under the lock: the waiter cannot return (and destroy this)
     // before the notification is finished.
     void finish(Status s) {
+      if (then) {
+        std::function<void(Status)> call = std::move(then);
+        delete this;
+        call(std::move(s));
+        return;
+      }
       std::lock_guard lock(mutex);
       result = std::move(s);
       done = true;
@@ -826,6 +964,13 @@ class SqliteStorageImpl final : public SqliteStorage {
   };
 
   Status enqueue_and_wait(Pending& p) {
+    if (Status s = enqueue(p); !s) return s;
+    p.wait();
+    return std::move(p.result);
+  }
+
+  // Hands `p` to the writer thread; on an error it was not queued.
+  Status enqueue(Pending& p) {
     if (std::this_thread::get_id() == writer_thread_id_)
       return internal("write() called from inside a write body would wait for itself");
     if (sync_failed_.load())
@@ -840,8 +985,7 @@ class SqliteStorageImpl final : public SqliteStorage {
       wake_writer = writer_idle_;
     }
     if (wake_writer) queue_cv_.notify_one();
-    p.wait();
-    return std::move(p.result);
+    return Status::ok();
   }
 
   static Status not_found(const std::string& type, const std::string& id) {
@@ -1046,6 +1190,7 @@ class SqliteStorageImpl final : public SqliteStorage {
       later_results.reserve(batch.size());
       for (size_t i = 0; i < batch.size(); ++i) {
         if (batch[i]->answer_at_commit) {
+          batch[i]->commit_number = committed_seq_ + 1;  // the writer alone moves committed_seq_
           batch[i]->finish(std::move(results[i]));
         } else {
           flushed_later.push_back(batch[i]);
@@ -1136,6 +1281,7 @@ class SqliteStorageImpl final : public SqliteStorage {
       }
       lock.unlock();
       flushed_cv_.notify_one();
+      durable_cv_.notify_all();
       for (CommittedBatch& b : done) acknowledge(b.pending, b.results);
       lock.lock();
     }
@@ -1187,7 +1333,8 @@ class SqliteStorageImpl final : public SqliteStorage {
   std::deque<Pending*> queue_;
   bool writer_idle_ = false;  // the writer waits on queue_cv_ (an empty queue)
   bool stopping_ = false;
-  sqlite::AuditChainHead audit_head_;  // writer thread only
+  sqlite::AuditChainHead audit_head_;  // writer thread only (and open())
+  sqlite::AuditJournal journal_;
   std::thread writer_thread_;
   std::thread::id writer_thread_id_;
 
@@ -1202,6 +1349,7 @@ class SqliteStorageImpl final : public SqliteStorage {
   std::mutex sync_mutex_;
   std::condition_variable sync_cv_;
   std::condition_variable flushed_cv_;  // the writer waits here when too far ahead
+  std::condition_variable durable_cv_;  // the audit journal waits here for a commit's flush
   std::deque<CommittedBatch> awaiting_sync_;
   int64_t committed_seq_ = 0;       // batches committed so far
   int64_t sync_started_upto_ = 0;   // newest batch covered by a flush in progress or done

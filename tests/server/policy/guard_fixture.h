@@ -192,6 +192,7 @@ class Env {
     std::remove(path_.c_str());
     std::remove((path_ + "-wal").c_str());
     std::remove((path_ + "-shm").c_str());
+    std::remove((path_ + "-audit").c_str());
   }
 
   std::string path_;

@@ -139,6 +139,7 @@ TEST_CASE("acknowledged writes survive kill -9 of the writing process", "[storag
     std::remove(path.c_str());
     std::remove((path + "-wal").c_str());
     std::remove((path + "-shm").c_str());
+    std::remove((path + "-audit").c_str());
   };
   remove_db();
 

@@ -13,13 +13,15 @@
 //                     value index with res_key (pages of many matches read the index alone)
 // resource_current is indexed by (type, res_key) since version 3.
 //   audit_log, audit_patient  (version 4) the append-only, hash-chained audit
-//                     trail and its index by patient (sqlite_audit.cpp)
+//                     trail and its index by patient (sqlite_audit.cpp); records
+//                     are durable in the audit journal "<path>-audit" first and
+//                     reach these tables in batches (sqlite_audit_journal.h)
 // Older databases are migrated when opened.
 //   storage_meta      small key/value facts (last commit timestamp)
 //
 // Threads: one writer (group commit: every queued body in one transaction,
-// each in its own savepoint; audit appends without one), with overlap_fsync a few WAL sync threads that
-// acknowledge writes once flushed, and one checkpointer.
+// each in its own savepoint; audit batches without one), with overlap_fsync a few WAL sync threads that
+// acknowledge writes once flushed, one checkpointer, and the audit journal's flush thread.
 //
 // History semantics: versions are ordered by seq (commit order), newest first.
 // HistoryPage::total counts the versions matching type/id/since_us/before_us;

@@ -274,12 +274,12 @@ using OutboxRule = std::function<void(const ResourceVersion& written, bool creat
 // While one lives on a thread, Storage::write() calls made on that thread
 // return once their transaction has committed, before the commit is flushed
 // to disk. Only for a caller that then makes a durable write to the same
-// storage (append_audit, which always waits for its flush) and tells no one
-// about the first write before that one is acknowledged: the flush of a later
-// commit covers every earlier one, so a request that writes and then records
-// its audit event waits for one flush instead of two, and nothing is
-// acknowledged before it is durable. If the later write fails, the caller
-// must answer as if the first one may be lost.
+// storage on the same thread (append_audit or append_audit_then, which then
+// also wait for the flush of those commits) and tells no one about the first
+// write before that one is acknowledged: a request that writes and then
+// records its audit event waits once, for both flushes running side by side,
+// and nothing is acknowledged before it is durable. If the later write fails,
+// the caller must answer as if the first one may be lost.
 class DeferFlushToNextWrite {
  public:
   DeferFlushToNextWrite();
@@ -385,6 +385,12 @@ struct SqliteOptions {
   bool overlap_fsync = true;
   // Which writes raise outbox events (empty: none).
   OutboxRule outbox_rule;
+  // Audit records are durable in the audit journal ("<path>-audit") first
+  // and reach the searchable audit table in batches: once this many wait, or
+  // once the oldest has waited this long (readers of the table never wait
+  // for either: they bring the table up to date first).
+  size_t audit_table_batch = 4096;
+  int64_t audit_table_delay_us = 250'000;
 };
 
 Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out);

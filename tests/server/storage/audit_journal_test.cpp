@@ -1,0 +1,309 @@
+// The audit journal of the SQLite storage (sqlite_audit_journal.h): records
+// are durable in "<db>-audit" when acknowledged, reach the audit table in
+// batches, survive kill -9 in either place, and a journal left behind is
+// replayed — a torn last frame dropped, a broken earlier frame refused.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "espace/storage/sqlite_storage.h"
+#include "temp_db.h"
+
+using namespace espace::storage;
+using espace::fhir::ErrorCategory;
+using espace::testing::TempDb;
+
+namespace {
+
+constexpr int64_t kNeverUs = int64_t{3600} * 1000000;  // the table gets records only when read
+
+SqliteOptions options(const std::string& path, int64_t table_delay_us) {
+  SqliteOptions opts;
+  opts.path = path;
+  opts.reader_connections = 2;
+  opts.audit_table_delay_us = table_delay_us;
+  return opts;
+}
+
+AuditRecord make_record(const std::string& id, std::vector<std::string> patients) {
+  AuditRecord r;
+  r.id = id;
+  r.recorded_us = 1'700'000'000'000'000;
+  r.patients = std::move(patients);
+  r.json = R"({"resourceType":"AuditEvent","id":")" + id + R"(","outcome":"0"})";
+  return r;
+}
+
+// Rows of the audit table, read behind the storage's back.
+int64_t table_rows(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*) FROM audit_log", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+int64_t file_size(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  return f ? static_cast<int64_t>(f.tellg()) : -1;
+}
+
+// The child of the kill tests: threads that each write a Patient answered at
+// commit (as a request under the audit trail does), then append the audit
+// record of that request, and report "n" once both are acknowledged.
+[[noreturn]] void child_main(const SqliteOptions& opts, int threads, int limit, int report_fd) {
+  std::unique_ptr<Storage> s;
+  if (!open_sqlite(opts, &s)) _exit(3);
+  std::vector<std::thread> workers;
+  std::atomic<int> next{0};
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&, t] {
+      for (;;) {
+        const int n = next.fetch_add(1);
+        if (limit > 0 && n >= limit) return;
+        const std::string id = "k" + std::to_string(n);
+        {
+          DeferFlushToNextWrite one_flush;
+          Status w = s->write([&](WriteTxn& txn) {
+            ResourceVersion v;
+            v.type = "Patient";
+            v.id = id;
+            v.version = 1;
+            v.method = "POST";
+            v.last_updated_us = txn.now_us();
+            v.json = R"({"resourceType":"Patient","id":")" + id + "\"}";
+            return txn.put(v, {});
+          });
+          if (!w) _exit(4);
+        }
+        std::vector<AuditRecord> one{make_record("ev-" + id, {"p" + std::to_string(t)})};
+        if (!s->append_audit(&one)) _exit(5);
+        const std::string line = std::to_string(n) + "\n";
+        if (::write(report_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(6);
+      }
+    });
+  for (auto& w : workers) w.join();
+  if (limit > 0) pause();  // wait for the kill, the journal as it is
+  _exit(0);
+}
+
+// Runs child_main, kills it once `kill_after` appends were reported (plus a
+// random delay when `jitter`) and returns every reported number.
+std::vector<int> run_and_kill(const SqliteOptions& opts, int threads, int limit, int kill_after, std::mt19937* jitter) {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    close(fds[0]);
+    child_main(opts, threads, limit, fds[1]);
+  }
+  close(fds[1]);
+  std::vector<int> acked;
+  std::string pending;
+  auto read_some = [&](int timeout_ms) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) return false;
+    char buf[4096];
+    ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n <= 0) return false;
+    pending.append(buf, static_cast<size_t>(n));
+    size_t at;
+    while ((at = pending.find('\n')) != std::string::npos) {
+      acked.push_back(std::stoi(pending.substr(0, at)));
+      pending.erase(0, at + 1);
+    }
+    return true;
+  };
+  while (static_cast<int>(acked.size()) < kill_after)
+    if (!read_some(30000)) break;
+  if (jitter) std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(*jitter)));
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  while (read_some(0)) {
+  }
+  close(fds[0]);
+  REQUIRE(WIFSIGNALED(status));  // our kill, not an early exit of the child
+  REQUIRE(static_cast<int>(acked.size()) >= kill_after);
+  return acked;
+}
+
+}  // namespace
+
+TEST_CASE("audit records wait in the journal until the table is read or their time is up", "[audit][journal]") {
+  TempDb db;
+  {
+    auto opts = options(db.path, kNeverUs);
+    std::unique_ptr<Storage> s;
+    REQUIRE(open_sqlite(opts, &s).is_ok());
+    for (int i = 0; i < 3; ++i) {
+      std::vector<AuditRecord> one{make_record("w" + std::to_string(i), {"p1"})};
+      REQUIRE(s->append_audit(&one).is_ok());
+      CHECK(one[0].seq == i + 1);
+    }
+    CHECK(table_rows(db.path) == 0);
+    CHECK(file_size(db.path + "-audit") > 0);
+    // A reader of the table brings it up to date first.
+    AuditQuery q;
+    q.patient = "p1";
+    AuditPage page;
+    REQUIRE(s->search_audit(q, &page).is_ok());
+    CHECK(page.records.size() == 3);
+    CHECK(table_rows(db.path) == 3);
+  }
+  // Closed: everything is in the table and the journal is empty.
+  CHECK(table_rows(db.path) == 3);
+  CHECK(file_size(db.path + "-audit") == 0);
+  {
+    auto opts = options(db.path, 20'000);
+    std::unique_ptr<Storage> s;
+    REQUIRE(open_sqlite(opts, &s).is_ok());
+    std::vector<AuditRecord> one{make_record("w3", {})};
+    REQUIRE(s->append_audit(&one).is_ok());
+    CHECK(one[0].seq == 4);
+    // Nobody reads: the record still reaches the table once its delay is over.
+    int64_t rows = 0;
+    for (int i = 0; i < 100 && rows < 4; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      rows = table_rows(db.path);
+    }
+    CHECK(rows == 4);
+  }
+}
+
+TEST_CASE("acknowledged audit records and the writes before them survive kill -9", "[audit][journal][durability]") {
+  TempDb db;
+  std::random_device rd;
+  const unsigned seed = rd();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  const bool overlap_fsync = GENERATE(true, false);
+  // Records only in the journal at the kill, or some already in the table.
+  const int64_t delay_us = GENERATE(kNeverUs, int64_t{2000});
+  INFO("overlap_fsync " << overlap_fsync << ", table delay " << delay_us << " us");
+  auto opts = options(db.path, delay_us);
+  opts.overlap_fsync = overlap_fsync;
+  const int kill_after = std::uniform_int_distribution<int>(1, 400)(rng);
+  std::vector<int> acked = run_and_kill(opts, 4, 0, kill_after, &rng);
+
+  std::unique_ptr<Storage> s;
+  Status opened = open_sqlite(options(db.path, kNeverUs), &s);
+  INFO(opened.message());
+  REQUIRE(opened.is_ok());
+  size_t missing_writes = 0, missing_records = 0;
+  for (int n : acked) {
+    ResourceVersion v;
+    if (!s->read("Patient", "k" + std::to_string(n), &v)) ++missing_writes;
+    AuditRecord r;
+    if (!s->read_audit("ev-k" + std::to_string(n), &r)) ++missing_records;
+  }
+  CHECK(missing_writes == 0);
+  CHECK(missing_records == 0);
+  AuditVerification v;
+  REQUIRE(verify_audit_chain(*s, &v).is_ok());
+  INFO(v.problem);
+  CHECK(v.intact);
+  CHECK(v.records >= static_cast<int64_t>(acked.size()));
+  // The chain goes on after the replayed records.
+  std::vector<AuditRecord> next{make_record("after-kill", {})};
+  REQUIRE(s->append_audit(&next).is_ok());
+  CHECK(next[0].seq == v.records + 1);
+}
+
+TEST_CASE("a journal left by a crash: a torn last frame is dropped, a broken frame stops the opening",
+          "[audit][journal]") {
+  TempDb db;
+  // 20 acknowledged records in the journal only, then the kill.
+  run_and_kill(options(db.path, kNeverUs), 1, 20, 20, nullptr);
+  REQUIRE(table_rows(db.path) == 0);
+  const std::string journal = db.path + "-audit";
+  const int64_t size = file_size(journal);
+  REQUIRE(size > 0);
+
+  SECTION("a last frame cut short, or of full length but not flushed (a write the crash interrupted)") {
+    {
+      std::ofstream f(journal, std::ios::binary | std::ios::app);
+      if (GENERATE(true, false)) {
+        const char torn[] = {'\x64', 0, 0, 0, 'x', 'x', 'x'};  // says 100 bytes follow; 3 do
+        f.write(torn, sizeof torn);
+      } else {
+        const std::string zeros(60, '\0');  // says 56 bytes follow, all zero
+        f.write("\x38\0\0\0", 4);
+        f.write(zeros.data(), 56);
+      }
+    }
+    std::unique_ptr<Storage> s;
+    Status opened = open_sqlite(options(db.path, kNeverUs), &s);
+    INFO(opened.message());
+    REQUIRE(opened.is_ok());
+    CHECK(table_rows(db.path) == 20);  // replayed before anything else
+    AuditVerification v;
+    REQUIRE(verify_audit_chain(*s, &v).is_ok());
+    CHECK(v.intact);
+    CHECK(v.records == 20);
+    std::vector<AuditRecord> next{make_record("after-torn", {})};
+    REQUIRE(s->append_audit(&next).is_ok());
+    CHECK(next[0].seq == 21);
+  }
+  SECTION("a byte changed in the first record") {
+    {
+      std::fstream f(journal, std::ios::binary | std::ios::in | std::ios::out);
+      f.seekp(40);  // inside the first frame: its id or body
+      f.put('#');
+    }
+    std::unique_ptr<Storage> s;
+    Status opened = open_sqlite(options(db.path, kNeverUs), &s);
+    CHECK_FALSE(opened.is_ok());
+    CHECK(opened.message().find("audit journal") != std::string::npos);
+    CHECK(table_rows(db.path) == 0);  // nothing of it was replayed
+    CHECK(file_size(journal) == size);  // and the evidence is kept
+  }
+}
+
+TEST_CASE("a second storage on a database whose journal another one holds reads the table and appends nothing",
+          "[audit][journal]") {
+  TempDb db;
+  std::unique_ptr<Storage> owner, other;
+  REQUIRE(open_sqlite(options(db.path, kNeverUs), &owner).is_ok());
+  std::vector<AuditRecord> first{make_record("o1", {"p1"})};
+  REQUIRE(owner->append_audit(&first).is_ok());
+  AuditHead head;
+  REQUIRE(owner->audit_head(&head).is_ok());  // brings the table up to date
+  CHECK(head.seq == 1);
+
+  REQUIRE(open_sqlite(options(db.path, kNeverUs), &other).is_ok());
+  AuditRecord r;
+  REQUIRE(other->read_audit("o1", &r).is_ok());
+  std::vector<AuditRecord> refused{make_record("x1", {})};
+  Status st = other->append_audit(&refused);
+  CHECK(st.category() == ErrorCategory::Unavailable);
+  CHECK(refused[0].seq == 0);
+  other.reset();
+
+  std::vector<AuditRecord> second{make_record("o2", {"p1"})};
+  REQUIRE(owner->append_audit(&second).is_ok());
+  CHECK(second[0].seq == 2);
+  owner.reset();
+  // The next opener takes the journal over and continues the chain.
+  REQUIRE(open_sqlite(options(db.path, kNeverUs), &other).is_ok());
+  std::vector<AuditRecord> third{make_record("o3", {})};
+  REQUIRE(other->append_audit(&third).is_ok());
+  CHECK(third[0].seq == 3);
+}
