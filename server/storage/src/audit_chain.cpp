@@ -130,8 +130,14 @@ std::string audit_sha256(std::string_view data) {
 }
 
 std::string audit_content_bytes(const AuditRecord& r) {
+  std::string out = audit_content_prefix(r);
+  out += r.json;
+  return out;
+}
+
+std::string audit_content_prefix(const AuditRecord& r) {
   std::string out;
-  out.reserve(32 + r.id.size() + r.json.size() + r.patients.size() * 24);
+  out.reserve(32 + r.id.size() + r.patients.size() * 24);
   auto u64 = [&out](uint64_t v) {
     for (int i = 7; i >= 0; --i) out += static_cast<char>(v >> (8 * i));
   };
@@ -144,7 +150,6 @@ std::string audit_content_bytes(const AuditRecord& r) {
     out += p;
   }
   u64(r.json.size());
-  out += r.json;
   return out;
 }
 

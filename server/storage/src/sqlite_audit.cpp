@@ -254,13 +254,9 @@ Status load_audit_chain_head(Connection& c, AuditChainHead* head) {
   return Status::ok();
 }
 
-Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<AuditRecord>* records,
-                            const std::vector<std::string>& bodies, bool* batch_broken) {
+Status insert_audit_records(Connection& c, AuditChainHead* head, const std::vector<const JournalEntry*>& entries,
+                            bool* batch_broken) {
   *batch_broken = false;
-  if (bodies.size() != records->size()) {
-    *batch_broken = true;
-    return Status::error(ErrorCategory::Internal, "exception", "storage: audit records and bodies do not match");
-  }
   if (!head->loaded)
     if (Status s = load_audit_chain_head(c, head); !s) {
       *batch_broken = true;
@@ -280,10 +276,10 @@ Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<Aud
   // The chain advances in a copy: the head moves only once every record is in.
   int64_t seq = head->seq;
   std::string prev = head->hash;
-  for (size_t i = 0; i < records->size(); ++i) {
-    AuditRecord& r = (*records)[i];
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const AuditRecord& r = entries[i]->record;
     if (r.seq != seq + 1 || r.prev_hash != prev || r.hash.size() != kAuditHashSize) {
-      *batch_broken = &r != &records->front();
+      *batch_broken = i > 0;
       return Status::error(ErrorCategory::Internal, "exception",
                            "storage: audit record " + std::to_string(r.seq) + " does not follow the table's newest, " +
                                std::to_string(seq));
@@ -297,14 +293,14 @@ Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<Aud
       st.bind(2, r.id);
       st.bind(3, r.recorded_us);
       st.bind(4, patients);
-      st.bind_blob(5, bodies[i]);
+      st.bind_blob(5, entries[i]->body);
       st.bind_blob(6, r.prev_hash);
       st.bind_blob(7, r.hash);
       int rc = st.step();
       // A failed INSERT undoes itself (statement rollback); the batch only
       // breaks when a record of this call was already written.
       if ((rc & 0xff) == SQLITE_CONSTRAINT) {  // extended codes may be on
-        *batch_broken = &r != &records->front();
+        *batch_broken = i > 0;
         return Status::error(ErrorCategory::Conflict, "duplicate", "storage: audit record " + r.id + " already exists");
       }
       if (rc != SQLITE_DONE) {

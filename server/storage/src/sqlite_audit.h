@@ -27,15 +27,22 @@ struct AuditChainHead {
   std::string hash;  // raw digest of record seq (zeros before the first)
 };
 Status load_audit_chain_head(Connection& c, AuditChainHead* head);
+// A record as the audit journal and the audit table hold it: seq, id,
+// recorded_us, patients, prev_hash and hash set; `body` is the stored form
+// of its JSON (encode_audit_body; record.json is left empty).
+struct JournalEntry {
+  AuditRecord record;
+  std::string body;
+};
+
 // Inside a write transaction (the writer thread): inserts records already
 // chained after `head` (seq, prev_hash and hash set, by the audit journal)
 // and advances it; a record that does not follow is refused. No savepoint: a
 // failure in the first record is undone by SQLite's statement rollback; any
 // other failure, or one after a record of the call was written, sets
 // *batch_broken — the whole transaction must then roll back.
-// `bodies` holds encode_audit_body of each record's JSON, in order.
-Status insert_audit_records(Connection& c, AuditChainHead* head, std::vector<AuditRecord>* records,
-                            const std::vector<std::string>& bodies, bool* batch_broken);
+Status insert_audit_records(Connection& c, AuditChainHead* head, const std::vector<const JournalEntry*>& entries,
+                            bool* batch_broken);
 // The stored form of an AuditEvent's JSON (the body column): the fragments
 // every event repeats (member names, code systems, fixed codings) replaced by
 // one byte each, so that a record takes a third to a fifth of the pages. The

@@ -311,12 +311,18 @@ void AuditJournal::write_calls(std::vector<Call>& calls) {
     if (results[i])
       for (size_t k = 0; k < c.records.size(); ++k) {
         if (unfiled_.empty()) oldest_unfiled_us_ = at;
+        // Everything but the JSON, which the body holds in its stored form.
+        const AuditRecord& r = c.records[k];
         JournalEntry e;
-        e.record = c.records[k];
-        e.record.json.clear();
+        e.record.seq = r.seq;
+        e.record.id = r.id;
+        e.record.recorded_us = r.recorded_us;
+        e.record.patients = r.patients;
+        e.record.prev_hash = r.prev_hash;
+        e.record.hash = r.hash;
         e.body = std::move(c.bodies[k]);
-        unfiled_ids_.insert(e.record.id);
         unfiled_.push_back(std::move(e));
+        unfiled_ids_.insert(unfiled_.back().record.id);
       }
   }
   if (durable && head_.seq != before.seq) {
@@ -332,6 +338,7 @@ void AuditJournal::drop_entries_in_table() {
     std::lock_guard lock(mutex_);
     in_table = in_table_seq_;
   }
+  // Only entries the finished hand-overs took: none is in use any more.
   while (!unfiled_.empty() && unfiled_.front().record.seq <= in_table) {
     unfiled_ids_.erase(unfiled_.front().record.id);
     unfiled_.pop_front();
@@ -346,10 +353,12 @@ void AuditJournal::maybe_add_to_table(bool force) {
     if (handing_over_) return;
     handing_over_ = true;
   }
-  // Copies: the entries stay here (their ids still count as used) until the
-  // table has them durably; a failed hand-over is retried.
-  std::vector<JournalEntry> entries(unfiled_.begin(), unfiled_.end());
-  const int64_t upto = entries.back().record.seq;
+  // The entries stay here (their ids still count as used) until the table
+  // has them durably; a failed hand-over is retried.
+  std::vector<const JournalEntry*> entries;
+  entries.reserve(unfiled_.size());
+  for (const JournalEntry& e : unfiled_) entries.push_back(&e);
+  const int64_t upto = entries.back()->record.seq;
   hooks_.add_to_table(std::move(entries), [this, upto](Status s) {
     std::lock_guard lock(mutex_);
     handing_over_ = false;

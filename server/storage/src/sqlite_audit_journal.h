@@ -31,6 +31,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -39,14 +40,6 @@
 #include "sqlite_audit.h"
 
 namespace espace::storage::sqlite {
-
-// A record as the journal and the audit table hold it: seq, id,
-// recorded_us, patients, prev_hash and hash set; `body` is the stored form
-// of its JSON (record.json is left empty).
-struct JournalEntry {
-  AuditRecord record;
-  std::string body;
-};
 
 // Reads the frames of a journal file with seq > head.seq, checking each
 // against the chain that continues from `head`. A missing file reads as
@@ -59,7 +52,8 @@ struct AuditJournalHooks {
   std::function<Status(const std::vector<const std::string*>& ids, std::unordered_set<std::string>* taken)>
       find_in_table;
   // Appends chained entries to the audit table; `done` once that is durable.
-  std::function<void(std::vector<JournalEntry> entries, std::function<void(Status)> done)> add_to_table;
+  // The entries stay where they are (unchanged) until `done` has run.
+  std::function<void(std::vector<const JournalEntry*> entries, std::function<void(Status)> done)> add_to_table;
   // Blocks until the storage's commit number `commit` is durable; false when it may never be.
   std::function<bool(int64_t commit)> wait_commit_durable;
 };
@@ -138,8 +132,11 @@ class AuditJournal {
   // Flush thread only.
   AuditChainHead head_;
   int64_t file_bytes_ = 0;
-  std::deque<JournalEntry> unfiled_;          // durable here, not yet in the table
-  std::unordered_set<std::string> unfiled_ids_;
+  // Durable here, not yet in the table. A deque: its elements stay in place
+  // as entries are added and removed at the ends, so a hand-over and the id
+  // set can point into it.
+  std::deque<JournalEntry> unfiled_;
+  std::unordered_set<std::string_view> unfiled_ids_;
   int64_t oldest_unfiled_us_ = 0;
 };
 

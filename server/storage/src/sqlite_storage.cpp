@@ -582,15 +582,11 @@ class SqliteStorageImpl final : public SqliteStorage {
     int64_t torn_bytes = 0;
     if (Status s = sqlite::read_journal(journal_.fd(), audit_head_, &left, &torn_bytes); !s) return s;
     if (left.empty()) return Status::ok();
-    std::vector<AuditRecord> records;
-    std::vector<std::string> bodies;
-    for (sqlite::JournalEntry& e : left) {
-      records.push_back(std::move(e.record));
-      bodies.push_back(std::move(e.body));
-    }
+    std::vector<const sqlite::JournalEntry*> entries;
+    for (const sqlite::JournalEntry& e : left) entries.push_back(&e);
     bool broken = false;
     Status s = run(writer_, "BEGIN IMMEDIATE");
-    if (s) s = sqlite::insert_audit_records(writer_, &audit_head_, &records, bodies, &broken);
+    if (s) s = sqlite::insert_audit_records(writer_, &audit_head_, entries, &broken);
     if (s) s = sqlite::store_audit_head(writer_, audit_head_.seq);
     if (s) s = run(writer_, "COMMIT");
     if (!s) {
@@ -626,16 +622,9 @@ class SqliteStorageImpl final : public SqliteStorage {
       }
       return Status::ok();
     };
-    hooks.add_to_table = [this](std::vector<sqlite::JournalEntry> entries, std::function<void(Status)> done) {
+    hooks.add_to_table = [this](std::vector<const sqlite::JournalEntry*> entries, std::function<void(Status)> done) {
       auto p = std::make_unique<Pending>();
-      p->owned_records.reserve(entries.size());
-      p->owned_bodies.reserve(entries.size());
-      for (sqlite::JournalEntry& e : entries) {
-        p->owned_records.push_back(std::move(e.record));
-        p->owned_bodies.push_back(std::move(e.body));
-      }
-      p->audit = &p->owned_records;
-      p->audit_bodies = &p->owned_bodies;
+      p->audit = std::move(entries);
       p->then = std::move(done);
       if (Status s = enqueue(*p); !s) return p->then(std::move(s));
       p.release();  // finished, and deleted, by the writer or a sync thread
@@ -918,30 +907,30 @@ class SqliteStorageImpl final : public SqliteStorage {
     return s;
   }
 
+  bool owns_audit_journal() const override { return journal_.started(); }
+
   int pending_writes() const override {
     std::lock_guard lock(queue_mutex_);
     return static_cast<int>(queue_.size());
   }
 
  private:
-  // One queued write: a body, or audit records (appended without a savepoint).
+  // One queued write: a body, or a batch of the audit journal's records for
+  // the audit table (appended without a savepoint per record).
   // The caller sleeps on `wake` without spinning: a semaphore's spin-then-
   // yield wait costs more than the write itself when dozens of requests wait.
   struct Pending {
     const std::function<Status(WriteTxn&)>* body = nullptr;
-    std::vector<AuditRecord>* audit = nullptr;
-    const std::vector<std::string>* audit_bodies = nullptr;  // stored form of each audit record's JSON
+    std::vector<const sqlite::JournalEntry*> audit;  // owned by the journal until `then` has run
     bool answer_at_commit = false;  // DeferFlushToNextWrite: the caller's next write waits for the flush
     int64_t commit_number = 0;      // answer_at_commit: the commit (committed_seq_) not yet flushed
     Status result;
     std::mutex mutex;
     std::condition_variable wake;
     bool done = false;
-    // append_audit_then: nobody waits; the Pending owns the records and is
-    // deleted by finish(), which then hands the result to `then`.
+    // Nobody waits (the audit journal's hand-overs): the Pending is deleted
+    // by finish(), which then hands the result to `then`.
     std::function<void(Status)> then;
-    std::vector<AuditRecord> owned_records;
-    std::vector<std::string> owned_bodies;
 
     void wait() {
       std::unique_lock lock(mutex);
@@ -1122,8 +1111,8 @@ class SqliteStorageImpl final : public SqliteStorage {
     int64_t failed = 0;
     const int64_t audit_seq_before = audit_head_.loaded ? audit_head_.seq : -1;
     for (size_t i = 0; i < batch.size() && batch_status; ++i) {
-      if (batch[i]->audit) {
-        Status s = run_audit(*batch[i]->audit, *batch[i]->audit_bodies, &batch_status);
+      if (!batch[i]->body) {
+        Status s = run_audit(batch[i]->audit, &batch_status);
         if (!s) ++failed;
         results[i] = std::move(s);
         continue;
@@ -1212,12 +1201,12 @@ class SqliteStorageImpl final : public SqliteStorage {
     acknowledge(batch, results);
   }
 
-  // Appends one call's audit records inside the batch. A single record needs
+  // Appends one hand-over of audit records inside the batch. A single record needs
   // no savepoint (a failed INSERT undoes itself); several share one so that
-  // a call is all or nothing. Errors that leave the transaction unusable
+  // a hand-over is all or nothing. Errors that leave the transaction unusable
   // land in *batch_status.
-  Status run_audit(std::vector<AuditRecord>& records, const std::vector<std::string>& bodies, Status* batch_status) {
-    const bool several = records.size() > 1;
+  Status run_audit(const std::vector<const sqlite::JournalEntry*>& entries, Status* batch_status) {
+    const bool several = entries.size() > 1;
     sqlite::AuditChainHead saved;
     if (several) {
       if (Status s = run(writer_, "SAVEPOINT audit"); !s) {
@@ -1227,7 +1216,7 @@ class SqliteStorageImpl final : public SqliteStorage {
       saved = audit_head_;
     }
     bool broken = false;
-    Status s = sqlite::insert_audit_records(writer_, &audit_head_, &records, bodies, &broken);
+    Status s = sqlite::insert_audit_records(writer_, &audit_head_, entries, &broken);
     if (several) {
       Status r = s ? Status::ok() : run(writer_, "ROLLBACK TO audit");
       if (r) r = run(writer_, "RELEASE audit");

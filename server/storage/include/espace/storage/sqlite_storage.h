@@ -56,6 +56,9 @@ class SqliteStorage : public Storage {
   virtual WriteStats write_stats() const = 0;
   // Write bodies queued and not yet picked up by the writer thread.
   virtual int pending_writes() const = 0;
+  // False when another process (a running server) holds the audit journal:
+  // this storage then reads the audit table and cannot append to the trail.
+  virtual bool owns_audit_journal() const = 0;
 };
 
 }  // namespace espace::storage

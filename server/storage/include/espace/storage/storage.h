@@ -231,8 +231,10 @@ struct AuditHead {
 
 // The digest of a record's content (see above): what its text says.
 std::string audit_content_hash(const AuditRecord& record);
-// The exact bytes audit_content_hash digests (for another SHA-256 implementation).
+// The exact bytes audit_content_hash digests (for another SHA-256 implementation):
+// audit_content_prefix(record) followed by record.json.
 std::string audit_content_bytes(const AuditRecord& record);
+std::string audit_content_prefix(const AuditRecord& record);
 // The chain hash of one record given its predecessor's (see above); uses
 // record.content_hash when set.
 std::string audit_chain_hash(const std::string& prev_hash, const AuditRecord& record);
