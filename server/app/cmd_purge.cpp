@@ -10,6 +10,7 @@
 #include "device_purge.h"
 #include "espace/interactions/api.h"
 #include "espace/policy/audit.h"
+#include "espace/storage/sqlite_storage.h"
 #include "espace/storage/storage.h"
 #include "options.h"
 
@@ -76,6 +77,14 @@ int cmd_purge(int argc, char** argv) {
   std::unique_ptr<storage::Storage> store;
   if (fhir::Status s = storage::open_sqlite(sopts, &store); !s) {
     std::fprintf(stderr, "espace purge: cannot open %s: %s\n", db->c_str(), s.message().c_str());
+    return 1;
+  }
+  // Nothing is removed that could not be put on record.
+  if (auto* sqlite = dynamic_cast<storage::SqliteStorage*>(store.get()); sqlite && !sqlite->owns_audit_journal()) {
+    std::fprintf(stderr,
+                 "espace purge: a running server holds the audit trail of %s; it purges on its own "
+                 "(--purge-interval), or stop it first\n",
+                 db->c_str());
     return 1;
   }
   std::unique_ptr<policy::AuditTrail> audit = policy::make_audit_trail(*store);

@@ -259,6 +259,13 @@ TEST_CASE("devices: the purge removes measurements past the consent's retention,
     CHECK(history.body.find("DEVICE_DATA_RETENTION") != std::string::npos);
     CHECK(history.body.find(old_obs) != std::string::npos);
   }
+  SECTION("espace purge beside a running server refuses and removes nothing") {
+    std::string out, err;
+    CHECK(run_espace({"purge", "--db", d.db(), "--now", "2026-11-25T00:00:00Z"}, &out, &err) == 1);
+    INFO(out << err);
+    CHECK(err.find("a running server holds the audit trail") != std::string::npos);
+    CHECK(d.as("gp", "GET", "/" + old_obs).status == 200);
+  }
   SECTION("a deleted consent keeps nothing") {
     HttpResponse withdrawn = d.as("patient", "DELETE", "/Consent/consent-gluco");
   REQUIRE((withdrawn.status == 200 || withdrawn.status == 204));

@@ -289,6 +289,8 @@ TEST_CASE("a second storage on a database whose journal another one holds reads 
   CHECK(head.seq == 1);
 
   REQUIRE(open_sqlite(options(db.path, kNeverUs), &other).is_ok());
+  CHECK(dynamic_cast<SqliteStorage&>(*owner).owns_audit_journal());
+  CHECK_FALSE(dynamic_cast<SqliteStorage&>(*other).owns_audit_journal());
   AuditRecord r;
   REQUIRE(other->read_audit("o1", &r).is_ok());
   std::vector<AuditRecord> refused{make_record("x1", {})};
