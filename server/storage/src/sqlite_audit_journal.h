@@ -9,7 +9,9 @@
 // with one fdatasync per batch; a request's record is durable, and its
 // response may go, once that flush returns. The journal then hands records to
 // the audit table in large batches (a few commits a second instead of
-// thousands). The file is emptied once all it holds is durable in the table.
+// thousands). The file is emptied once all it holds is durable in the table,
+// by an end mark at its start: its blocks are kept and overwritten, so that
+// a flush writes data only (growing a file costs a second write per flush).
 //
 // One process owns a journal (an exclusive lock on the file). Opening a
 // storage replays the records of a journal left behind (a crash) into the
@@ -20,9 +22,12 @@
 //   u32 length of the rest | u64 seq | i64 recorded_us | u16 n + id |
 //   u16 count, then per patient u16 n + id | u32 n + stored body
 //   (encode_audit_body) | prev_hash (32) | hash (32)
-// Replay checks each frame against the chain (audit_chain_hash). A frame cut
-// short at the end of the file is a write that was never acknowledged and is
-// dropped; any other broken frame stops the opening (Corruption).
+// Each batch is followed by an end mark (a zero length) that the next batch
+// overwrites; past it lie zeros or older frames. Replay reads frames up to
+// the end mark, each checked to be next in order and against the chain
+// (audit_chain_hash). A broken frame is the end of a write a crash
+// interrupted (never acknowledged) and is dropped — unless a good frame
+// follows it: that is damage, and the opening stops (the file is kept).
 #pragma once
 
 #include <condition_variable>
@@ -108,7 +113,11 @@ class AuditJournal {
   // have waited long enough; at most one hand-over at a time.
   void maybe_add_to_table(bool force);
   void drop_entries_in_table();
-  bool write_all(const std::string& bytes);
+  // Appends a batch's frames (and the end mark after them) and flushes.
+  bool write_all(std::string& bytes);
+  // An end mark at file_bytes_, flushed.
+  bool write_end_mark();
+  bool pwrite_all(const char* data, size_t size, int64_t at);
 
   int fd_ = -1;
   bool fsync_ = true;
@@ -131,7 +140,8 @@ class AuditJournal {
 
   // Flush thread only.
   AuditChainHead head_;
-  int64_t file_bytes_ = 0;
+  int64_t file_bytes_ = 0;  // where the next frame goes (the end mark's place)
+  int64_t allocated_ = 0;   // bytes of the file that exist on disk (records or zeros)
   // Durable here, not yet in the table. A deque: its elements stay in place
   // as entries are added and removed at the ends, so a hand-over and the id
   // set can point into it.

@@ -64,6 +64,21 @@ int64_t file_size(const std::string& path) {
   return f ? static_cast<int64_t>(f.tellg()) : -1;
 }
 
+// Where the journal's end mark is: the bytes its frames take from the start.
+int64_t journal_end(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  REQUIRE(f);
+  int64_t at = 0;
+  for (;;) {
+    unsigned char b[4];
+    if (!f.read(reinterpret_cast<char*>(b), 4)) return at;
+    const uint32_t length = b[0] | (b[1] << 8) | (b[2] << 16) | (uint32_t{b[3]} << 24);
+    if (length == 0) return at;
+    f.seekg(length, std::ios::cur);
+    at += 4 + length;
+  }
+}
+
 // The child of the kill tests: threads that each write a Patient answered at
 // commit (as a request under the audit trail does), then append the audit
 // record of that request, and report "n" once both are acknowledged.
@@ -159,7 +174,7 @@ TEST_CASE("audit records wait in the journal until the table is read or their ti
       CHECK(one[0].seq == i + 1);
     }
     CHECK(table_rows(db.path) == 0);
-    CHECK(file_size(db.path + "-audit") > 0);
+    CHECK(journal_end(db.path + "-audit") > 0);
     // A reader of the table brings it up to date first.
     AuditQuery q;
     q.patient = "p1";
@@ -168,9 +183,10 @@ TEST_CASE("audit records wait in the journal until the table is read or their ti
     CHECK(page.records.size() == 3);
     CHECK(table_rows(db.path) == 3);
   }
-  // Closed: everything is in the table and the journal is empty.
+  // Closed: everything is in the table and the journal is empty (its blocks are kept).
   CHECK(table_rows(db.path) == 3);
-  CHECK(file_size(db.path + "-audit") == 0);
+  CHECK(journal_end(db.path + "-audit") == 0);
+  CHECK(file_size(db.path + "-audit") > 0);
   {
     auto opts = options(db.path, 20'000);
     std::unique_ptr<Storage> s;
@@ -235,13 +251,17 @@ TEST_CASE("a journal left by a crash: a torn last frame is dropped, a broken fra
   REQUIRE(table_rows(db.path) == 0);
   const std::string journal = db.path + "-audit";
   const int64_t size = file_size(journal);
-  REQUIRE(size > 0);
+  const int64_t end = journal_end(journal);
+  REQUIRE(end > 0);
 
   SECTION("a last frame cut short, or of full length but not flushed (a write the crash interrupted)") {
     {
-      std::ofstream f(journal, std::ios::binary | std::ios::app);
+      // Over the end mark, where the next batch would have gone.
+      std::fstream f(journal, std::ios::binary | std::ios::in | std::ios::out);
+      f.seekp(end);
       if (GENERATE(true, false)) {
-        const char torn[] = {'\x64', 0, 0, 0, 'x', 'x', 'x'};  // says 100 bytes follow; 3 do
+        // Says 100 bytes follow, 3 of which were written (the zeros after are not a frame).
+        const char torn[] = {'\x64', 0, 0, 0, 'x', 'x', 'x'};
         f.write(torn, sizeof torn);
       } else {
         const std::string zeros(60, '\0');  // says 56 bytes follow, all zero
@@ -275,6 +295,33 @@ TEST_CASE("a journal left by a crash: a torn last frame is dropped, a broken fra
     CHECK(table_rows(db.path) == 0);  // nothing of it was replayed
     CHECK(file_size(journal) == size);  // and the evidence is kept
   }
+}
+
+TEST_CASE("a journal's older frames, past its end mark, are never replayed", "[audit][journal]") {
+  TempDb db;
+  {
+    std::unique_ptr<Storage> s;
+    REQUIRE(open_sqlite(options(db.path, kNeverUs), &s).is_ok());
+    for (int i = 0; i < 5; ++i) {
+      AuditRecord r = make_record("old" + std::to_string(i), {"p1"});
+      r.json.insert(r.json.size() - 1, ",\"note\":\"" + std::string(2000, 'o') + "\"");
+      std::vector<AuditRecord> one{r};
+      REQUIRE(s->append_audit(&one).is_ok());
+    }
+  }  // closed: all five in the table, the journal emptied by an end mark, their frames still behind it
+  REQUIRE(table_rows(db.path) == 5);
+  REQUIRE(file_size(db.path + "-audit") > 5 * 2000);
+  // Two short records over the start of the old ones, then a crash.
+  run_and_kill(options(db.path, kNeverUs), 1, 2, 2, nullptr);
+  std::unique_ptr<Storage> s;
+  Status opened = open_sqlite(options(db.path, kNeverUs), &s);
+  INFO(opened.message());
+  REQUIRE(opened.is_ok());
+  CHECK(table_rows(db.path) == 7);
+  AuditVerification v;
+  REQUIRE(verify_audit_chain(*s, &v).is_ok());
+  CHECK(v.intact);
+  CHECK(v.records == 7);
 }
 
 TEST_CASE("a second storage on a database whose journal another one holds reads the table and appends nothing",
