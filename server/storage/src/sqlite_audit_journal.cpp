@@ -391,16 +391,26 @@ void AuditJournal::drop_entries_in_table() {
 void AuditJournal::maybe_add_to_table(bool force) {
   if (unfiled_.empty()) return;
   if (!force && unfiled_.size() < table_batch_ && now_us() - oldest_unfiled_us_ < table_delay_us_) return;
+  int64_t in_table;
   {
     std::lock_guard lock(mutex_);
     if (handing_over_) return;
     handing_over_ = true;
+    in_table = in_table_seq_;
   }
   // The entries stay here (their ids still count as used) until the table
-  // has them durably; a failed hand-over is retried.
+  // has them durably; a failed hand-over is retried. Those a hand-over that
+  // finished since the last drop_entries_in_table took are not given again.
   std::vector<const JournalEntry*> entries;
   entries.reserve(unfiled_.size());
-  for (const JournalEntry& e : unfiled_) entries.push_back(&e);
+  for (const JournalEntry& e : unfiled_)
+    if (e.record.seq > in_table) entries.push_back(&e);
+  if (entries.empty()) {
+    std::lock_guard lock(mutex_);
+    handing_over_ = false;
+    progress_.notify_all();
+    return;
+  }
   const int64_t upto = entries.back()->record.seq;
   hooks_.add_to_table(std::move(entries), [this, upto](Status s) {
     std::lock_guard lock(mutex_);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -355,4 +356,41 @@ TEST_CASE("a second storage on a database whose journal another one holds reads 
   std::vector<AuditRecord> third{make_record("o3", {})};
   REQUIRE(other->append_audit(&third).is_ok());
   CHECK(third[0].seq == 3);
+}
+
+TEST_CASE("records reach the table whole and in order while hand-overs and catch-ups race with appends",
+          "[audit][journal]") {
+  TempDb db;
+  auto opts = options(db.path, 0);  // hand over after every batch
+  opts.audit_table_batch = 1;
+  std::unique_ptr<Storage> s;
+  REQUIRE(open_sqlite(opts, &s).is_ok());
+  constexpr int kThreads = 4, kEach = 300;
+  std::atomic<int> failures{0};
+  std::atomic<bool> appending{true};
+  std::thread reader([&] {
+    while (appending.load()) {
+      AuditHead head;
+      if (!s->audit_head(&head)) failures.fetch_add(1);
+    }
+  });
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t)
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        std::vector<AuditRecord> one{make_record("r" + std::to_string(t) + "-" + std::to_string(i), {"p1"})};
+        if (!s->append_audit(&one)) failures.fetch_add(1);
+      }
+    });
+  for (auto& w : writers) w.join();
+  appending = false;
+  reader.join();
+  CHECK(failures.load() == 0);
+  AuditHead head;
+  REQUIRE(s->audit_head(&head).is_ok());
+  CHECK(head.seq == kThreads * kEach);
+  AuditVerification v;
+  REQUIRE(verify_audit_chain(*s, &v).is_ok());
+  CHECK(v.intact);
+  CHECK(v.records == kThreads * kEach);
 }
