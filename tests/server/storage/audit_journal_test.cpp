@@ -2,11 +2,7 @@
 // are durable in "<db>-audit" when acknowledged, reach the audit table in
 // batches, survive kill -9 in either place, and a journal left behind is
 // replayed — a torn last frame dropped, a broken earlier frame refused.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <sqlite3.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -20,10 +16,13 @@
 #include <vector>
 
 #include "espace/storage/sqlite_storage.h"
+#include "killed_child.h"
 #include "temp_db.h"
 
 using namespace espace::storage;
 using espace::fhir::ErrorCategory;
+using espace::testing::KilledChild;
+using espace::testing::run_until_killed;
 using espace::testing::TempDb;
 
 namespace {
@@ -119,45 +118,16 @@ int64_t journal_end(const std::string& path) {
   _exit(0);
 }
 
-// Runs child_main, kills it once `kill_after` appends were reported (plus a
-// random delay when `jitter`) and returns every reported number.
+// Runs child_main in a child process, kills it once `kill_after` appends
+// were reported (plus a random delay when `jitter`) and returns every
+// reported number.
 std::vector<int> run_and_kill(const SqliteOptions& opts, int threads, int limit, int kill_after, std::mt19937* jitter) {
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    close(fds[0]);
-    child_main(opts, threads, limit, fds[1]);
-  }
-  close(fds[1]);
+  KilledChild child =
+      run_until_killed([&](int report_fd) { child_main(opts, threads, limit, report_fd); }, kill_after, jitter);
+  REQUIRE(child.enough);
+  REQUIRE(child.killed);  // our kill, not an early exit of the child
   std::vector<int> acked;
-  std::string pending;
-  auto read_some = [&](int timeout_ms) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0) return false;
-    char buf[4096];
-    ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n <= 0) return false;
-    pending.append(buf, static_cast<size_t>(n));
-    size_t at;
-    while ((at = pending.find('\n')) != std::string::npos) {
-      acked.push_back(std::stoi(pending.substr(0, at)));
-      pending.erase(0, at + 1);
-    }
-    return true;
-  };
-  while (static_cast<int>(acked.size()) < kill_after)
-    if (!read_some(30000)) break;
-  if (jitter) std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(*jitter)));
-  kill(child, SIGKILL);
-  int status = 0;
-  waitpid(child, &status, 0);
-  while (read_some(0)) {
-  }
-  close(fds[0]);
-  REQUIRE(WIFSIGNALED(status));  // our kill, not an early exit of the child
-  REQUIRE(static_cast<int>(acked.size()) >= kill_after);
+  for (const std::string& line : child.lines) acked.push_back(std::stoi(line));
   return acked;
 }
 

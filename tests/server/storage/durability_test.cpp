@@ -1,10 +1,7 @@
 // An acknowledged write survives kill -9: a child process writes in a loop
 // and reports each acknowledged write through a pipe; the parent kills it
 // with SIGKILL at a random moment and checks every reported write.
-#include <poll.h>
-#include <signal.h>
 #include <sqlite3.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -18,6 +15,7 @@
 #include <vector>
 
 #include "espace/storage/sqlite_storage.h"
+#include "killed_child.h"
 
 using namespace espace::storage;
 
@@ -91,30 +89,6 @@ std::string make_body(const std::string& id, int64_t version) {
   _exit(0);
 }
 
-// Reads whole lines from fd until `stop_after` lines have arrived (or EOF
-// when stop_after < 0). Returns false on a timeout.
-bool read_lines(int fd, std::string& pending, std::vector<Acked>& out, long stop_after) {
-  char buf[4096];
-  for (;;) {
-    if (stop_after >= 0 && static_cast<long>(out.size()) >= stop_after) return true;
-    pollfd p{fd, POLLIN, 0};
-    int r = poll(&p, 1, 30000);
-    if (r <= 0) return false;
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) return false;
-    if (n == 0) return stop_after < 0;
-    pending.append(buf, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = pending.find('\n')) != std::string::npos) {
-      std::istringstream line(pending.substr(0, nl));
-      pending.erase(0, nl + 1);
-      Acked a;
-      line >> a.id >> a.version;
-      out.push_back(a);
-    }
-  }
-}
-
 std::string integrity_check(const std::string& path) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return "cannot open";
@@ -155,34 +129,20 @@ TEST_CASE("acknowledged writes survive kill -9 of the writing process", "[storag
   constexpr int kRounds = 2;
   for (int round = 0; round < kRounds; ++round) {
     INFO("round " << round);
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-      close(fds[0]);
-      child_main(path, overlap_fsync, round, fds[1]);
-    }
-    close(fds[1]);
-
     // Kill after a random number of acknowledged writes plus a random delay,
     // so the kill lands anywhere in the write/commit cycle.
-    std::vector<Acked> acked;
-    std::string pending;
     long kill_after = std::uniform_int_distribution<long>(1, 1500)(rng);
-    bool got_enough = read_lines(fds[0], pending, acked, kill_after);
-    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
-    kill(child, SIGKILL);
-    int wstatus = 0;
-    waitpid(child, &wstatus, 0);
-    // Lines already in the pipe were acknowledged before the kill.
-    bool drained = read_lines(fds[0], pending, acked, -1);
-    close(fds[0]);
-    REQUIRE(got_enough);
-    REQUIRE(drained);
-    REQUIRE(WIFSIGNALED(wstatus));  // it was our kill, not an early exit of the child
-    CHECK(WTERMSIG(wstatus) == SIGKILL);
-    REQUIRE(acked.size() >= static_cast<size_t>(kill_after));
+    espace::testing::KilledChild child = espace::testing::run_until_killed(
+        [&](int report_fd) { child_main(path, overlap_fsync, round, report_fd); }, kill_after, &rng);
+    REQUIRE(child.enough);
+    REQUIRE(child.killed);  // it was our kill, not an early exit of the child
+    std::vector<Acked> acked;
+    for (const std::string& line : child.lines) {
+      std::istringstream fields(line);
+      Acked a;
+      fields >> a.id >> a.version;
+      acked.push_back(a);
+    }
     all_acked.insert(all_acked.end(), acked.begin(), acked.end());
 
     // Before any other connection touches it: the file must be consistent
