@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdio>
 #include <optional>
 
 #include "espace/fhir/json.h"
@@ -570,8 +571,17 @@ void FhirApi::handle(Request&& request, Responder respond) {
       ++held_count_;
     }
     auto* held = new HeldResponse{this, std::move(owned->respond), Response(), ResponseFormat(), Status::ok()};
-    Response r = handle_request(owned->request, held);
-    compress_response(owned->request, &r);
+    // The held response must arrive whatever happens: it holds the Responder
+    // and counts for finish_held_responses().
+    Response r;
+    try {
+      r = handle_request(owned->request, held);
+      compress_response(owned->request, &r);
+    } catch (...) {
+      std::fprintf(stderr, "espace: a request failed with an exception\n");
+      ResponseFormat json;
+      r = outcome_response(*services_.defs, error(ErrorCategory::Internal, "exception", "the request failed"), &json);
+    }
     held->response = std::move(r);
     held->arrive();
   });

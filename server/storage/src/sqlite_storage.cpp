@@ -9,8 +9,9 @@
 // head stored once per batch.
 //
 // Readers do not memory-map the file: SQLite drops a reader's mapping at the
-// start of every read transaction after a commit, and with an audit record
-// committed for every request that munmap/fault cycle cost more than the read.
+// start of every read transaction after a commit, and when every request
+// committed its audit record that munmap/fault cycle cost more than the read
+// (measured then; commits are rarer now that records go through the journal).
 #include <algorithm>
 #include <array>
 #include <atomic>
