@@ -67,6 +67,17 @@ TEST_CASE("acknowledged creates survive SIGKILL", "[durability]") {
   std::unique_ptr<ServerProcess> restarted_holder = std::make_unique<ServerProcess>(std::vector<std::string>{}, db);
   ServerProcess& restarted = *restarted_holder;
   HttpClient c("127.0.0.1", restarted.port());
+  // Each acknowledged write's audit record is there too (durable before the
+  // response, in the audit journal then the table): checked for the last
+  // hundred, those nearest the kill, before any read adds records about them.
+  size_t unrecorded = 0;
+  for (size_t i = acknowledged.size() > 100 ? acknowledged.size() - 100 : 0; i < acknowledged.size(); ++i) {
+    HttpResponse events = c.get("/AuditEvent?patient=" + acknowledged[i]);
+    if (events.status != 200 || events.body.find("\"subtype\":[{\"system\":\"http://hl7.org/fhir/restful-interaction\","
+                                                 "\"code\":\"update\"}]") == std::string::npos)
+      ++unrecorded;
+  }
+  CHECK(unrecorded == 0);
   size_t missing = 0;
   for (const std::string& id : acknowledged)
     if (c.get("/Patient/" + id).status != 200) ++missing;
