@@ -1,5 +1,6 @@
 #include "sqlite_audit_journal.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 
@@ -199,9 +200,10 @@ Status AuditJournal::lock(const std::string& path, bool* owned) {
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) return internal("cannot open " + path);
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const bool held_elsewhere = errno == EWOULDBLOCK;
     ::close(fd_);
     fd_ = -1;
-    if (errno == EWOULDBLOCK) return Status::ok();
+    if (held_elsewhere) return Status::ok();
     return internal("cannot lock " + path);
   }
   *owned = true;
@@ -321,8 +323,9 @@ void AuditJournal::write_calls(std::vector<Call>& calls) {
       results[i] = lookup;
       continue;
     }
+    std::unordered_set<std::string_view> call_ids;
     for (const AuditRecord& r : c.records)
-      if (taken.count(r.id) || unfiled_ids_.count(r.id) || batch_ids.count(r.id)) {
+      if (taken.count(r.id) || unfiled_ids_.count(r.id) || batch_ids.count(r.id) || !call_ids.insert(r.id).second) {
         results[i] = Status::error(ErrorCategory::Conflict, "duplicate", "storage: audit record " + r.id + " already exists");
         break;
       }

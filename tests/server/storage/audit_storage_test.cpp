@@ -145,6 +145,10 @@ TEST_CASE("audit appends refuse bad records and duplicates, keeping nothing of t
   CHECK(with_dup[0].seq == 0);
   AuditRecord r;
   CHECK(s->read_audit("fresh", &r).category() == ErrorCategory::NotFound);
+  // The same id twice in one call: refused whole as well.
+  std::vector<AuditRecord> same_twice{make_record("twin", 20, {}), make_record("twin", 30, {})};
+  CHECK(s->append_audit(&same_twice).category() == ErrorCategory::Conflict);
+  CHECK(s->read_audit("twin", &r).category() == ErrorCategory::NotFound);
 
   std::vector<AuditRecord> empty;
   CHECK(s->append_audit(&empty).category() == ErrorCategory::Invalid);
