@@ -494,6 +494,19 @@ class Session : public SessionBase {
       if (ec != asio::error::would_block && ec != asio::error::try_again) return on_write(ec, sent_, keep);
     }
     lowest().expires_after(server_.options.write_timeout);
+    if constexpr (kTls) {
+      // One buffer. Beast's TLS stream writes only the first buffer of a
+      // large sequence per step, and once the head was sent that first buffer
+      // was its empty remainder: the zero-byte step ended the write, and a
+      // body of a few KB or more was never sent. The copy costs little next to
+      // the encryption.
+      body_.insert(0, head_);
+      head_.clear();
+      asio::async_write(stream_, asio::buffer(body_), [self = self(), keep](error_code ec, size_t n) {
+        self->on_write(ec, n, keep);
+      });
+      return;
+    }
     asio::async_write(stream_, unsent(), [self = self(), keep](error_code ec, size_t n) {
       self->on_write(ec, self->sent_ + n, keep);
     });

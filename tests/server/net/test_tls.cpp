@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -171,6 +173,47 @@ TEST_CASE("HTTPS requests are served and a reload switches certificates", "[net]
   CHECK(third.ok);
   CHECK(third.peer_serial == 2002);
 
+  server.stop();
+  runner.join();
+}
+
+TEST_CASE("an HTTPS answer may come from a thread of the handler's own", "[net][tls]") {
+  // As with the audit trail on: the answer leaves from the thread that made
+  // the request's record durable, not from an I/O thread.
+  TempDir dir;
+  const std::string cert = (dir.path / "cert.pem").string();
+  const std::string key = (dir.path / "key.pem").string();
+  make_certificate(cert, key, 3003);
+  std::mutex mutex;
+  std::vector<std::thread> answerers;
+  espace::net::ServerOptions o;
+  o.port = 0;
+  o.request_timeout = std::chrono::seconds(5);
+  o.tls_cert_file = cert;
+  o.tls_key_file = key;
+  espace::net::Server server(o, [&](espace::http::Request&& r, espace::http::Responder respond) {
+    std::lock_guard lock(mutex);
+    answerers.emplace_back([path = r.path, respond = std::move(respond)]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      espace::http::Response res;
+      res.body = "later " + path + " " + std::string(100000, 'x');  // more than one TLS record
+      respond(std::move(res));
+    });
+  });
+  REQUIRE(server.start().is_ok());
+  std::thread runner([&] { server.run(); });
+  for (int i = 0; i < 3; ++i) {
+    TlsExchange answer = tls_request(server.port(), "GET /Patient/" + std::to_string(i) +
+                                                        " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    CHECK(answer.ok);
+    CHECK(answer.response.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(answer.response.find("\r\n\r\nlater /Patient/" + std::to_string(i) + " xxx") != std::string::npos);
+    CHECK(answer.response.size() > 100000);
+  }
+  {
+    std::lock_guard lock(mutex);
+    for (auto& t : answerers) t.join();
+  }
   server.stop();
   runner.join();
 }
