@@ -121,17 +121,27 @@ constexpr std::string_view kAuditPhrases[] = {
 constexpr size_t kPhraseCount = sizeof kAuditPhrases / sizeof kAuditPhrases[0];
 static_assert(kPhraseCount <= 0x20 - kFirstPhraseToken, "phrase tokens are the bytes 0x02 to 0x1f");
 
-// Phrases by first byte, longest first, so the encoder tries few at each position.
+// Phrases by first byte, longest first, so the encoder tries few at each
+// position; each with its first eight bytes as a number, which rejects most
+// candidates without a memcmp (every phrase is longer than eight bytes).
 struct PhraseIndex {
   std::array<std::vector<uint8_t>, 256> by_first;
+  std::array<uint64_t, kPhraseCount> head8{};
   PhraseIndex() {
-    for (size_t k = 0; k < kPhraseCount; ++k)
+    for (size_t k = 0; k < kPhraseCount; ++k) {
       by_first[static_cast<unsigned char>(kAuditPhrases[k][0])].push_back(static_cast<uint8_t>(k));
+      std::memcpy(&head8[k], kAuditPhrases[k].data(), sizeof(uint64_t));
+    }
     for (auto& list : by_first)
       std::sort(list.begin(), list.end(),
                 [](uint8_t a, uint8_t b) { return kAuditPhrases[a].size() > kAuditPhrases[b].size(); });
   }
 };
+static_assert([] {
+  for (std::string_view phrase : kAuditPhrases)
+    if (phrase.size() <= sizeof(uint64_t)) return false;
+  return true;
+}(), "the encoder compares the first eight bytes of a phrase first");
 
 constexpr const char* kRecordColumns = "l.seq, l.id, l.recorded, l.patients, l.body, l.prev_hash, l.hash";
 
@@ -180,14 +190,32 @@ std::string encode_audit_body(std::string_view json) {
       ++i;
       continue;
     }
+    const std::vector<uint8_t>& candidates = index.by_first[c];
+    if (candidates.empty()) {
+      // A run of bytes that start no phrase and need no escape goes in whole.
+      size_t end = i + 1;
+      while (end < json.size()) {
+        const unsigned char d = static_cast<unsigned char>(json[end]);
+        if (d < 0x20 || !index.by_first[d].empty()) break;
+        ++end;
+      }
+      out.append(json.data() + i, end - i);
+      i = end;
+      continue;
+    }
     bool matched = false;
-    for (uint8_t k : index.by_first[c]) {
-      std::string_view phrase = kAuditPhrases[k];
-      if (json.size() - i >= phrase.size() && std::memcmp(json.data() + i, phrase.data(), phrase.size()) == 0) {
-        out += static_cast<char>(kFirstPhraseToken + k);
-        i += phrase.size();
-        matched = true;
-        break;
+    if (json.size() - i >= sizeof(uint64_t)) {
+      uint64_t here;
+      std::memcpy(&here, json.data() + i, sizeof here);
+      for (uint8_t k : candidates) {
+        std::string_view phrase = kAuditPhrases[k];
+        if (here == index.head8[k] && json.size() - i >= phrase.size() &&
+            std::memcmp(json.data() + i, phrase.data(), phrase.size()) == 0) {
+          out += static_cast<char>(kFirstPhraseToken + k);
+          i += phrase.size();
+          matched = true;
+          break;
+        }
       }
     }
     if (!matched) {
