@@ -10,6 +10,7 @@
 #include <array>
 #include <cstring>
 #include <string_view>
+#include <unordered_set>
 
 namespace espace::storage::sqlite {
 
@@ -249,8 +250,12 @@ Status check_audit_records(const std::vector<AuditRecord>& records) {
   if (records.empty()) return invalid("no audit records to append");
   if (records.size() > kMaxRecordsPerCall)
     return invalid("at most " + std::to_string(kMaxRecordsPerCall) + " audit records per append");
+  std::unordered_set<std::string_view> ids;
   for (const AuditRecord& r : records) {
     if (!is_fhir_id(r.id)) return invalid("an audit record needs an id of 1 to 64 of [A-Za-z0-9-.]");
+    // Refused like an id already stored: the call would keep it twice.
+    if (records.size() > 1 && !ids.insert(r.id).second)
+      return Status::error(ErrorCategory::Conflict, "duplicate", "storage: audit record " + r.id + " already exists");
     if (r.recorded_us <= 0) return invalid("audit record " + r.id + " has no recorded time");
     if (r.json.empty() || r.json.size() > kMaxAuditJson)
       return invalid("audit record " + r.id + " must have a body of at most 1 MiB");

@@ -16,7 +16,8 @@ namespace espace::storage::sqlite {
 // committed head (storage_meta 'audit_head_seq').
 extern const char* const kAuditSchema;
 
-// Checks records before they reach the writer thread (ids, patients, sizes).
+// Checks records before they reach the journal (ids, ids repeated within the
+// call: Conflict, patients, sizes).
 Status check_audit_records(const std::vector<AuditRecord>& records);
 // The newest record of the chain as the writer thread sees it, kept in
 // memory between batches so appending needs no lookup; reset (loaded=false)
