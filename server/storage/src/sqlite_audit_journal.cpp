@@ -131,9 +131,8 @@ bool valid_frame_at(const std::string& data, size_t at, int64_t next) {
 
 }  // namespace
 
-Status read_journal(int fd, const AuditChainHead& head, std::vector<JournalEntry>* out, int64_t* torn_bytes) {
+Status read_journal(int fd, const AuditChainHead& head, std::vector<JournalEntry>* out) {
   out->clear();
-  *torn_bytes = 0;
   struct stat st {};
   if (::fstat(fd, &st) != 0) return internal("cannot read its size");
   std::string data(static_cast<size_t>(st.st_size), '\0');
@@ -177,7 +176,6 @@ Status read_journal(int fd, const AuditChainHead& head, std::vector<JournalEntry
                              "storage: the audit journal holds a damaged record at byte " + std::to_string(at) +
                                  "; move the file aside to open the database without its records");
       // Otherwise the end of the log: a write a crash interrupted, never acknowledged.
-      *torn_bytes = static_cast<int64_t>(left);
       return Status::ok();
     }
     at += 4 + length;

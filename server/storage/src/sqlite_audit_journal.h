@@ -48,8 +48,8 @@ namespace espace::storage::sqlite {
 
 // Reads the frames of a journal file with seq > head.seq, checking each
 // against the chain that continues from `head`. A missing file reads as
-// empty. *torn_bytes: bytes of an unfinished last frame (dropped).
-Status read_journal(int fd, const AuditChainHead& head, std::vector<JournalEntry>* out, int64_t* torn_bytes);
+// empty; an unfinished last frame is dropped.
+Status read_journal(int fd, const AuditChainHead& head, std::vector<JournalEntry>* out);
 
 // What the journal needs from its storage.
 struct AuditJournalHooks {

@@ -580,8 +580,7 @@ class SqliteStorageImpl final : public SqliteStorage {
     if (!owned) return Status::ok();  // another process writes the trail; we only read the table
     if (Status s = sqlite::load_audit_chain_head(writer_, &audit_head_); !s) return s;
     std::vector<sqlite::JournalEntry> left;
-    int64_t torn_bytes = 0;
-    if (Status s = sqlite::read_journal(journal_.fd(), audit_head_, &left, &torn_bytes); !s) return s;
+    if (Status s = sqlite::read_journal(journal_.fd(), audit_head_, &left); !s) return s;
     if (left.empty()) return Status::ok();
     std::vector<const sqlite::JournalEntry*> entries;
     for (const sqlite::JournalEntry& e : left) entries.push_back(&e);
