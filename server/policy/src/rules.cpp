@@ -6,12 +6,11 @@
 
 #include <algorithm>
 #include <functional>
-#include <mutex>
-#include <unordered_map>
 
 #include "espace/fhir/json.h"
 #include "espace/fhir/node.h"
 #include "espace/interactions/compartments.h"
+#include "bounded_cache.h"
 #include "rules_json.h"
 
 namespace espace::policy {
@@ -122,30 +121,24 @@ class ContentFactsCache {
 
   bool find(const std::string& key, std::string_view json, ContentFacts* out) {
     const size_t digest = std::hash<std::string_view>{}(json);
-    std::lock_guard lock(mutex_);
-    auto it = entries_.find(key);
-    if (it == entries_.end() || it->second.size != json.size() || it->second.digest != digest) return false;
-    *out = it->second.facts;
-    return true;
+    return entries_.find(key, [&](const Entry& e) {
+      if (e.size != json.size() || e.digest != digest) return false;
+      *out = e.facts;
+      return true;
+    });
   }
 
   void keep(std::string key, std::string_view json, const ContentFacts& facts) {
-    Entry e{json.size(), std::hash<std::string_view>{}(json), facts};
-    std::lock_guard lock(mutex_);
-    // Bounded: when full, start over rather than track ages.
-    if (entries_.size() >= kMaxEntries) entries_.clear();
-    entries_.insert_or_assign(std::move(key), std::move(e));
+    entries_.keep(std::move(key), Entry{json.size(), std::hash<std::string_view>{}(json), facts});
   }
 
  private:
-  static constexpr size_t kMaxEntries = 50000;
   struct Entry {
     size_t size;
     size_t digest;
     ContentFacts facts;
   };
-  std::mutex mutex_;
-  std::unordered_map<std::string, Entry> entries_;
+  BoundedCache<Entry> entries_{50000};
 };
 
 ContentFactsCache& content_facts_cache() {

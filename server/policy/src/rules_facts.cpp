@@ -3,11 +3,10 @@
 
 #include <cstdio>
 #include <ctime>
-#include <mutex>
-#include <unordered_map>
 
 #include "espace/fhir/data_files.h"
 #include "espace/policy/rules.h"
+#include "bounded_cache.h"
 #include "rules_json.h"
 
 namespace espace::policy {
@@ -227,29 +226,24 @@ class FactsCache {
 
   // Facts computed at loaded_us hold later (an adult stays one), not before.
   bool find(const std::string& patient_id, const Stamp& now, int64_t now_us, PatientFacts* out) {
-    std::lock_guard lock(mutex_);
-    auto it = entries_.find(patient_id);
-    if (it == entries_.end() || !(it->second.stamp == now) || now_us < it->second.loaded_us) return false;
-    *out = it->second.facts;
-    return true;
+    return entries_.find(patient_id, [&](const Entry& e) {
+      if (!(e.stamp == now) || now_us < e.loaded_us) return false;
+      *out = e.facts;
+      return true;
+    });
   }
 
   void keep(const std::string& patient_id, const Stamp& stamp, int64_t loaded_us, const PatientFacts& facts) {
-    std::lock_guard lock(mutex_);
-    // Bounded: when full, start over rather than track ages.
-    if (entries_.size() >= kMaxEntries) entries_.clear();
-    entries_.insert_or_assign(patient_id, Entry{stamp, loaded_us, facts});
+    entries_.keep(patient_id, Entry{stamp, loaded_us, facts});
   }
 
  private:
-  static constexpr size_t kMaxEntries = 20000;
   struct Entry {
     Stamp stamp;
     int64_t loaded_us;
     PatientFacts facts;
   };
-  std::mutex mutex_;
-  std::unordered_map<std::string, Entry> entries_;
+  BoundedCache<Entry> entries_{20000};
 };
 
 FactsCache& facts_cache() {
