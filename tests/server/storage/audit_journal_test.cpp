@@ -16,11 +16,13 @@
 #include <vector>
 
 #include "espace/storage/sqlite_storage.h"
+#include "first_version.h"
 #include "killed_child.h"
 #include "temp_db.h"
 
 using namespace espace::storage;
 using espace::fhir::ErrorCategory;
+using espace::testing::first_version;
 using espace::testing::KilledChild;
 using espace::testing::run_until_killed;
 using espace::testing::TempDb;
@@ -96,14 +98,7 @@ int64_t journal_end(const std::string& path) {
         {
           DeferFlushToNextWrite one_flush;
           Status w = s->write([&](WriteTxn& txn) {
-            ResourceVersion v;
-            v.type = "Patient";
-            v.id = id;
-            v.version = 1;
-            v.method = "POST";
-            v.last_updated_us = txn.now_us();
-            v.json = R"({"resourceType":"Patient","id":")" + id + "\"}";
-            return txn.put(v, {});
+            return txn.put(first_version(txn, "Patient", id, R"({"resourceType":"Patient","id":")" + id + "\"}"), {});
           });
           if (!w) _exit(4);
         }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "espace/storage/sqlite_storage.h"
+#include "first_version.h"
 #include "temp_db.h"
 
 using namespace espace::storage;
@@ -20,6 +21,7 @@ using espace::fhir::ErrorCategory;
 
 namespace {
 
+using espace::testing::first_version;
 using espace::testing::TempDb;
 
 std::unique_ptr<Storage> open_db(const std::string& path) {
@@ -174,14 +176,7 @@ TEST_CASE("AuditEvent resources cannot be written through the resource tables", 
   TempDb db;
   auto s = open_db(db.path);
   Status st = s->write([](WriteTxn& txn) {
-    ResourceVersion v;
-    v.type = "AuditEvent";
-    v.id = "x";
-    v.version = 1;
-    v.last_updated_us = txn.now_us();
-    v.method = "POST";
-    v.json = R"({"resourceType":"AuditEvent","id":"x"})";
-    return txn.put(v, {});
+    return txn.put(first_version(txn, "AuditEvent", "x", R"({"resourceType":"AuditEvent","id":"x"})"), {});
   });
   CHECK(st.category() == ErrorCategory::NotAllowed);
   ResourceVersion out;
@@ -361,14 +356,9 @@ TEST_CASE("audit appends share commits with resource writes; a duplicate fails a
           // A resource write and a failing write body between appends: the
           // writer mixes them into the same commits as the audit records.
           Status w = s->write([&](WriteTxn& txn) {
-            ResourceVersion v;
-            v.type = "Basic";
-            v.id = "b" + std::to_string(t) + "-" + std::to_string(i);
-            v.version = 1;
-            v.method = "POST";
-            v.last_updated_us = txn.now_us();
-            v.json = R"({"resourceType":"Basic"})";
-            return txn.put(v, {});
+            return txn.put(first_version(txn, "Basic", "b" + std::to_string(t) + "-" + std::to_string(i),
+                                         R"({"resourceType":"Basic"})"),
+                           {});
           });
           if (!w) unexpected.fetch_add(1);
           Status refused = s->write([](WriteTxn&) { return Status::error(ErrorCategory::Invalid, "invalid", "no"); });
@@ -529,25 +519,13 @@ TEST_CASE("a write answered at commit is made durable by the audit append that f
   {
     DeferFlushToNextWrite one_flush;
     REQUIRE(s->write([](WriteTxn& txn) {
-                ResourceVersion v;
-                v.type = "Patient";
-                v.id = "deferred";
-                v.version = 1;
-                v.method = "POST";
-                v.json = R"({"resourceType":"Patient","id":"deferred"})";
-                v.last_updated_us = txn.now_us();
-                return txn.put(v, {});
+                return txn.put(
+                    first_version(txn, "Patient", "deferred", R"({"resourceType":"Patient","id":"deferred"})"), {});
               }).is_ok());
     // A failing body is still rolled back and reported under the scope.
     Status failed = s->write([](WriteTxn& txn) {
-      ResourceVersion v;
-      v.type = "Patient";
-      v.id = "rolled-back";
-      v.version = 1;
-      v.method = "POST";
-      v.json = R"({"resourceType":"Patient","id":"rolled-back"})";
-      v.last_updated_us = txn.now_us();
-      if (Status st = txn.put(v, {}); !st) return st;
+      const std::string json = R"({"resourceType":"Patient","id":"rolled-back"})";
+      if (Status st = txn.put(first_version(txn, "Patient", "rolled-back", json), {}); !st) return st;
       return Status::error(ErrorCategory::Invalid, "invalid", "refused after writing");
     });
     CHECK(failed.category() == ErrorCategory::Invalid);

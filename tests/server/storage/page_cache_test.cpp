@@ -13,6 +13,7 @@
 
 #include "../../../server/storage/src/sqlite_page_cache.h"
 #include "espace/storage/sqlite_storage.h"
+#include "first_version.h"
 #include "temp_db.h"
 
 using namespace espace::storage;
@@ -45,14 +46,10 @@ IndexEntry token(const std::string& param, const std::string& value) {
 }
 
 Status create(WriteTxn& txn, const std::string& id, std::vector<IndexEntry> index) {
-  ResourceVersion v;
-  v.type = "Patient";
-  v.id = id;
-  v.version = 1;
-  v.method = "POST";
-  v.last_updated_us = txn.now_us();
-  v.json = R"({"resourceType":"Patient","id":")" + id + R"(","padding":")" + std::string(300, 'x') + R"("})";
-  return txn.put(v, index);
+  return txn.put(espace::testing::first_version(txn, "Patient", id,
+                                                R"({"resourceType":"Patient","id":")" + id + R"(","padding":")" +
+                                                    std::string(300, 'x') + R"("})"),
+                 index);
 }
 
 }  // namespace
