@@ -129,12 +129,6 @@ std::string audit_sha256(std::string_view data) {
   return h.finish();
 }
 
-std::string audit_content_bytes(const AuditRecord& r) {
-  std::string out = audit_content_prefix(r);
-  out += r.json;
-  return out;
-}
-
 std::string audit_content_prefix(const AuditRecord& r) {
   std::string out;
   out.reserve(32 + r.id.size() + r.patients.size() * 24);
@@ -153,7 +147,12 @@ std::string audit_content_prefix(const AuditRecord& r) {
   return out;
 }
 
-std::string audit_content_hash(const AuditRecord& r) { return audit_sha256(audit_content_bytes(r)); }
+std::string audit_content_hash(const AuditRecord& r) {
+  Sha256 h;
+  h.update(audit_content_prefix(r));
+  h.update(r.json);  // not copied behind the prefix first
+  return h.finish();
+}
 
 namespace {
 std::string chain_hash(const std::string& prev_hash, int64_t seq, const std::string& content_hash) {

@@ -231,9 +231,8 @@ struct AuditHead {
 
 // The digest of a record's content (see above): what its text says.
 std::string audit_content_hash(const AuditRecord& record);
-// The exact bytes audit_content_hash digests (for another SHA-256 implementation):
-// audit_content_prefix(record) followed by record.json.
-std::string audit_content_bytes(const AuditRecord& record);
+// audit_content_hash digests audit_content_prefix(record) followed by
+// record.json (for another SHA-256 implementation to do the same).
 std::string audit_content_prefix(const AuditRecord& record);
 // The chain hash of one record given its predecessor's (see above); uses
 // record.content_hash when set.
