@@ -34,6 +34,7 @@ Status load_audit_chain_head(Connection& c, AuditChainHead* head);
 struct JournalEntry {
   AuditRecord record;
   std::string body;
+  int64_t journaled_us = 0;  // when its flush returned: its wait for the table counts from here
 };
 
 // Inside a write transaction (the writer thread): inserts records already

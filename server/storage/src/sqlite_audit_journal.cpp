@@ -1,5 +1,6 @@
 #include "sqlite_audit_journal.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -353,7 +354,6 @@ void AuditJournal::write_calls(std::vector<Call>& calls) {
     if (results[i] && !durable) results[i] = internal("the journal could not be written or flushed; not recorded");
     if (results[i])
       for (size_t k = 0; k < c.records.size(); ++k) {
-        if (unfiled_.empty()) oldest_unfiled_us_ = at;
         // Everything but the JSON, which the body holds in its stored form.
         const AuditRecord& r = c.records[k];
         JournalEntry e;
@@ -364,6 +364,7 @@ void AuditJournal::write_calls(std::vector<Call>& calls) {
         e.record.prev_hash = r.prev_hash;
         e.record.hash = r.hash;
         e.body = std::move(c.bodies[k]);
+        e.journaled_us = at;
         unfiled_.push_back(std::move(e));
         unfiled_ids_.insert(unfiled_.back().record.id);
       }
@@ -390,26 +391,31 @@ void AuditJournal::drop_entries_in_table() {
 
 void AuditJournal::maybe_add_to_table(bool force) {
   if (unfiled_.empty()) return;
-  if (!force && unfiled_.size() < table_batch_ && now_us() - oldest_unfiled_us_ < table_delay_us_) return;
   int64_t in_table;
   {
     std::lock_guard lock(mutex_);
     if (handing_over_) return;
-    handing_over_ = true;
     in_table = in_table_seq_;
   }
   // The entries stay here (their ids still count as used) until the table
   // has them durably; a failed hand-over is retried. Those a hand-over that
   // finished since the last drop_entries_in_table took are not given again.
+  // The wait is the oldest waiting entry's: counting it from the first entry
+  // of a deque that was never empty under steady load (entries journaled
+  // during a hand-over) made every loop hand over a few records, a commit
+  // each, and each commit empties the page cache of every reader.
+  auto waiting = std::partition_point(unfiled_.begin(), unfiled_.end(),
+                                      [in_table](const JournalEntry& e) { return e.record.seq <= in_table; });
+  const size_t count = static_cast<size_t>(unfiled_.end() - waiting);
+  if (count == 0) return;
+  if (!force && count < table_batch_ && now_us() - waiting->journaled_us < table_delay_us_) return;
   std::vector<const JournalEntry*> entries;
-  entries.reserve(unfiled_.size());
-  for (const JournalEntry& e : unfiled_)
-    if (e.record.seq > in_table) entries.push_back(&e);
-  if (entries.empty()) {
+  entries.reserve(count);
+  for (auto it = waiting; it != unfiled_.end(); ++it) entries.push_back(&*it);
+  {
+    // Only this thread starts hand-overs: none began since the check above.
     std::lock_guard lock(mutex_);
-    handing_over_ = false;
-    progress_.notify_all();
-    return;
+    handing_over_ = true;
   }
   const int64_t upto = entries.back()->record.seq;
   hooks_.add_to_table(std::move(entries), [this, upto](Status s) {

@@ -147,7 +147,6 @@ class AuditJournal {
   // set can point into it.
   std::deque<JournalEntry> unfiled_;
   std::unordered_set<std::string_view> unfiled_ids_;
-  int64_t oldest_unfiled_us_ = 0;
 };
 
 }  // namespace espace::storage::sqlite

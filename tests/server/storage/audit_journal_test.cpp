@@ -170,6 +170,46 @@ TEST_CASE("audit records wait in the journal until the table is read or their ti
   }
 }
 
+TEST_CASE("under steady appends the table still gets records once per delay, not at every flush", "[audit][journal]") {
+  // Appends that keep arriving while a hand-over runs used to date the next
+  // hand-over from the first record ever waiting: from then on every flush
+  // handed its few records over, a commit each.
+  TempDb db;
+  constexpr int64_t kDelayUs = 100'000;
+  auto opts = options(db.path, kDelayUs);
+  std::unique_ptr<Storage> s;
+  REQUIRE(open_sqlite(opts, &s).is_ok());
+  auto* sqlite = dynamic_cast<SqliteStorage*>(s.get());
+  REQUIRE(sqlite != nullptr);
+  const int64_t batches_before = sqlite->write_stats().batches;
+  std::atomic<bool> stop{false};
+  std::atomic<int> appended{0}, failed{0};
+  std::vector<std::thread> appenders;
+  const auto start = std::chrono::steady_clock::now();
+  for (int t = 0; t < 4; ++t)
+    appenders.emplace_back([&, t] {
+      for (int n = 0; !stop.load(); ++n) {
+        std::vector<AuditRecord> one{make_record("s" + std::to_string(t) + "-" + std::to_string(n), {"p" + std::to_string(n % 50)})};
+        if (s->append_audit(&one).is_ok())
+          ++appended;
+        else
+          ++failed;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  stop = true;
+  for (auto& a : appenders) a.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t handovers = sqlite->write_stats().batches - batches_before;
+  INFO(appended.load() << " records in " << seconds << " s, " << handovers << " hand-overs");
+  CHECK(failed == 0);
+  REQUIRE(appended > 200);  // enough flushes for a hand-over per flush to show
+  // One hand-over per delay (and the odd one a full batch starts), with room for a slow machine.
+  CHECK(handovers <= static_cast<int64_t>(seconds * 1e6 / kDelayUs) + 5);
+  CHECK(handovers >= 1);
+}
+
 TEST_CASE("acknowledged audit records and the writes before them survive kill -9", "[audit][journal][durability]") {
   TempDb db;
   std::random_device rd;
