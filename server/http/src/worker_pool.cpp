@@ -1,5 +1,7 @@
 #include "espace/http/worker_pool.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -12,7 +14,10 @@ WorkerPool::WorkerPool(size_t threads, size_t max_queued) : max_queued_(max_queu
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; ++i) {
     slots_.push_back(std::make_unique<Slot>());
-    threads_.emplace_back([this, slot = slots_.back().get()] { work(slot); });
+    threads_.emplace_back([this, slot = slots_.back().get()] {
+      pthread_setname_np(pthread_self(), "espace-work");  // per-thread CPU and perf reports tell the pools apart
+      work(slot);
+    });
   }
 }
 

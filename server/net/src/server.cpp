@@ -17,6 +17,8 @@
 //                      not go out at once
 #include "espace/net/server.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -835,7 +837,11 @@ void Server::run() {
     }
   };
   std::vector<std::thread> extra;
-  for (int i = 1; i < s.options.io_threads; ++i) extra.emplace_back(run_loop);
+  for (int i = 1; i < s.options.io_threads; ++i)
+    extra.emplace_back([&run_loop] {
+      pthread_setname_np(pthread_self(), "espace-io");  // the calling thread keeps its own name
+      run_loop();
+    });
   run_loop();
   for (auto& t : extra) t.join();
 }
