@@ -65,4 +65,46 @@ fhir::Status compartments_condition(const fhir::Definitions& defs, const std::st
   return fhir::Status::ok();
 }
 
+bool confined_to_compartments(const fhir::Definitions& defs, const std::string& compartment_type,
+                              const std::vector<std::string>& ids, const storage::SearchQuery& query) {
+  if (query.type.empty() || query.type == compartment_type || ids.empty()) return false;
+  const search::Registry& registry = search::Registry::get(defs);
+  const auto* members = registry.compartment(compartment_type);
+  if (!members) return false;
+  auto member = members->find(query.type);
+  if (member == members->end()) return false;
+  const std::vector<std::string>& links = member->second;
+  const std::string to_compartment_only = ".where(resolve() is " + compartment_type + ")";
+  // Rows of `param` name compartment_type resources only, and only ones a linking parameter also names.
+  auto follows_a_link_to_the_compartment_only = [&](const std::string& param) {
+    const search::SearchParamDef* def = registry.find(query.type, param);
+    if (!def || !def->expression) return false;
+    for (const std::string& link : links) {
+      const search::SearchParamDef* link_def = registry.find(query.type, link);
+      if (link_def && link_def->expression && def->expression->text() == link_def->expression->text() + to_compartment_only)
+        return true;
+    }
+    return false;
+  };
+  for (const storage::Condition& c : query.all_of) {
+    if (c.kind != storage::Condition::Kind::AnyOf || c.negate || c.any_of.empty()) continue;
+    bool confines = true;
+    for (const storage::IndexTest& t : c.any_of) {
+      const bool equal_id = !t.target && t.bounds.empty() && t.value_op == storage::TextOp::Equal &&
+                            (t.kind.empty() || t.kind == "reference") &&
+                            std::find(ids.begin(), ids.end(), t.value) != ids.end();
+      // A bare id through a linking parameter could name another type's resource with that id.
+      const bool through_link = t.system == compartment_type &&
+                                std::find(links.begin(), links.end(), t.param) != links.end();
+      const bool typed = !t.system || *t.system == compartment_type;
+      if (!equal_id || !(through_link || (typed && follows_a_link_to_the_compartment_only(t.param)))) {
+        confines = false;
+        break;
+      }
+    }
+    if (confines) return true;
+  }
+  return false;
+}
+
 }  // namespace espace::interactions

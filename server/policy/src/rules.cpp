@@ -841,6 +841,10 @@ Status DmpRules::restrict_search(storage::SearchQuery* query) {
     query->all_of.push_back(std::move(none));
     return Status::ok();
   }
+  // A search that names its patients itself (patient=, subject=Patient/...)
+  // among the reachable ones needs no second condition saying the same: it
+  // would cost the storage a selectivity probe and a test per candidate.
+  if (interactions::confined_to_compartments(defs_, "Patient", compartments, *query)) return Status::ok();
   storage::Condition cond;
   std::vector<std::string> member_types;
   if (Status s = interactions::compartments_condition(defs_, "Patient", compartments, type, &cond, &member_types); !s)

@@ -3,6 +3,8 @@
 // _summary, _elements, _include/_revinclude), lenient handling, compartments,
 // and the helpers (string normalization, date ranges).
 #include "../../../server/interactions/src/search/registry.h"
+#include "../../../server/interactions/src/search/query.h"
+#include "espace/interactions/compartments.h"
 #include "search_fixture.h"
 
 using namespace search_test;
@@ -424,4 +426,50 @@ TEST_CASE("malformed searches are refused with an error naming the parameter, ne
   CHECK_FALSE(s.search("Patient", many).error.is_ok());
   CHECK(s.search("Patient", "family=" + std::string(3000, 'a')).error.category() ==
         espace::fhir::ErrorCategory::Invalid);
+}
+
+TEST_CASE("a search names its own patients: confined_to_compartments", "[search][compartment]") {
+  using espace::interactions::confined_to_compartments;
+  namespace s = espace::interactions::search;
+  s::ParseContext ctx;
+  ctx.registry = &Registry::get(defs());
+  ctx.defs = &defs();
+  auto query = [&](const std::string& type, std::vector<std::pair<std::string, std::string>> params) {
+    s::ParsedSearch parsed;
+    auto st = s::parse_search(ctx, type, params, &parsed);
+    INFO(st.message());
+    REQUIRE(st.is_ok());
+    return parsed.query;
+  };
+  const std::vector<std::string> reachable{"a", "b"};
+  auto confined = [&](const std::string& type, std::vector<std::pair<std::string, std::string>> params) {
+    return confined_to_compartments(defs(), "Patient", reachable, query(type, std::move(params)));
+  };
+  // patient = subject.where(resolve() is Patient): a bare id names a Patient.
+  CHECK(confined("DocumentReference", {{"patient", "a"}, {"type", "http://loinc.org|11488-4"}}));
+  CHECK(confined("Observation", {{"patient", "Patient/b"}}));
+  CHECK(confined("DocumentReference", {{"patient", "a,b"}}));
+  // The linking parameters themselves, typed.
+  CHECK(confined("DocumentReference", {{"subject", "Patient/a"}}));
+  CHECK(confined("DocumentReference", {{"author", "Patient/a"}}));
+  CHECK(confined("Observation", {{"subject:Patient", "a"}}));
+  // A bare id through a linking parameter may name a Group or a Device with that id.
+  CHECK_FALSE(confined("DocumentReference", {{"subject", "a"}}));
+  // Anyone outside the reachable ones, a negation, or no patient at all: the condition stays.
+  CHECK_FALSE(confined("DocumentReference", {{"patient", "c"}}));
+  CHECK_FALSE(confined("DocumentReference", {{"patient", "a,c"}}));
+  {
+    espace::storage::SearchQuery negated = query("DocumentReference", {{"patient", "a"}});
+    REQUIRE(negated.all_of.size() == 1);
+    negated.all_of[0].negate = true;
+    CHECK_FALSE(confined_to_compartments(defs(), "Patient", reachable, negated));
+  }
+  CHECK_FALSE(confined("DocumentReference", {{"type", "http://loinc.org|11488-4"}}));
+  CHECK_FALSE(confined("DocumentReference", {{"subject", "Group/a"}}));
+  // Parameters that are not the compartment's links (Observation.performer is a link; focus is not).
+  CHECK_FALSE(confined("Observation", {{"focus", "Patient/a"}}));
+  CHECK(confined("Observation", {{"performer", "Patient/a"}}));
+  // The Patient type itself is linked by id, not by a reference.
+  CHECK_FALSE(confined("Patient", {{"_id", "a"}}));
+  CHECK_FALSE(confined_to_compartments(defs(), "Patient", {}, query("Observation", {{"patient", "a"}})));
 }

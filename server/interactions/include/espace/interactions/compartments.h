@@ -33,4 +33,15 @@ fhir::Status compartments_condition(const fhir::Definitions& defs, const std::st
                                     const std::vector<std::string>& ids, const std::string& type,
                                     storage::Condition* out, std::vector<std::string>* member_types);
 
+// Whether `query` (of one type, `query.type`) can only match resources in the
+// compartment of one of `ids`, by a condition of its own: a reference
+// equality, on ids among `ids` only, through a linking parameter of the
+// CompartmentDefinition with `compartment_type` as the reference type, or
+// through a parameter that follows a linking one to `compartment_type` alone
+// ("DocumentReference.subject.where(resolve() is Patient)", the `patient`
+// parameter, linked by `subject`). compartments_condition(ids) would then
+// add nothing but cost.
+bool confined_to_compartments(const fhir::Definitions& defs, const std::string& compartment_type,
+                              const std::vector<std::string>& ids, const storage::SearchQuery& query);
+
 }  // namespace espace::interactions
