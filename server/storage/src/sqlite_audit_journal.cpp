@@ -220,6 +220,8 @@ Status AuditJournal::start(const AuditChainHead& head, bool fsync, size_t table_
   file_bytes_ = 0;
   if (!write_end_mark()) return internal("cannot empty it");
   head_ = head;
+  if (hooks.largest_id_in_table)
+    if (Status s = hooks.largest_id_in_table(&largest_in_table_); !s) return s;
   table_batch_ = table_batch;
   table_delay_us_ = table_delay_us;
   hooks_ = std::move(hooks);
@@ -306,11 +308,18 @@ bool AuditJournal::write_end_mark() {
 
 void AuditJournal::write_calls(std::vector<Call>& calls) {
   // Ids already used: in the table, waiting for it, or earlier in this batch.
+  // Only ids no larger than the table's largest are looked up there.
+  std::string largest_in_table;
+  {
+    std::lock_guard lock(mutex_);
+    largest_in_table = largest_in_table_;
+  }
   std::vector<const std::string*> ids;
   for (const Call& c : calls)
-    for (const AuditRecord& r : c.records) ids.push_back(&r.id);
+    for (const AuditRecord& r : c.records)
+      if (r.id <= largest_in_table) ids.push_back(&r.id);
   std::unordered_set<std::string> taken;
-  Status lookup = hooks_.find_in_table(ids, &taken);
+  Status lookup = ids.empty() ? Status::ok() : hooks_.find_in_table(ids, &taken);
   std::vector<Status> results(calls.size());
   std::unordered_set<std::string> batch_ids;
   std::string bytes;
@@ -418,11 +427,14 @@ void AuditJournal::maybe_add_to_table(bool force) {
     handing_over_ = true;
   }
   const int64_t upto = entries.back()->record.seq;
-  hooks_.add_to_table(std::move(entries), [this, upto](Status s) {
+  std::string largest_id;
+  for (const JournalEntry* e : entries) largest_id = std::max(largest_id, e->record.id);
+  hooks_.add_to_table(std::move(entries), [this, upto, largest_id = std::move(largest_id)](Status s) {
     std::lock_guard lock(mutex_);
     handing_over_ = false;
     if (s) {
       in_table_seq_ = std::max(in_table_seq_, upto);
+      largest_in_table_ = std::max(largest_in_table_, largest_id);
       table_error_ = Status::ok();
     } else {
       table_error_ = std::move(s);

@@ -56,6 +56,8 @@ struct AuditJournalHooks {
   // The ids among `ids` that the audit table already holds.
   std::function<Status(const std::vector<const std::string*>& ids, std::unordered_set<std::string>* taken)>
       find_in_table;
+  // The largest id the audit table holds ("" when empty), read once at start.
+  std::function<Status(std::string* largest)> largest_id_in_table;
   // Appends chained entries to the audit table; `done` once that is durable.
   // The entries stay where they are (unchanged) until `done` has run.
   std::function<void(std::vector<const JournalEntry*> entries, std::function<void(Status)> done)> add_to_table;
@@ -135,6 +137,9 @@ class AuditJournal {
   int catch_up_waiters_ = 0;
   int64_t acknowledged_seq_ = 0;  // newest record acknowledged
   int64_t in_table_seq_ = 0;      // newest record durable in the audit table
+  // No id of the table is larger (byte order): an id that is needs no lookup
+  // there. Time-ordered ids (the trail's UUIDv7) almost always are.
+  std::string largest_in_table_;
   bool handing_over_ = false;     // an add_to_table call is running
   Status table_error_;            // the last hand-over's failure (retried)
 

@@ -622,6 +622,15 @@ class SqliteStorageImpl final : public SqliteStorage {
       }
       return Status::ok();
     };
+    hooks.largest_id_in_table = [this](std::string* largest) {
+      ReaderPool::Lease c(readers_);
+      sqlite3_stmt* raw = nullptr;
+      if (Status s = c->prepare("SELECT max(id) FROM audit_log", &raw); !s) return s;  // the id index's last entry
+      Stmt st(raw);
+      if (st.step() != SQLITE_ROW) return sqlite::error(c->db(), "reading the largest audit record id");
+      *largest = st.text(0);  // "" for NULL: the table is empty
+      return Status::ok();
+    };
     hooks.add_to_table = [this](std::vector<const sqlite::JournalEntry*> entries, std::function<void(Status)> done) {
       auto p = std::make_unique<Pending>();
       p->audit = std::move(entries);

@@ -210,6 +210,41 @@ TEST_CASE("under steady appends the table still gets records once per delay, not
   CHECK(handovers >= 1);
 }
 
+TEST_CASE("an id the table holds is refused whether it is its largest or not, before and after reopening",
+          "[audit][journal]") {
+  // The journal looks an id up in the table only when it is no larger than
+  // the table's largest id; the bound must follow every hand-over and be read
+  // again at start.
+  TempDb db;
+  auto append = [](Storage& s, const std::string& id) {
+    std::vector<AuditRecord> one{make_record(id, {"p1"})};
+    return s.append_audit(&one);
+  };
+  auto into_table = [](Storage& s) {
+    AuditQuery q;
+    AuditPage page;
+    REQUIRE(s.search_audit(q, &page).is_ok());  // a reader of the table brings it up to date
+  };
+  {
+    std::unique_ptr<Storage> s;
+    REQUIRE(open_sqlite(options(db.path, kNeverUs), &s).is_ok());
+    for (const char* id : {"m1", "m5", "m9"}) REQUIRE(append(*s, id).is_ok());
+    into_table(*s);
+    REQUIRE(table_rows(db.path) == 3);
+    for (const char* id : {"m9", "m1", "m5"}) CHECK(append(*s, id).category() == ErrorCategory::Conflict);
+    CHECK(append(*s, "m95").is_ok());  // beyond the largest
+    CHECK(append(*s, "m0").is_ok());   // below it, and new
+    CHECK(append(*s, "m95").category() == ErrorCategory::Conflict);  // waiting for the table
+    into_table(*s);
+    CHECK(append(*s, "m95").category() == ErrorCategory::Conflict);  // now the table's largest
+  }
+  std::unique_ptr<Storage> s;
+  REQUIRE(open_sqlite(options(db.path, kNeverUs), &s).is_ok());
+  for (const char* id : {"m95", "m9", "m0", "m1"}) CHECK(append(*s, id).category() == ErrorCategory::Conflict);
+  CHECK(append(*s, "n1").is_ok());
+  CHECK(table_rows(db.path) == 5);
+}
+
 TEST_CASE("acknowledged audit records and the writes before them survive kill -9", "[audit][journal][durability]") {
   TempDb db;
   std::random_device rd;
