@@ -17,8 +17,9 @@ using fhir::ErrorCategory;
 
 namespace {
 
-// The file is emptied once it holds this much and all of it is in the table.
-constexpr int64_t kEmptyAtBytes = 8 << 20;
+// The file is emptied once it holds this much and all of it is in the table
+// (room for a full table batch of large events).
+constexpr int64_t kEmptyAtBytes = 32 << 20;
 // The file grows by this much at a time, written with zeros, so that a batch
 // overwrites blocks that exist: its fdatasync then flushes the data alone,
 // not the inode and block map as well (half the time and CPU of a flush).

@@ -389,9 +389,11 @@ struct SqliteOptions {
   // Audit records are durable in the audit journal ("<path>-audit") first
   // and reach the searchable audit table in batches: once this many wait, or
   // once the oldest has waited this long (readers of the table never wait
-  // for either: they bring the table up to date first).
-  size_t audit_table_batch = 4096;
-  int64_t audit_table_delay_us = 250'000;
+  // for either: they bring the table up to date first). Large batches: each
+  // commit dirties about one page of the patient index per patient it names,
+  // whatever the number of records, and empties every reader's page cache.
+  size_t audit_table_batch = 16384;
+  int64_t audit_table_delay_us = 1'000'000;
 };
 
 Status open_sqlite(const SqliteOptions& opts, std::unique_ptr<Storage>* out);
