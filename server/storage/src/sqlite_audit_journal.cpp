@@ -210,8 +210,8 @@ Status AuditJournal::lock(const std::string& path, bool* owned) {
   return Status::ok();
 }
 
-Status AuditJournal::start(const AuditChainHead& head, bool fsync, size_t table_batch, int64_t table_delay_us,
-                           AuditJournalHooks hooks) {
+Status AuditJournal::start(const AuditChainHead& head, std::string largest_id, bool fsync, size_t table_batch,
+                           int64_t table_delay_us, AuditJournalHooks hooks) {
   if (fd_ < 0) return internal("not locked");
   // Everything in the file is in the table: start it afresh, keeping its blocks.
   struct stat st {};
@@ -221,8 +221,7 @@ Status AuditJournal::start(const AuditChainHead& head, bool fsync, size_t table_
   file_bytes_ = 0;
   if (!write_end_mark()) return internal("cannot empty it");
   head_ = head;
-  if (hooks.largest_id_in_table)
-    if (Status s = hooks.largest_id_in_table(&largest_in_table_); !s) return s;
+  largest_in_table_ = std::move(largest_id);
   table_batch_ = table_batch;
   table_delay_us_ = table_delay_us;
   hooks_ = std::move(hooks);

@@ -56,8 +56,6 @@ struct AuditJournalHooks {
   // The ids among `ids` that the audit table already holds.
   std::function<Status(const std::vector<const std::string*>& ids, std::unordered_set<std::string>* taken)>
       find_in_table;
-  // The largest id the audit table holds ("" when empty), read once at start.
-  std::function<Status(std::string* largest)> largest_id_in_table;
   // Appends chained entries to the audit table; `done` once that is durable.
   // The entries stay where they are (unchanged) until `done` has run.
   std::function<void(std::vector<const JournalEntry*> entries, std::function<void(Status)> done)> add_to_table;
@@ -80,10 +78,11 @@ class AuditJournal {
   int fd() const { return fd_; }
   // Starts appending after `head` (the audit table's newest record, every
   // record of the file being in the table): empties the file and starts the
-  // flush thread. `fsync` false: records are written, never flushed.
+  // flush thread. `largest_id`: the table's largest id ("" when empty).
+  // `fsync` false: records are written, never flushed.
   // Records go to the table `table_batch` at a time or after `table_delay_us`.
-  Status start(const AuditChainHead& head, bool fsync, size_t table_batch, int64_t table_delay_us,
-               AuditJournalHooks hooks);
+  Status start(const AuditChainHead& head, std::string largest_id, bool fsync, size_t table_batch,
+               int64_t table_delay_us, AuditJournalHooks hooks);
   bool started() const { return thread_.joinable(); }
 
   // Checked records with the stored form of each body. `done` gets the
@@ -123,8 +122,8 @@ class AuditJournal {
 
   int fd_ = -1;
   bool fsync_ = true;
-  size_t table_batch_ = 4096;
-  int64_t table_delay_us_ = 250'000;
+  size_t table_batch_ = 0;      // set by start()
+  int64_t table_delay_us_ = 0;
   AuditJournalHooks hooks_;
   std::thread thread_;
 

@@ -622,15 +622,6 @@ class SqliteStorageImpl final : public SqliteStorage {
       }
       return Status::ok();
     };
-    hooks.largest_id_in_table = [this](std::string* largest) {
-      ReaderPool::Lease c(readers_);
-      sqlite3_stmt* raw = nullptr;
-      if (Status s = c->prepare("SELECT max(id) FROM audit_log", &raw); !s) return s;  // the id index's last entry
-      Stmt st(raw);
-      if (st.step() != SQLITE_ROW) return sqlite::error(c->db(), "reading the largest audit record id");
-      *largest = st.text(0);  // "" for NULL: the table is empty
-      return Status::ok();
-    };
     hooks.add_to_table = [this](std::vector<const sqlite::JournalEntry*> entries, std::function<void(Status)> done) {
       auto p = std::make_unique<Pending>();
       p->audit = std::move(entries);
@@ -644,9 +635,18 @@ class SqliteStorageImpl final : public SqliteStorage {
       durable_cv_.wait(lock, [&] { return durable_upto_ >= commit || sync_failed_; });
       return durable_upto_ >= commit;
     };
+    std::string largest_id;
+    {
+      ReaderPool::Lease c(readers_);
+      sqlite3_stmt* raw = nullptr;
+      if (Status s = c->prepare("SELECT max(id) FROM audit_log", &raw); !s) return s;  // the id index's last entry
+      Stmt st(raw);
+      if (st.step() != SQLITE_ROW) return sqlite::error(c->db(), "reading the largest audit record id");
+      largest_id = st.text(0);  // "" for NULL: the table is empty
+    }
     // The writer thread owns audit_head_ from now on; the journal keeps its own.
-    return journal_.start(audit_head_, opts_.synchronous_full, opts_.audit_table_batch, opts_.audit_table_delay_us,
-                          std::move(hooks));
+    return journal_.start(audit_head_, std::move(largest_id), opts_.synchronous_full, opts_.audit_table_batch,
+                          opts_.audit_table_delay_us, std::move(hooks));
   }
 
   // ---- reads ----
