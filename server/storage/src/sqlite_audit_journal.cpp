@@ -46,6 +46,12 @@ void put_u32(std::string& out, uint64_t v) {
 void put_u64(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
 }
+// The little-endian number in the `width` bytes at p (the bounds are the caller's).
+uint64_t get_le(const char* p, int width) {
+  uint64_t v = 0;
+  for (int i = 0; i < width; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
 
 void append_frame(std::string& out, const AuditRecord& r, const std::string& body) {
   const size_t start = out.size();
@@ -75,8 +81,7 @@ class FrameReader {
   bool u32(size_t* v) { return uint(4, v); }
   bool u64(uint64_t* v) {
     if (end_ - p_ < 8) return false;
-    *v = 0;
-    for (int i = 0; i < 8; ++i) *v |= static_cast<uint64_t>(static_cast<unsigned char>(p_[i])) << (8 * i);
+    *v = get_le(p_, 8);
     p_ += 8;
     return true;
   }
@@ -91,8 +96,7 @@ class FrameReader {
  private:
   bool uint(int width, size_t* v) {
     if (end_ - p_ < width) return false;
-    *v = 0;
-    for (int i = 0; i < width; ++i) *v |= static_cast<size_t>(static_cast<unsigned char>(p_[i])) << (8 * i);
+    *v = static_cast<size_t>(get_le(p_, width));
     p_ += width;
     return true;
   }
@@ -116,16 +120,11 @@ bool parse_frame(const char* p, size_t n, JournalEntry* e) {
   return in.at_end();
 }
 
-}  // namespace
-
-namespace {
-
 // Whether a frame that continues the log (seq `next`) starts at `at`: then
 // the broken frame before it is damage, not the unfinished end of the log.
 bool valid_frame_at(const std::string& data, size_t at, int64_t next) {
   if (data.size() < at + 4) return false;
-  size_t length = 0;
-  for (int i = 0; i < 4; ++i) length |= static_cast<size_t>(static_cast<unsigned char>(data[at + i])) << (8 * i);
+  const size_t length = static_cast<size_t>(get_le(data.data() + at, 4));
   JournalEntry e;
   return length > 0 && length <= data.size() - at - 4 && parse_frame(data.data() + at + 4, length, &e) &&
          (next < 0 || e.record.seq == next);
@@ -151,9 +150,7 @@ Status read_journal(int fd, const AuditChainHead& head, std::vector<JournalEntry
   size_t at = 0;
   while (at < data.size()) {
     const size_t left = data.size() - at;
-    size_t length = 0;
-    if (left >= 4)
-      for (int i = 0; i < 4; ++i) length |= static_cast<size_t>(static_cast<unsigned char>(data[at + i])) << (8 * i);
+    const size_t length = left >= 4 ? static_cast<size_t>(get_le(data.data() + at, 4)) : 0;
     if (left >= 4 && length == 0) return Status::ok();  // the end mark (or the zeros after it)
     // A frame is good when whole, well-formed, next in order (after the
     // log's end lie zeros or older frames), and, beyond the table's head,
