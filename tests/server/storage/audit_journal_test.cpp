@@ -48,6 +48,13 @@ AuditRecord make_record(const std::string& id, std::vector<std::string> patients
   return r;
 }
 
+// Appends one record alone, as the trail does for each request.
+Status append_one(Storage& s, AuditRecord r) {
+  std::vector<AuditRecord> one;
+  one.push_back(std::move(r));
+  return s.append_audit(&one);
+}
+
 // Rows of the audit table, read behind the storage's back.
 int64_t table_rows(const std::string& path) {
   sqlite3* db = nullptr;
@@ -102,8 +109,7 @@ int64_t journal_end(const std::string& path) {
           });
           if (!w) _exit(4);
         }
-        std::vector<AuditRecord> one{make_record("ev-" + id, {"p" + std::to_string(t)})};
-        if (!s->append_audit(&one)) _exit(5);
+        if (!append_one(*s, make_record("ev-" + id, {"p" + std::to_string(t)}))) _exit(5);
         const std::string line = std::to_string(n) + "\n";
         if (::write(report_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(6);
       }
@@ -189,8 +195,7 @@ TEST_CASE("under steady appends the table still gets records once per delay, not
   for (int t = 0; t < 4; ++t)
     appenders.emplace_back([&, t] {
       for (int n = 0; !stop.load(); ++n) {
-        std::vector<AuditRecord> one{make_record("s" + std::to_string(t) + "-" + std::to_string(n), {"p" + std::to_string(n % 50)})};
-        if (s->append_audit(&one).is_ok())
+        if (append_one(*s, make_record("s" + std::to_string(t) + "-" + std::to_string(n), {"p" + std::to_string(n % 50)})).is_ok())
           ++appended;
         else
           ++failed;
@@ -216,10 +221,7 @@ TEST_CASE("an id the table holds is refused whether it is its largest or not, be
   // the table's largest id; the bound must follow every hand-over and be read
   // again at start.
   TempDb db;
-  auto append = [](Storage& s, const std::string& id) {
-    std::vector<AuditRecord> one{make_record(id, {"p1"})};
-    return s.append_audit(&one);
-  };
+  auto append = [](Storage& s, const std::string& id) { return append_one(s, make_record(id, {"p1"})); };
   auto into_table = [](Storage& s) {
     AuditQuery q;
     AuditPage page;
@@ -346,8 +348,7 @@ TEST_CASE("a journal's older frames, past its end mark, are never replayed", "[a
     for (int i = 0; i < 5; ++i) {
       AuditRecord r = make_record("old" + std::to_string(i), {"p1"});
       r.json.insert(r.json.size() - 1, ",\"note\":\"" + std::string(2000, 'o') + "\"");
-      std::vector<AuditRecord> one{r};
-      REQUIRE(s->append_audit(&one).is_ok());
+      REQUIRE(append_one(*s, std::move(r)).is_ok());
     }
   }  // closed: all five in the table, the journal emptied by an end mark, their frames still behind it
   REQUIRE(table_rows(db.path) == 5);
@@ -418,8 +419,7 @@ TEST_CASE("records reach the table whole and in order while hand-overs and catch
   for (int t = 0; t < kThreads; ++t)
     writers.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        std::vector<AuditRecord> one{make_record("r" + std::to_string(t) + "-" + std::to_string(i), {"p1"})};
-        if (!s->append_audit(&one)) failures.fetch_add(1);
+        if (!append_one(*s, make_record("r" + std::to_string(t) + "-" + std::to_string(i), {"p1"}))) failures.fetch_add(1);
       }
     });
   for (auto& w : writers) w.join();
