@@ -25,6 +25,7 @@ constexpr int64_t kEmptyAtBytes = 32 << 20;
 // not the inode and block map as well (half the time and CPU of a flush).
 constexpr int64_t kGrowBytes = 1 << 20;
 constexpr auto kIdleWake = std::chrono::milliseconds(50);
+constexpr int64_t kRetryAfterFailureUs = 1'000'000;
 constexpr size_t kMaxFrame = 64u << 20;
 
 Status internal(std::string msg) {
@@ -395,12 +396,13 @@ void AuditJournal::drop_entries_in_table() {
   }
 }
 
-void AuditJournal::maybe_add_to_table(bool force) {
+void AuditJournal::maybe_add_to_table(bool force, bool urgent) {
   if (unfiled_.empty()) return;
   int64_t in_table;
   {
     std::lock_guard lock(mutex_);
     if (handing_over_) return;
+    if (!urgent && now_us() < retry_at_us_) return;
     in_table = in_table_seq_;
   }
   // The entries stay here (their ids still count as used) until the table
@@ -435,6 +437,7 @@ void AuditJournal::maybe_add_to_table(bool force) {
       table_error_ = Status::ok();
     } else {
       table_error_ = std::move(s);
+      retry_at_us_ = now_us() + kRetryAfterFailureUs;
     }
     progress_.notify_all();
     wake_.notify_one();
@@ -453,14 +456,14 @@ void AuditJournal::run() {
     lock.unlock();
     drop_entries_in_table();
     if (!calls.empty()) write_calls(calls);
-    maybe_add_to_table(wanted || file_bytes_ >= kEmptyAtBytes);
+    maybe_add_to_table(wanted || file_bytes_ >= kEmptyAtBytes, wanted);
     if (file_bytes_ >= kEmptyAtBytes || stopping) {
       // Wait until the table holds everything the file does, then empty it.
       lock.lock();
       progress_.wait(lock, [&] { return !handing_over_; });
       lock.unlock();
       drop_entries_in_table();
-      if (!unfiled_.empty()) maybe_add_to_table(true);
+      if (!unfiled_.empty()) maybe_add_to_table(true, wanted);
       lock.lock();
       progress_.wait(lock, [&] { return !handing_over_; });
       const bool all_in_table = in_table_seq_ >= head_.seq;

@@ -111,8 +111,11 @@ class AuditJournal {
   void run();
   void write_calls(std::vector<Call>& calls);
   // Hands the records not yet in the table to it when `force` or when enough
-  // have waited long enough; at most one hand-over at a time.
-  void maybe_add_to_table(bool force);
+  // have waited long enough; at most one hand-over at a time. After a failed
+  // hand-over the next waits kRetryAfterFailure unless `urgent` (a caller
+  // waits for the table, or the journal stops): a table that keeps refusing
+  // (a full disk) must not keep the writer busy.
+  void maybe_add_to_table(bool force, bool urgent);
   void drop_entries_in_table();
   // Appends a batch's frames (and the end mark after them) and flushes.
   bool write_all(std::string& bytes);
@@ -141,6 +144,7 @@ class AuditJournal {
   std::string largest_in_table_;
   bool handing_over_ = false;     // an add_to_table call is running
   Status table_error_;            // the last hand-over's failure (retried)
+  int64_t retry_at_us_ = 0;       // no hand-over that is not urgent before this time
 
   // Flush thread only.
   AuditChainHead head_;

@@ -215,6 +215,34 @@ TEST_CASE("under steady appends the table still gets records once per delay, not
   CHECK(handovers >= 1);
 }
 
+TEST_CASE("a table that refuses hand-overs is retried once a second, not in a loop", "[audit][journal]") {
+  // A full disk, say: every hand-over fails. Retrying at once after each
+  // failure kept the writer thread busy for as long as it lasted.
+  TempDb db;
+  auto opts = options(db.path, 0);  // records are due in the table at once
+  std::unique_ptr<Storage> s;
+  REQUIRE(open_sqlite(opts, &s).is_ok());
+  auto* sqlite = dynamic_cast<SqliteStorage*>(s.get());
+  REQUIRE(sqlite != nullptr);
+  {
+    sqlite3* side = nullptr;
+    REQUIRE(sqlite3_open_v2(db.path.c_str(), &side, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+    sqlite3_busy_timeout(side, 5000);
+    CHECK(sqlite3_exec(side, "CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(side);
+  }
+  const int64_t batches_before = sqlite->write_stats().batches;
+  // Acknowledged all the same: the journal holds them durably.
+  for (int n = 0; n < 20; ++n) REQUIRE(append_one(*s, make_record("r" + std::to_string(n), {"p1"})).is_ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const int64_t handovers = sqlite->write_stats().batches - batches_before;
+  INFO(handovers << " hand-overs in 1.5 s");
+  CHECK(handovers >= 1);
+  CHECK(handovers <= 4);  // the first, then about one a second (and a spare for a slow machine)
+  CHECK(table_rows(db.path) == 0);
+}
+
 TEST_CASE("an id the table holds is refused whether it is its largest or not, before and after reopening",
           "[audit][journal]") {
   // The journal looks an id up in the table only when it is no larger than
