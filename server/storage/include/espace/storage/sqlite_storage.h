@@ -44,6 +44,7 @@ struct WriteStats {
   int64_t batches = 0;          // transactions committed (or attempted)
   int64_t bodies = 0;           // write bodies run
   int64_t failed_bodies = 0;    // bodies that returned an error (rolled back to their savepoint)
+  int64_t rerun_batches = 0;    // batches run again, each body in a savepoint, after one body failed
   int64_t failed_commits = 0;   // batches whose COMMIT failed
   int64_t largest_batch = 0;    // most bodies in one commit
   int64_t fsyncs = 0;           // WAL flushes by the sync threads (overlap_fsync only)

@@ -307,10 +307,11 @@ class Storage {
 
   // Runs `body` inside one atomic transaction and returns once it is durable
   // (fsync'ed; only committed under DeferFlushToNextWrite) or rolled back. If `body` returns an error nothing it wrote is
-  // kept. Concurrent callers are grouped into one commit (group commit); each
-  // caller's body runs in its own savepoint, so one failure does not affect
-  // the others. `body` runs on the storage's writer thread: it must only do
-  // storage work, not parsing or I/O.
+  // kept. Concurrent callers are grouped into one commit (group commit); one
+  // body's failure does not affect the others. `body` runs on the storage's
+  // writer thread: it must only do storage work, not parsing or I/O. It may
+  // run more than once (after another body of its commit failed, the commit
+  // starts over), so it must set its outputs afresh on every run.
   virtual Status write(const std::function<Status(WriteTxn&)>& body) = 0;
 
   // Ids of current, non-deleted resources of `type` whose index has a row
