@@ -28,8 +28,8 @@ Connection::~Connection() {
   if (db_) sqlite3_close(db_);
 }
 
-Status Connection::open(const std::string& path, int flags) {
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+Status Connection::open(const std::string& path, int flags, const char* vfs) {
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, vfs);
   if (rc != SQLITE_OK) {
     Status s = db_ ? error(db_, "cannot open database") : error_code(rc, "cannot open database");
     sqlite3_close(db_);

@@ -32,7 +32,8 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  Status open(const std::string& path, int flags);
+  // `vfs`: the name of a registered VFS, nullptr for the default.
+  Status open(const std::string& path, int flags, const char* vfs = nullptr);
   sqlite3* db() const { return db_; }
 
   // Runs SQL without results (pragmas, DDL). Several statements allowed.

@@ -34,6 +34,7 @@
 #include "sqlite_connection.h"
 #include "sqlite_page_cache.h"
 #include "sqlite_search.h"
+#include "sqlite_wal_gather.h"
 
 namespace espace::storage {
 
@@ -534,7 +535,9 @@ class SqliteStorageImpl final : public SqliteStorage {
   }
 
   Status open() {
-    if (Status s = writer_.open(opts_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE); !s) return s;
+    // The writer alone writes the log: its frames go out in a few calls per commit.
+    if (Status s = writer_.open(opts_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sqlite::wal_gathering_vfs()); !s)
+      return s;
     sqlite3_busy_timeout(writer_.db(), kBusyTimeoutMs);
     if (Status s = set_journal_wal(); !s) return s;
     // With overlapped fsyncs SQLite itself does not sync at COMMIT (NORMAL);
