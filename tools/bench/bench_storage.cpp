@@ -356,6 +356,7 @@ int main(int argc, char** argv) {
   ws.bodies -= before.bodies;
   ws.fsyncs -= before.fsyncs;
   ws.checkpoints -= before.checkpoints;
+  ws.rerun_batches -= before.rerun_batches;
   ws.writer_cpu_us -= before.writer_cpu_us;
   std::printf("creates: %zu in %.2f s = %.0f creates/s (body %zu bytes, %s index rows), errors %lld\n", all.size(),
               elapsed, static_cast<double>(all.size()) / elapsed, body_bytes, patient_index ? "21 Patient" : "3",
@@ -368,11 +369,12 @@ int main(int argc, char** argv) {
                 static_cast<double>(written_after - written_before) / 1024.0 / n_creates);
   int64_t p50 = percentile(all, 0.50), p99 = percentile(all, 0.99);
   std::printf("latency: p50 %.2f ms, p99 %.2f ms\n", static_cast<double>(p50) / 1000, static_cast<double>(p99) / 1000);
-  std::printf("commits: %lld, mean batch %.1f, largest batch %lld, WAL fsyncs by sync threads %lld, checkpoints %lld\n",
+  std::printf("commits: %lld, mean batch %.1f, largest batch %lld, run again after a failed body %lld, "
+              "WAL fsyncs by sync threads %lld, checkpoints %lld\n",
               static_cast<long long>(ws.batches),
               ws.batches ? static_cast<double>(ws.bodies) / static_cast<double>(ws.batches) : 0.0,
-              static_cast<long long>(ws.largest_batch), static_cast<long long>(ws.fsyncs),
-              static_cast<long long>(ws.checkpoints));
+              static_cast<long long>(ws.largest_batch), static_cast<long long>(ws.rerun_batches),
+              static_cast<long long>(ws.fsyncs), static_cast<long long>(ws.checkpoints));
 
   // ---- reads by id ----
   std::vector<std::string> written;

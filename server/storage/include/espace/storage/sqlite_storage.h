@@ -19,9 +19,11 @@
 // Older databases are migrated when opened.
 //   storage_meta      small key/value facts (last commit timestamp)
 //
-// Threads: one writer (group commit: every queued body in one transaction,
-// each in its own savepoint; audit batches without one), with overlap_fsync a few WAL sync threads that
-// acknowledge writes once flushed, one checkpointer, and the audit journal's flush thread.
+// Threads: one writer (group commit: every queued body in one transaction;
+// if one fails, the batch runs again with a savepoint per body), whose WAL
+// frames go out in a few writes per commit (sqlite_wal_gather.h); with
+// overlap_fsync a few WAL sync threads that acknowledge writes once flushed;
+// one checkpointer; and the audit journal's flush thread.
 //
 // History semantics: versions are ordered by seq (commit order), newest first.
 // HistoryPage::total counts the versions matching type/id/since_us/before_us;
