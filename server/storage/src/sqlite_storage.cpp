@@ -1135,7 +1135,8 @@ class SqliteStorageImpl final : public SqliteStorage {
     int64_t failed = 0;
     Status batch_status = run_bodies(batch, isolate, txn, &results, &failed);
     if (batch_status && !isolate && failed > 0) {
-      batch_status = run(writer_, "ROLLBACK");
+      // Some errors (a full disk) make SQLite roll the transaction back itself.
+      if (!sqlite3_get_autocommit(writer_.db())) batch_status = run(writer_, "ROLLBACK");
       audit_head_ = head_before;
       isolated_batches_left_ = kIsolatedBatchesAfterFailure;
       rerun_batches_.fetch_add(1);

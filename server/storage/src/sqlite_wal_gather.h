@@ -41,8 +41,8 @@ class WalWriteGather {
     kKeep,         // buffered: nothing to do yet
     kFlush,        // write out the buffer now (it ends with a commit frame, or is full)
   };
-  // Whether `size` bytes at `offset` continue the buffer; if not, the caller
-  // writes out the buffer first and offers them again to an empty one.
+  // Whether a write at `offset` continues the buffer; if not, the caller
+  // writes out the buffer first and offers the write to the emptied one.
   bool adjacent(int64_t offset) const { return bytes_.empty() || offset == start_ + static_cast<int64_t>(bytes_.size()); }
   // Appends (precondition: adjacent(offset)).
   Next append(const void* data, size_t size, int64_t offset);
