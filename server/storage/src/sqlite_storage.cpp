@@ -159,6 +159,16 @@ DROP INDEX search_index_by_value;
 CREATE INDEX search_index_by_value ON search_index(type, param, value, system, res_key);
 )sql";
 
+// Version 7: the value index also ends with kind. Every search names the
+// kind (a param's rows may be of several: a token's :text rows, a
+// reference's identifiers), and without it in the index each matching entry
+// cost a lookup of its table row: `family=` or `gender=` over 28,000
+// Patients took about four times as long.
+constexpr const char* kSchemaV7 = R"sql(
+DROP INDEX search_index_by_value;
+CREATE INDEX search_index_by_value ON search_index(type, param, value, system, res_key, kind);
+)sql";
+
 constexpr const char* kVersionColumns =
     "SELECT type, id, version, last_updated, deleted, method, body, seq FROM resource_version";
 
@@ -1069,6 +1079,10 @@ class SqliteStorageImpl final : public SqliteStorage {
     if (version == 5) {
       if (Status s = writer_.exec(kSchemaV6); !s) return s;
       version = 6;
+    }
+    if (version == 6) {
+      if (Status s = writer_.exec(kSchemaV7); !s) return s;
+      version = 7;
     }
     return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
   }

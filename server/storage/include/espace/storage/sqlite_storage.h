@@ -36,7 +36,7 @@
 
 namespace espace::storage {
 
-inline constexpr int kSqliteSchemaVersion = 6;
+inline constexpr int kSqliteSchemaVersion = 7;
 
 // Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
 inline constexpr int kMaxHistoryCount = 10000;
