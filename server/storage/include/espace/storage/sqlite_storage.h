@@ -10,7 +10,8 @@
 //                     (none for a delete marker: a deleted resource matches nothing);
 //                     indexed by value and (version 2) by range; version 5 writes that partial
 //                     index's WHERE as ORs (cheaper inserts than IN); version 6 ends the
-//                     value index with res_key (pages of many matches read the index alone)
+//                     value index with res_key (pages of many matches read the index alone),
+//                     version 7 with kind (a test on kind needs no table row)
 // resource_current is indexed by (type, res_key) since version 3.
 //   audit_log, audit_patient  (version 4) the append-only, hash-chained audit
 //                     trail and its index by patient (sqlite_audit.cpp); records
