@@ -169,6 +169,16 @@ DROP INDEX search_index_by_value;
 CREATE INDEX search_index_by_value ON search_index(type, param, value, system, res_key, kind);
 )sql";
 
+// Version 8: the per-resource index holds each row's param, kind, value and
+// system. A search with several conditions tests the rest on each candidate
+// of the first (EXISTS ... WHERE res_key = ?), which read the candidate's
+// every table row (some 20 for a Patient); now the index answers alone. The
+// entries are longer, but they are appended in res_key order.
+constexpr const char* kSchemaV8 = R"sql(
+DROP INDEX search_index_by_resource;
+CREATE INDEX search_index_by_resource ON search_index(res_key, param, kind, value, system);
+)sql";
+
 constexpr const char* kVersionColumns =
     "SELECT type, id, version, last_updated, deleted, method, body, seq FROM resource_version";
 
@@ -1083,6 +1093,10 @@ class SqliteStorageImpl final : public SqliteStorage {
     if (version == 6) {
       if (Status s = writer_.exec(kSchemaV7); !s) return s;
       version = 7;
+    }
+    if (version == 7) {
+      if (Status s = writer_.exec(kSchemaV8); !s) return s;
+      version = 8;
     }
     return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
   }

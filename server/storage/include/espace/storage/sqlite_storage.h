@@ -11,7 +11,8 @@
 //                     indexed by value and (version 2) by range; version 5 writes that partial
 //                     index's WHERE as ORs (cheaper inserts than IN); version 6 ends the
 //                     value index with res_key (pages of many matches read the index alone),
-//                     version 7 with kind (a test on kind needs no table row)
+//                     version 7 with kind (a test on kind needs no table row); version 8
+//                     indexes each resource's rows by (res_key, param, kind, value, system)
 // resource_current is indexed by (type, res_key) since version 3.
 //   audit_log, audit_patient  (version 4) the append-only, hash-chained audit
 //                     trail and its index by patient (sqlite_audit.cpp); records
@@ -37,7 +38,7 @@
 
 namespace espace::storage {
 
-inline constexpr int kSqliteSchemaVersion = 7;
+inline constexpr int kSqliteSchemaVersion = 8;
 
 // Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
 inline constexpr int kMaxHistoryCount = 10000;
