@@ -138,6 +138,26 @@ TEST_CASE("token, reference and uri modifiers", "[search]") {
   CHECK(ids(s.search("RiskAssessment", "probability=lt0.2")).empty());
 }
 
+TEST_CASE("string :exact matches the whole text with its case and accents, also past what the index keeps", "[search]") {
+  Server s;
+  const std::string long_name = "Lefèvre-" + std::string(600, 'x');  // cut in the index (512 bytes)
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"accent","name":[{"family":"Lefèvre"}]})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"plain","name":[{"family":"Lefevre"}]})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"upper","name":[{"family":"LEFÈVRE"}]})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"longer","name":[{"family":"Lefèvre-Martin"}]})") == 201);
+  REQUIRE(s.put(R"({"resourceType":"Patient","id":"long","name":[{"family":")" + long_name + R"("}]})") == 201);
+  CHECK(ids(s.search("Patient", "family:exact=Lef%C3%A8vre")) == std::vector<std::string>{"accent"});
+  CHECK(ids(s.search("Patient", "family:exact=Lefevre")) == std::vector<std::string>{"plain"});
+  CHECK(ids(s.search("Patient", "family:exact=LEF%C3%88VRE")) == std::vector<std::string>{"upper"});
+  CHECK(ids(s.search("Patient", "family:exact=lef%C3%A8vre")).empty());
+  CHECK(ids(s.search("Patient", "family:exact=Lef%C3%A8vre-Martin,Lefevre")) ==
+        std::vector<std::string>{"plain", "longer"});
+  // The plain search still finds them all by prefix, case and accents aside.
+  CHECK(id_set(s.search("Patient", "family=lefevre")) == std::set<std::string>{"accent", "plain", "upper", "longer", "long"});
+  // A text longer than the index keeps is compared on what it keeps, as before.
+  CHECK(ids(s.search("Patient", "family:exact=" + long_name.substr(0, 512))) == std::vector<std::string>{"long"});
+}
+
 TEST_CASE("_id, _lastUpdated, _type and system-level search", "[search]") {
   Server s;
   load_basic(s);

@@ -256,6 +256,15 @@ struct Parser {
           IndexTest t = base;
           if (modifier == "exact") {
             t.system = v;
+            // A row whose system equals a text this short kept its text whole
+            // (a cut one keeps at least kMaxIndexedText - 3 bytes), so its
+            // value is the text normalized: an equality the value index can
+            // seek, where system alone read every row of the parameter.
+            if (std::string folded = normalize_string(v);
+                v.size() + 4 <= kMaxIndexedText && folded.size() <= kMaxIndexedText) {
+              t.value = std::move(folded);
+              t.value_op = TextOp::Equal;
+            }
           } else {
             t.value = normalize_string(v);
             t.value_op = modifier == "contains" ? TextOp::Contains : TextOp::StartsWith;

@@ -25,7 +25,6 @@ using storage::IndexEntry;
 
 // Bounds on what one resource may add to the index.
 constexpr size_t kMaxRowsPerResource = 20000;
-constexpr size_t kMaxIndexedText = 512;  // bytes of a string kept for matching
 
 ParamType parse_type(std::string_view t) {
   if (t == "number") return ParamType::Number;

@@ -110,6 +110,11 @@ class Registry {
 // combining marks), for string search.
 std::string normalize_string(std::string_view text);
 
+// Bytes of a string kept in an index row (cut at a whole UTF-8 character):
+// a string row holds the text so cut as its system and its normalized form so
+// cut as its value.
+inline constexpr size_t kMaxIndexedText = 512;
+
 // The implicit range of a FHIR date/dateTime/instant, possibly partial
 // ("2024", "2024-05", "2024-05-03T10:00Z"): first and last microsecond.
 bool date_range(std::string_view text, int64_t* low, int64_t* high);
