@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <iterator>
 #include <mutex>
 #include <thread>
 
@@ -1069,35 +1070,13 @@ class SqliteStorageImpl final : public SqliteStorage {
       if (Status s = writer_.exec(kSchemaV1); !s) return s;
       version = 1;
     }
-    // Migrations, one version at a time, inside the caller's transaction.
-    if (version == 1) {
-      if (Status s = writer_.exec(kSchemaV2); !s) return s;
-      version = 2;
-    }
-    if (version == 2) {
-      if (Status s = writer_.exec(kSchemaV3); !s) return s;
-      version = 3;
-    }
-    if (version == 3) {
-      if (Status s = writer_.exec(sqlite::kAuditSchema); !s) return s;
-      version = 4;
-    }
-    if (version == 4) {
-      if (Status s = writer_.exec(kSchemaV5); !s) return s;
-      version = 5;
-    }
-    if (version == 5) {
-      if (Status s = writer_.exec(kSchemaV6); !s) return s;
-      version = 6;
-    }
-    if (version == 6) {
-      if (Status s = writer_.exec(kSchemaV7); !s) return s;
-      version = 7;
-    }
-    if (version == 7) {
-      if (Status s = writer_.exec(kSchemaV8); !s) return s;
-      version = 8;
-    }
+    // Migrations, one version at a time, inside the caller's transaction:
+    // the SQL that takes version i + 1 to version i + 2.
+    static const char* const kMigrations[] = {kSchemaV2, kSchemaV3, sqlite::kAuditSchema, kSchemaV5,
+                                              kSchemaV6, kSchemaV7, kSchemaV8};
+    static_assert(std::size(kMigrations) == kSqliteSchemaVersion - 1, "one migration per schema version after 1");
+    for (; version < kSqliteSchemaVersion; ++version)
+      if (Status s = writer_.exec(kMigrations[version - 1]); !s) return s;
     return writer_.exec("PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion));
   }
 

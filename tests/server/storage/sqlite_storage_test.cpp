@@ -116,6 +116,18 @@ void exec_raw(const std::string& path, const char* sql) {
   sqlite3_close(db);
 }
 
+// A database this version writes with `patients` (id and index rows), then
+// put back by `downgrade` to an older schema as that version wrote it.
+void write_then_downgrade(const std::string& path,
+                          const std::vector<std::pair<std::string, std::vector<IndexEntry>>>& patients,
+                          const char* downgrade) {
+  {
+    auto s = open_db(path);
+    for (const auto& [id, index] : patients) REQUIRE(put_next(*s, "Patient", id, index).is_ok());
+  }
+  exec_raw(path, downgrade);
+}
+
 }  // namespace
 
 TEST_CASE("a created resource can be read and version-read", "[storage]") {
@@ -722,16 +734,11 @@ TEST_CASE("a version 4 database is migrated: the range index's WHERE becomes ORs
 
 TEST_CASE("a version 5 database is migrated: the value index ends with res_key", "[storage]") {
   TempDb db;
-  {
-    auto s = open_db(db.path);
-    REQUIRE(put_next(*s, "Patient", "p1", {token("identifier", "s", "v")}).is_ok());
-    REQUIRE(put_next(*s, "Patient", "p2", {token("identifier", "s", "v")}).is_ok());
-  }
   // Back to version 5 as it was written: the value index without res_key.
-  exec_raw(db.path,
-           "DROP INDEX search_index_by_value;"
-           "CREATE INDEX search_index_by_value ON search_index(type, param, value, system);"
-           "PRAGMA user_version=5;");
+  write_then_downgrade(db.path, {{"p1", {token("identifier", "s", "v")}}, {"p2", {token("identifier", "s", "v")}}},
+                       "DROP INDEX search_index_by_value;"
+                       "CREATE INDEX search_index_by_value ON search_index(type, param, value, system);"
+                       "PRAGMA user_version=5;");
   auto s = open_db(db.path);
   CHECK(pragma_int(db.path, "PRAGMA user_version") == kSqliteSchemaVersion);
   CHECK(pragma_int(db.path, "SELECT count(*) FROM pragma_index_info('search_index_by_value') WHERE name = 'res_key'") ==
@@ -747,16 +754,11 @@ TEST_CASE("a version 5 database is migrated: the value index ends with res_key",
 
 TEST_CASE("a version 6 database is migrated: the value index ends with kind", "[storage]") {
   TempDb db;
-  {
-    auto s = open_db(db.path);
-    REQUIRE(put_next(*s, "Patient", "p1", {token("identifier", "s", "v")}).is_ok());
-    REQUIRE(put_next(*s, "Patient", "p2", {token("identifier", "s", "w")}).is_ok());
-  }
   // Back to version 6 as it was written: the value index without kind.
-  exec_raw(db.path,
-           "DROP INDEX search_index_by_value;"
-           "CREATE INDEX search_index_by_value ON search_index(type, param, value, system, res_key);"
-           "PRAGMA user_version=6;");
+  write_then_downgrade(db.path, {{"p1", {token("identifier", "s", "v")}}, {"p2", {token("identifier", "s", "w")}}},
+                       "DROP INDEX search_index_by_value;"
+                       "CREATE INDEX search_index_by_value ON search_index(type, param, value, system, res_key);"
+                       "PRAGMA user_version=6;");
   auto s = open_db(db.path);
   CHECK(pragma_int(db.path, "PRAGMA user_version") == kSqliteSchemaVersion);
   CHECK(pragma_int(db.path, "SELECT seqno FROM pragma_index_info('search_index_by_value') WHERE name = 'kind'") == 5);
@@ -776,16 +778,13 @@ TEST_CASE("a version 6 database is migrated: the value index ends with kind", "[
 
 TEST_CASE("a version 7 database is migrated: a resource's rows are tested in the index alone", "[storage]") {
   TempDb db;
-  {
-    auto s = open_db(db.path);
-    REQUIRE(put_next(*s, "Patient", "p1", {token("identifier", "s", "v"), token("gender", "g", "female")}).is_ok());
-    REQUIRE(put_next(*s, "Patient", "p2", {token("identifier", "s", "v"), token("gender", "g", "male")}).is_ok());
-  }
   // Back to version 7 as it was written: the per-resource index on res_key alone.
-  exec_raw(db.path,
-           "DROP INDEX search_index_by_resource;"
-           "CREATE INDEX search_index_by_resource ON search_index(res_key);"
-           "PRAGMA user_version=7;");
+  write_then_downgrade(db.path,
+                       {{"p1", {token("identifier", "s", "v"), token("gender", "g", "female")}},
+                        {"p2", {token("identifier", "s", "v"), token("gender", "g", "male")}}},
+                       "DROP INDEX search_index_by_resource;"
+                       "CREATE INDEX search_index_by_resource ON search_index(res_key);"
+                       "PRAGMA user_version=7;");
   auto s = open_db(db.path);
   CHECK(pragma_int(db.path, "PRAGMA user_version") == 8);
   CHECK(pragma_int(db.path, "SELECT count(*) FROM pragma_index_info('search_index_by_resource')") == 5);
