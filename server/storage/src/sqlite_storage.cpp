@@ -180,6 +180,16 @@ DROP INDEX search_index_by_resource;
 CREATE INDEX search_index_by_resource ON search_index(res_key, param, kind, value, system);
 )sql";
 
+// Version 9: the range index also ends with res_key, so a search driven by
+// a date (or number, quantity) range reads its candidates' keys from the
+// index instead of one table row each. Same WHERE, word for word, as
+// version 5 (sqlite_search.cpp repeats it to use the index).
+constexpr const char* kSchemaV9 = R"sql(
+DROP INDEX search_index_by_range;
+CREATE INDEX search_index_by_range ON search_index(type, param, low, high, id, kind, res_key)
+  WHERE kind = 'date' OR kind = 'number' OR kind = 'quantity' OR kind = 'composite';
+)sql";
+
 constexpr const char* kVersionColumns =
     "SELECT type, id, version, last_updated, deleted, method, body, seq FROM resource_version";
 
@@ -1077,7 +1087,7 @@ class SqliteStorageImpl final : public SqliteStorage {
     // Migrations, one version at a time, inside the caller's transaction:
     // the SQL that takes version i + 1 to version i + 2.
     static const char* const kMigrations[] = {kSchemaV2, kSchemaV3, sqlite::kAuditSchema, kSchemaV5,
-                                              kSchemaV6, kSchemaV7, kSchemaV8};
+                                              kSchemaV6, kSchemaV7, kSchemaV8, kSchemaV9};
     static_assert(std::size(kMigrations) == kSqliteSchemaVersion - 1, "one migration per schema version after 1");
     for (; version < kSqliteSchemaVersion; ++version)
       if (Status s = writer_.exec(kMigrations[version - 1]); !s) return s;

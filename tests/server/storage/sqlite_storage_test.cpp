@@ -786,7 +786,7 @@ TEST_CASE("a version 7 database is migrated: a resource's rows are tested in the
                        "CREATE INDEX search_index_by_resource ON search_index(res_key);"
                        "PRAGMA user_version=7;");
   auto s = open_db(db.path);
-  CHECK(pragma_int(db.path, "PRAGMA user_version") == 8);
+  CHECK(pragma_int(db.path, "PRAGMA user_version") == kSqliteSchemaVersion);
   CHECK(pragma_int(db.path, "SELECT count(*) FROM pragma_index_info('search_index_by_resource')") == 5);
   CHECK_THAT(query_plan(db.path, "SELECT 1 FROM search_index WHERE res_key = 1 AND param = 'gender' AND kind = 'token' "
                                  "AND value = 'female'"),
@@ -798,6 +798,33 @@ TEST_CASE("a version 7 database is migrated: a resource's rows are tested in the
   CHECK(ids == std::vector<std::string>{"p1"});
   REQUIRE(s->find_by_token("Patient", "gender", "g", "male", &ids).is_ok());
   CHECK(ids.empty());
+}
+
+TEST_CASE("a version 8 database is migrated: a date range gives its keys from the index", "[storage]") {
+  TempDb db;
+  IndexEntry born;
+  born.param = "birthdate";
+  born.kind = "date";
+  born.low = 100;
+  born.high = 199;
+  IndexEntry later = born;
+  later.low = 300;
+  later.high = 399;
+  // Back to version 8 as it was written: the range index without res_key.
+  write_then_downgrade(db.path, {{"p1", {born}}, {"p2", {later}}},
+                       "DROP INDEX search_index_by_range;"
+                       "CREATE INDEX search_index_by_range ON search_index(type, param, low, high, id, kind)"
+                       "  WHERE kind = 'date' OR kind = 'number' OR kind = 'quantity' OR kind = 'composite';"
+                       "PRAGMA user_version=8;");
+  auto s = open_db(db.path);
+  CHECK(pragma_int(db.path, "PRAGMA user_version") == 9);
+  CHECK(pragma_int(db.path, "SELECT seqno FROM pragma_index_info('search_index_by_range') WHERE name = 'res_key'") == 6);
+  CHECK_THAT(query_plan(db.path, "SELECT DISTINCT res_key FROM search_index WHERE type = 'Patient' AND param = "
+                                 "'birthdate' AND kind = 'date' AND (kind = 'date' OR kind = 'number' OR kind = "
+                                 "'quantity' OR kind = 'composite') AND low >= 0 AND low <= 250"),
+             Catch::Matchers::Contains("COVERING INDEX search_index_by_range"));
+  CHECK(pragma_int(db.path, "SELECT count(*) FROM search_index WHERE param = 'birthdate' AND (kind = 'date' OR kind = "
+                            "'number' OR kind = 'quantity' OR kind = 'composite') AND low >= 0 AND low <= 250") == 1);
 }
 
 TEST_CASE("open refuses foreign and newer databases and bad options", "[storage]") {

@@ -12,7 +12,8 @@
 //                     index's WHERE as ORs (cheaper inserts than IN); version 6 ends the
 //                     value index with res_key (pages of many matches read the index alone),
 //                     version 7 with kind (a test on kind needs no table row); version 8
-//                     indexes each resource's rows by (res_key, param, kind, value, system)
+//                     indexes each resource's rows by (res_key, param, kind, value, system);
+//                     version 9 ends the range index with res_key
 // resource_current is indexed by (type, res_key) since version 3.
 //   audit_log, audit_patient  (version 4) the append-only, hash-chained audit
 //                     trail and its index by patient (sqlite_audit.cpp); records
@@ -38,7 +39,7 @@
 
 namespace espace::storage {
 
-inline constexpr int kSqliteSchemaVersion = 8;
+inline constexpr int kSqliteSchemaVersion = 9;
 
 // Largest HistoryQuery::count accepted; bigger pages are an Invalid request.
 inline constexpr int kMaxHistoryCount = 10000;
