@@ -472,6 +472,8 @@ constexpr int64_t kProbeCost = 16;
 // A driver this small makes every other condition cheap to probe per
 // candidate, whatever its own size: no need to count the others.
 constexpr int64_t kSmallDriver = 64;
+// The first bound of round two's counts (judge_conditions).
+constexpr int64_t kMidCount = kSmallDriver * kProbeCost;
 
 // How cheaply a condition's matching rows are counted from an index:
 // 0 equality on the value, 1 a bounded range of the index (a closed range of
@@ -580,13 +582,21 @@ Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* 
     }
   }
 
+  // Round two, first up to kMidCount each: a common token counted first
+  // (gender=female, half of all Patients) no longer costs a count to
+  // walk_threshold when a range after it is small. Only when every condition
+  // reaches kMidCount are they counted on to walk_threshold.
   std::vector<int64_t> counts(q.all_of.size(), 0), limits(q.all_of.size(), 0);
   int64_t best = q.walk_threshold;
-  for (size_t i : order) {
-    int64_t limit = best >= q.walk_threshold ? q.walk_threshold : std::min(q.walk_threshold, best * kProbeCost);
-    if (Status s = count_rows(c, q, q.all_of[i], limit, &counts[i]); !s) return s;
-    limits[i] = limit;
-    best = std::min(best, counts[i]);
+  for (int64_t ceiling : {std::min(kMidCount, q.walk_threshold), q.walk_threshold}) {
+    best = ceiling;
+    for (size_t i : order) {
+      int64_t limit = best >= ceiling ? ceiling : std::min(ceiling, best * kProbeCost);
+      if (Status s = count_rows(c, q, q.all_of[i], limit, &counts[i]); !s) return s;
+      limits[i] = limit;
+      best = std::min(best, counts[i]);
+    }
+    if (best < ceiling) break;
   }
   if (best >= q.walk_threshold) {
     for (size_t i : order) (*unselective)[i] = true;

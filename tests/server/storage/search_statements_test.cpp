@@ -181,3 +181,54 @@ TEST_CASE("a page read from index rows lists each match once, in creation order,
   CHECK(page.matches[2].resource.version == 2);
   CHECK(page.matches[2].resource.json.find(R"("v":2)") != std::string::npos);
 }
+
+TEST_CASE("conditions of every size pick the right matches: a common one counted first, a small range after it",
+          "[storage][search]") {
+  // 1,300 Patients, all named "fam...": the name matches more rows than the
+  // planner's first bound of counts (1,024), and also more than its small
+  // driver (64) while the birth range matches 100, or every Patient.
+  TempDb db;
+  SqliteOptions opts;
+  opts.path = db.path;
+  opts.reader_connections = 1;
+  std::unique_ptr<Storage> store;
+  REQUIRE(open_sqlite(opts, &store).is_ok());
+  REQUIRE(store->write([&](WriteTxn& txn) -> Status {
+             for (int i = 0; i < 1300; ++i) {
+               ResourceVersion v;
+               v.type = "Patient";
+               v.id = "p" + std::to_string(i);
+               v.version = 1;
+               v.last_updated_us = txn.now_us();
+               v.method = "POST";
+               v.json = R"({"resourceType":"Patient","id":")" + v.id + R"("})";
+               if (Status s = txn.put(v, {entry("family", "string", "fam" + std::to_string(i % 2)),
+                                          entry("birthdate", "date", "", i, i)});
+                   !s)
+                 return s;
+             }
+             return Status::ok();
+           }).is_ok());
+  sqlite::Connection c;
+  REQUIRE(c.open(db.path, SQLITE_OPEN_READONLY).is_ok());
+  SearchPage page;
+  // Born 500..599 (100) and named fam1 (650): the range drives.
+  SearchQuery q = family_born("fam1", 500, 599);
+  REQUIRE(sqlite::run_search(c, q, &page).is_ok());
+  CHECK(ids(page) == std::vector<std::string>{"p501", "p503", "p505", "p507", "p509", "p511", "p513", "p515", "p517",
+                                              "p519"});
+  CHECK(page.more);
+  // Every condition matches more than the first bound: counted on, then paged.
+  q = family_born("fam", 0, 1299);
+  REQUIRE(sqlite::run_search(c, q, &page).is_ok());
+  CHECK(ids(page) == std::vector<std::string>{"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"});
+  // The same with the conditions the other way round.
+  std::swap(q.all_of[0], q.all_of[1]);
+  REQUIRE(sqlite::run_search(c, q, &page).is_ok());
+  CHECK(ids(page) == std::vector<std::string>{"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"});
+  q = family_born("fam0", 1200, 1299);
+  std::swap(q.all_of[0], q.all_of[1]);
+  REQUIRE(sqlite::run_search(c, q, &page).is_ok());
+  CHECK(ids(page) == std::vector<std::string>{"p1200", "p1202", "p1204", "p1206", "p1208", "p1210", "p1212", "p1214",
+                                              "p1216", "p1218"});
+}
