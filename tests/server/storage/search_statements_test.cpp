@@ -30,24 +30,35 @@ IndexEntry entry(std::string param, std::string kind, std::string value, double 
   return e;
 }
 
-// Patients p0..p19: family "fam<i % 4>", birth "date" i (a point range).
-void seed(const std::string& path) {
+// The storage on `path`, with one reader.
+std::unique_ptr<Storage> open_store(const std::string& path) {
   SqliteOptions opts;
   opts.path = path;
   opts.reader_connections = 1;
   std::unique_ptr<Storage> store;
   REQUIRE(open_sqlite(opts, &store).is_ok());
+  return store;
+}
+
+// Version 1 of Patient `id`, created in `txn`.
+ResourceVersion new_patient(WriteTxn& txn, const std::string& id) {
+  ResourceVersion v;
+  v.type = "Patient";
+  v.id = id;
+  v.version = 1;
+  v.last_updated_us = txn.now_us();
+  v.method = "POST";
+  v.json = R"({"resourceType":"Patient","id":")" + id + R"("})";
+  return v;
+}
+
+// Patients p0..p19: family "fam<i % 4>", birth "date" i (a point range).
+void seed(const std::string& path) {
+  std::unique_ptr<Storage> store = open_store(path);
   for (int i = 0; i < 20; ++i) {
     Status s = store->write([&](WriteTxn& txn) -> Status {
-      ResourceVersion v;
-      v.type = "Patient";
-      v.id = "p" + std::to_string(i);
-      v.version = 1;
-      v.last_updated_us = txn.now_us();
-      v.method = "POST";
-      v.json = R"({"resourceType":"Patient","id":")" + v.id + R"("})";
-      return txn.put(v, {entry("family", "string", "fam" + std::to_string(i % 4)),
-                         entry("birthdate", "date", "", i, i)});
+      return txn.put(new_patient(txn, "p" + std::to_string(i)),
+                     {entry("family", "string", "fam" + std::to_string(i % 4)), entry("birthdate", "date", "", i, i)});
     });
     REQUIRE(s.is_ok());
   }
@@ -126,11 +137,7 @@ TEST_CASE("a search shape is prepared once and its statements reused with other 
 TEST_CASE("a page read from index rows lists each match once, in creation order, forwards and backwards",
           "[storage][search]") {
   TempDb db;
-  SqliteOptions opts;
-  opts.path = db.path;
-  opts.reader_connections = 1;
-  std::unique_ptr<Storage> store;
-  REQUIRE(open_sqlite(opts, &store).is_ok());
+  std::unique_ptr<Storage> store = open_store(db.path);
   // Ten patients, each with two names starting "mar" (two matching rows per
   // resource); every third one is deleted afterwards, p4 updated.
   auto put = [&](int i, int version, bool deleted) {
@@ -188,25 +195,14 @@ TEST_CASE("conditions of every size pick the right matches: a common one counted
   // planner's first bound of counts (1,024), and also more than its small
   // driver (64) while the birth range matches 100, or every Patient.
   TempDb db;
-  SqliteOptions opts;
-  opts.path = db.path;
-  opts.reader_connections = 1;
-  std::unique_ptr<Storage> store;
-  REQUIRE(open_sqlite(opts, &store).is_ok());
+  std::unique_ptr<Storage> store = open_store(db.path);
   REQUIRE(store->write([&](WriteTxn& txn) -> Status {
-             for (int i = 0; i < 1300; ++i) {
-               ResourceVersion v;
-               v.type = "Patient";
-               v.id = "p" + std::to_string(i);
-               v.version = 1;
-               v.last_updated_us = txn.now_us();
-               v.method = "POST";
-               v.json = R"({"resourceType":"Patient","id":")" + v.id + R"("})";
-               if (Status s = txn.put(v, {entry("family", "string", "fam" + std::to_string(i % 2)),
-                                          entry("birthdate", "date", "", i, i)});
+             for (int i = 0; i < 1300; ++i)
+               if (Status s = txn.put(new_patient(txn, "p" + std::to_string(i)),
+                                      {entry("family", "string", "fam" + std::to_string(i % 2)),
+                                       entry("birthdate", "date", "", i, i)});
                    !s)
                  return s;
-             }
              return Status::ok();
            }).is_ok());
   sqlite::Connection c;
