@@ -596,7 +596,7 @@ Status judge_conditions(Connection& c, const SearchQuery& q, std::vector<bool>* 
       limits[i] = limit;
       best = std::min(best, counts[i]);
     }
-    if (best < ceiling) break;
+    if (best < ceiling || ceiling == q.walk_threshold) break;
   }
   if (best >= q.walk_threshold) {
     for (size_t i : order) (*unselective)[i] = true;
